@@ -1,0 +1,509 @@
+//! SparkApplication types and CRD: kubeflow YAML compatibility, lossless round trips, and the
+//! committed CRD manifest (drift, size, 1.20-structural shape).
+//!
+//! Regenerate the manifest with `make manifests` (`UPDATE_MANIFESTS=1 cargo test --test crd`).
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use spark_webhook::crd::{
+    ApplicationStateType, DeployMode, ExecutorState, RestartPolicyType, SecretType,
+    SparkApplication, SparkApplicationType, crd, crd_yaml,
+};
+
+const MANIFEST: &str = "manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml";
+/// Client-side `kubectl apply` copies the object into an annotation capped at 256 KiB; stay well
+/// below it.
+const SIZE_BUDGET: usize = 200 * 1024;
+
+fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+fn read(rel: &str) -> String {
+    let path = repo_path(rel);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// Parses a fixture; serde_yaml errors carry the field path (e.g. `spec.executor.instances`).
+fn parse(rel: &str) -> SparkApplication {
+    serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} does not deserialise: {e}"))
+}
+
+/// Paths where two JSON values differ, for a readable round-trip failure.
+fn diff(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, wv) in w {
+                match g.get(k) {
+                    Some(gv) => diff(&format!("{path}.{k}"), wv, gv, out),
+                    None => out.push(format!("{path}.{k}: dropped (was {wv})")),
+                }
+            }
+            for k in g.keys().filter(|k| !w.contains_key(*k)) {
+                out.push(format!("{path}.{k}: added ({})", g[k]));
+            }
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => {
+            for (i, (wv, gv)) in w.iter().zip(g).enumerate() {
+                diff(&format!("{path}[{i}]"), wv, gv, out);
+            }
+        }
+        _ if want != got => out.push(format!("{path}: {want} became {got}")),
+        _ => {}
+    }
+}
+
+fn assert_round_trip(rel: &str) -> SparkApplication {
+    let input: Value = serde_yaml::from_str(&read(rel)).expect("fixture is valid YAML");
+    let app = parse(rel);
+    let output = serde_json::to_value(&app).expect("serialise");
+    let mut diffs = Vec::new();
+    diff("", &input, &output, &mut diffs);
+    assert!(
+        diffs.is_empty(),
+        "{rel} does not round-trip losslessly:\n  {}",
+        diffs.join("\n  ")
+    );
+    // And the typed value survives a second pass unchanged.
+    let again: SparkApplication = serde_json::from_value(output).expect("re-deserialise");
+    assert_eq!(again, app);
+    app
+}
+
+#[test]
+fn full_fixture_round_trips_losslessly() {
+    let app = assert_round_trip("tests/fixtures/sparkapplication-full.yaml");
+    let spec = &app.spec;
+    assert_eq!(spec.type_, SparkApplicationType::Python);
+    assert_eq!(spec.mode, Some(DeployMode::Cluster));
+    assert_eq!(spec.suspend, Some(false));
+    assert_eq!(spec.deps.archives, ["https://example.com/deps.zip#deps"]);
+    assert_eq!(
+        spec.restart_policy.effective_type(),
+        RestartPolicyType::OnFailure
+    );
+    assert_eq!(spec.executor.instances, Some(4));
+    assert_eq!(spec.executor.pod.cores, Some(2));
+    assert_eq!(spec.driver.pod.memory.as_deref(), Some("2g"));
+    let secret_types: Vec<_> = spec
+        .driver
+        .pod
+        .secrets
+        .iter()
+        .map(|s| s.secret_type)
+        .collect();
+    assert_eq!(
+        secret_types,
+        [
+            SecretType::GCPServiceAccount,
+            SecretType::HadoopDelegationToken,
+            SecretType::Generic
+        ]
+    );
+    assert!(spec.driver.pod.template.is_some());
+    assert_eq!(spec.driver.pod.sidecars[0].name, "log-shipper");
+    assert!(
+        spec.dynamic_allocation
+            .as_ref()
+            .is_some_and(|d| d.is_enabled())
+    );
+
+    let status = app.status.as_ref().expect("fixture has a status");
+    assert_eq!(status.application_state.state, ApplicationStateType::Failed);
+    assert_eq!(status.execution_attempts, 2);
+    assert_eq!(
+        status.executor_state.get("etl-nightly-exec-2"),
+        Some(&ExecutorState::Failed)
+    );
+    assert_eq!(status.driver_info.web_ui_port, 4040);
+    assert!(status.last_submission_attempt_time.is_some());
+}
+
+#[test]
+fn pi_fixture_round_trips_losslessly() {
+    let app = assert_round_trip("tests/fixtures/sparkapplication-pi.yaml");
+    assert_eq!(app.spec.type_, SparkApplicationType::Scala);
+    assert_eq!(
+        app.spec.main_application_file.as_deref(),
+        Some("local:///opt/spark/examples/jars/spark-examples.jar")
+    );
+    assert_eq!(app.spec.image.as_deref(), Some("spark:3.5.3"));
+    assert_eq!(app.spec.driver.pod.cores, Some(1));
+    assert_eq!(app.spec.driver.pod.memory.as_deref(), Some("512m"));
+    assert_eq!(
+        app.spec.driver.pod.service_account.as_deref(),
+        Some("spark")
+    );
+    assert_eq!(app.spec.executor.instances, Some(1));
+    assert!(app.status.is_none());
+}
+
+#[test]
+fn unknown_application_type_is_rejected_naming_the_field() {
+    let yaml = read("tests/fixtures/sparkapplication-pi.yaml").replace("type: Scala", "type: Go");
+    let err = serde_yaml::from_str::<SparkApplication>(&yaml)
+        .expect_err("type: Go must not deserialise")
+        .to_string();
+    assert!(
+        err.contains("spec.type"),
+        "error does not name the field: {err}"
+    );
+    assert!(err.contains("Go"), "error does not name the value: {err}");
+}
+
+#[test]
+fn wrong_json_type_is_rejected_naming_the_field() {
+    let yaml = read("tests/fixtures/sparkapplication-pi.yaml")
+        .replace("instances: 1", "instances: \"two\"");
+    let err = serde_yaml::from_str::<SparkApplication>(&yaml)
+        .expect_err("instances: \"two\" must not deserialise")
+        .to_string();
+    assert!(
+        err.contains("spec.executor.instances"),
+        "error does not name the field: {err}"
+    );
+}
+
+#[test]
+fn missing_required_field_is_rejected() {
+    let yaml =
+        read("tests/fixtures/sparkapplication-pi.yaml").replace("  sparkVersion: 3.5.3\n", "");
+    let err = serde_yaml::from_str::<SparkApplication>(&yaml)
+        .expect_err("sparkVersion is required")
+        .to_string();
+    assert!(err.contains("sparkVersion"), "{err}");
+}
+
+#[test]
+fn committed_manifest_matches_generated_crd() {
+    let generated = crd_yaml();
+    assert_eq!(generated, crd_yaml(), "crd_yaml() is not deterministic");
+    let path = repo_path(MANIFEST);
+    if std::env::var("UPDATE_MANIFESTS").is_ok_and(|v| v == "1") {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("create manifests/crd");
+        }
+        std::fs::write(&path, &generated).expect("write manifest");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{MANIFEST} is out of date with the Rust types; run `make manifests` \
+         (UPDATE_MANIFESTS=1 cargo test --test crd) and commit the result"
+    );
+}
+
+#[test]
+fn crd_fits_client_side_apply() {
+    let yaml = crd_yaml();
+    assert!(
+        yaml.len() < SIZE_BUDGET,
+        "CRD YAML is {} bytes, budget {SIZE_BUDGET}",
+        yaml.len()
+    );
+    let json = serde_json::to_string(&crd()).expect("serialise");
+    assert!(json.len() < SIZE_BUDGET, "CRD JSON is {} bytes", json.len());
+}
+
+fn crd_json() -> Value {
+    serde_json::to_value(crd()).expect("serialise")
+}
+
+fn schema() -> Value {
+    crd_json()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// Follows `.a.b` through `properties` of the schema; `items` and `additionalProperties` step
+/// into list items and map values.
+fn node<'a>(schema: &'a Value, dotted: &str) -> &'a Value {
+    dotted
+        .split('.')
+        .filter(|s| !s.is_empty())
+        .fold(schema, |n, key| match key {
+            "items" | "additionalProperties" => &n[key],
+            _ => &n["properties"][key],
+        })
+}
+
+#[test]
+fn crd_metadata_names_and_columns() {
+    let crd = crd_json();
+    assert_eq!(
+        crd["metadata"]["name"],
+        "sparkapplications.sparkoperator.k8s.io"
+    );
+    assert_eq!(
+        crd["metadata"]["annotations"]["api-approved.kubernetes.io"],
+        "https://github.com/kubeflow/spark-operator/pull/1298"
+    );
+    let spec = &crd["spec"];
+    assert_eq!(spec["group"], "sparkoperator.k8s.io");
+    assert_eq!(spec["scope"], "Namespaced");
+    assert_eq!(spec["names"]["kind"], "SparkApplication");
+    assert_eq!(spec["names"]["plural"], "sparkapplications");
+    assert_eq!(spec["names"]["singular"], "sparkapplication");
+    assert_eq!(
+        spec["names"]["shortNames"],
+        serde_json::json!(["sparkapp", "sparkapps"])
+    );
+    assert!(spec.get("selectableFields").is_none());
+
+    let versions = spec["versions"].as_array().expect("versions");
+    assert_eq!(versions.len(), 1);
+    let v = &versions[0];
+    assert_eq!(v["name"], "v1beta2");
+    assert_eq!(v["served"], true);
+    assert_eq!(v["storage"], true);
+    assert_eq!(v["subresources"]["status"], serde_json::json!({}));
+    assert!(v.get("selectableFields").is_none());
+
+    let columns: Vec<(String, String, String)> = v["additionalPrinterColumns"]
+        .as_array()
+        .expect("printer columns")
+        .iter()
+        .map(|c| {
+            let s = |k: &str| c[k].as_str().unwrap_or_default().to_owned();
+            (s("name"), s("type"), s("jsonPath"))
+        })
+        .collect();
+    let expected = [
+        ("Status", "string", ".status.applicationState.state"),
+        ("Attempts", "string", ".status.executionAttempts"),
+        ("Start", "string", ".status.lastSubmissionAttemptTime"),
+        ("Finish", "string", ".status.terminationTime"),
+        ("Age", "date", ".metadata.creationTimestamp"),
+    ]
+    .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned()));
+    assert_eq!(columns, expected);
+}
+
+/// Checks the 1.20 structural-schema rules we rely on, collecting every violation.
+fn check_structural(path: &str, n: &Value, errors: &mut Vec<String>) {
+    let Some(obj) = n.as_object() else {
+        errors.push(format!("{path}: schema node is not an object"));
+        return;
+    };
+    for banned in [
+        "x-kubernetes-validations",
+        "$ref",
+        "$schema",
+        "definitions",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "not",
+        "default",
+        "uniqueItems",
+    ] {
+        if obj.contains_key(banned) {
+            errors.push(format!("{path}: has `{banned}`"));
+        }
+    }
+    let int_or_string = obj.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true));
+    let preserve = obj.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    match obj.get("type").and_then(Value::as_str) {
+        Some(_) if int_or_string => errors.push(format!("{path}: int-or-string with a type")),
+        Some("object" | "array" | "string" | "integer" | "number" | "boolean") => {}
+        Some(other) => errors.push(format!("{path}: bad type {other}")),
+        None if int_or_string => {}
+        None => errors.push(format!("{path}: no type")),
+    }
+    if preserve && obj.get("type").and_then(Value::as_str) != Some("object") {
+        errors.push(format!("{path}: preserve-unknown node is not type object"));
+    }
+    if obj.contains_key("properties") && obj.contains_key("additionalProperties") {
+        errors.push(format!("{path}: both properties and additionalProperties"));
+    }
+    if let Some(props) = obj.get("properties").and_then(Value::as_object) {
+        for (k, v) in props {
+            check_structural(&format!("{path}.{k}"), v, errors);
+        }
+    }
+    if let Some(items) = obj.get("items") {
+        check_structural(&format!("{path}[]"), items, errors);
+    }
+    if let Some(extra) = obj.get("additionalProperties") {
+        if extra.is_object() {
+            check_structural(&format!("{path}{{}}"), extra, errors);
+        } else {
+            errors.push(format!("{path}: additionalProperties is not a schema"));
+        }
+    }
+}
+
+#[test]
+fn schema_is_structural_for_kubernetes_1_20() {
+    let mut errors = Vec::new();
+    check_structural("", &schema(), &mut errors);
+    assert!(
+        errors.is_empty(),
+        "not structural:\n  {}",
+        errors.join("\n  ")
+    );
+    let text = crd_yaml();
+    for banned in ["x-kubernetes-validations", "$ref", "selectableFields"] {
+        assert!(!text.contains(banned), "CRD contains {banned}");
+    }
+}
+
+/// Every property (ours and the embedded core types') explains itself to `kubectl explain`.
+#[test]
+fn every_property_has_a_description() {
+    fn walk(path: &str, n: &Value, missing: &mut Vec<String>) {
+        if let Some(props) = n.get("properties").and_then(Value::as_object) {
+            for (k, v) in props {
+                let p = format!("{path}.{k}");
+                if v.get("description")
+                    .and_then(Value::as_str)
+                    .is_none_or(str::is_empty)
+                {
+                    missing.push(p.clone());
+                }
+                walk(&p, v, missing);
+            }
+        }
+        if let Some(items) = n.get("items") {
+            walk(&format!("{path}[]"), items, missing);
+        }
+        if let Some(extra) = n.get("additionalProperties") {
+            walk(&format!("{path}{{}}"), extra, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(".spec", node(&schema(), "spec"), &mut missing);
+    walk(".status", node(&schema(), "status"), &mut missing);
+    assert!(
+        missing.is_empty(),
+        "no description:\n  {}",
+        missing.join("\n  ")
+    );
+
+    let archives = node(&schema(), "spec.deps.archives")["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        archives.contains("spark.archives") && archives.contains('#'),
+        "{archives}"
+    );
+}
+
+#[test]
+fn required_fields_enums_and_bounds_follow_go() {
+    let s = schema();
+    let required = |p: &str| -> Vec<String> {
+        let mut r: Vec<String> = node(&s, p)["required"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        r.sort();
+        r
+    };
+    // Go also lists mainApplicationFile; it is optional here on purpose (and in practice).
+    assert_eq!(
+        required("spec"),
+        ["driver", "executor", "sparkVersion", "type"]
+    );
+    assert_eq!(
+        required("spec.monitoring"),
+        ["exposeDriverMetrics", "exposeExecutorMetrics"]
+    );
+    assert_eq!(required("spec.monitoring.prometheus"), ["jmxExporterJar"]);
+    assert_eq!(required("spec.driver.gpu"), ["name", "quantity"]);
+    assert_eq!(required("status.applicationState"), ["state"]);
+    assert!(required("spec.restartPolicy").is_empty());
+    assert_eq!(
+        required("spec.driver.secrets.items"),
+        ["name", "path", "secretType"]
+    );
+    assert_eq!(
+        required("spec.executor.ports.items"),
+        ["containerPort", "name", "protocol"]
+    );
+    assert_eq!(
+        required("spec.driverIngressOptions.items"),
+        ["servicePort", "servicePortName"]
+    );
+    assert_eq!(
+        required("spec.driver.envSecretKeyRefs.additionalProperties"),
+        ["key", "name"]
+    );
+
+    let enum_of = |p: &str| node(&s, p)["enum"].clone();
+    assert_eq!(
+        enum_of("spec.type"),
+        serde_json::json!(["Java", "Scala", "Python", "R"])
+    );
+    assert_eq!(
+        enum_of("spec.mode"),
+        serde_json::json!(["cluster", "client", "in-cluster-client"])
+    );
+    assert_eq!(
+        enum_of("spec.restartPolicy.type"),
+        serde_json::json!(["Never", "OnFailure", "Always"])
+    );
+    assert_eq!(enum_of("spec.pythonVersion"), serde_json::json!(["2", "3"]));
+    assert_eq!(
+        node(&s, "spec.driver.secrets")["items"]["properties"]["secretType"]["enum"],
+        serde_json::json!(["GCPServiceAccount", "HadoopDelegationToken", "Generic"])
+    );
+
+    let min = |p: &str| node(&s, p)["minimum"].as_f64();
+    assert_eq!(min("spec.executor.instances"), Some(1.0));
+    assert_eq!(min("spec.executor.cores"), Some(1.0));
+    assert_eq!(min("spec.driver.cores"), Some(1.0));
+    assert_eq!(min("spec.restartPolicy.onFailureRetries"), Some(0.0));
+    assert_eq!(
+        min("spec.restartPolicy.onSubmissionFailureRetries"),
+        Some(0.0)
+    );
+    assert_eq!(min("spec.restartPolicy.onFailureRetryInterval"), Some(1.0));
+    assert_eq!(
+        min("spec.restartPolicy.onSubmissionFailureRetryInterval"),
+        Some(1.0)
+    );
+    assert_eq!(min("spec.monitoring.prometheus.port"), Some(1024.0));
+    assert_eq!(
+        node(&s, "spec.monitoring.prometheus.port")["maximum"].as_f64(),
+        Some(49151.0)
+    );
+    // Quantities accept integers as well as strings, as in Go.
+    assert_eq!(
+        node(&s, "spec.batchSchedulerOptions.resources")["additionalProperties"]["x-kubernetes-int-or-string"],
+        true
+    );
+    // The Go CRD marks the status times nullable (Go writes null for unset times).
+    assert_eq!(node(&s, "status.terminationTime")["nullable"], true);
+}
+
+#[test]
+fn large_core_types_are_preserve_unknown() {
+    let s = schema();
+    for side in ["driver", "executor"] {
+        for field in ["template", "affinity"] {
+            let n = node(&s, &format!("spec.{side}.{field}"));
+            assert_eq!(n["type"], "object", "{side}.{field}");
+            assert_eq!(
+                n["x-kubernetes-preserve-unknown-fields"], true,
+                "{side}.{field}"
+            );
+        }
+        for field in ["sidecars", "initContainers"] {
+            let n = node(&s, &format!("spec.{side}.{field}"));
+            assert_eq!(n["items"]["x-kubernetes-preserve-unknown-fields"], true);
+        }
+        // Smaller core types keep their full schema.
+        let env = node(&s, &format!("spec.{side}.env"));
+        assert!(env["items"]["properties"]["valueFrom"].is_object());
+    }
+    assert_eq!(
+        node(&s, "spec.volumes")["items"]["x-kubernetes-preserve-unknown-fields"],
+        true
+    );
+}
