@@ -1,0 +1,533 @@
+//! A rustls server-certificate resolver that picks up rotated certificates without a restart.
+//!
+//! The current [`CertifiedKey`] sits behind an [`ArcSwap`]: handshakes only do an atomic load,
+//! so they never block on, and never fail because of, a reload. Reloads poll the files instead
+//! of using inotify because polling sees every way a certificate gets replaced (a Kubernetes
+//! Secret volume's `..data` symlink swap, an atomic rename, an in-place rewrite, cert-manager)
+//! and re-reading two small files once a second is cheap. A new pair is only installed when
+//! both files parse and the key matches the certificate, so a half-written or mid-rotation
+//! pair is skipped and retried on the next poll while the previous certificate keeps serving.
+
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use tokio_util::sync::CancellationToken;
+
+/// Errors loading a certificate/key pair; each names the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The certificate file holds no usable PEM `CERTIFICATE` block.
+    #[error("invalid certificate PEM in {}: {source}", path.display())]
+    CertPem {
+        /// The certificate file.
+        path: PathBuf,
+        /// The PEM error (`no items found` when there is no certificate at all).
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The key file holds no usable PEM private key.
+    #[error("invalid private key PEM in {}: {source}", path.display())]
+    KeyPem {
+        /// The key file.
+        path: PathBuf,
+        /// The PEM error (`no items found` when there is no private key at all).
+        source: rustls::pki_types::pem::Error,
+    },
+    /// The private key is not supported by the ring provider.
+    #[error("unsupported private key in {}: {source}", path.display())]
+    UnsupportedKey {
+        /// The key file.
+        path: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+    /// The leaf certificate is not valid X.509.
+    #[error("cannot parse the leaf certificate in {}: {reason}", path.display())]
+    CertParse {
+        /// The certificate file.
+        path: PathBuf,
+        /// The parser's reason.
+        reason: String,
+    },
+    /// The private key does not belong to the leaf certificate.
+    #[error(
+        "private key {} does not match certificate {} (a rotation may be in progress)",
+        key_path.display(),
+        cert_path.display()
+    )]
+    KeyMismatch {
+        /// The certificate file.
+        cert_path: PathBuf,
+        /// The key file.
+        key_path: PathBuf,
+    },
+    /// Whether key and certificate match could not be determined.
+    #[error("cannot check that {} matches {}: {source}", key_path.display(), cert_path.display())]
+    KeyCheck {
+        /// The certificate file.
+        cert_path: PathBuf,
+        /// The key file.
+        key_path: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+    /// The rustls configuration could not be built.
+    #[error("cannot build the TLS server configuration: {0}")]
+    Config(rustls::Error),
+}
+
+/// Facts about a certificate worth logging or exporting (never key material).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// Expiry, seconds since the Unix epoch.
+    pub not_after_unix: i64,
+    /// DNS and IP subject alternative names.
+    pub sans: Vec<String>,
+    /// Serial number, colon-separated hex.
+    pub serial: String,
+}
+
+impl CertInfo {
+    /// Parses a DER certificate.
+    pub fn from_der(der: &[u8]) -> Result<Self, String> {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+        let mut sans = Vec::new();
+        if let Some(ext) = cert.subject_alternative_name().map_err(|e| e.to_string())? {
+            for name in &ext.value.general_names {
+                match name {
+                    x509_parser::extensions::GeneralName::DNSName(dns) => {
+                        sans.push((*dns).to_owned())
+                    }
+                    x509_parser::extensions::GeneralName::IPAddress(bytes) => {
+                        let ip = match bytes.len() {
+                            4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
+                            16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
+                            _ => None,
+                        };
+                        if let Some(ip) = ip {
+                            sans.push(ip.to_string());
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(Self {
+            not_after_unix: cert.validity().not_after.timestamp(),
+            sans,
+            serial: cert.raw_serial_as_string(),
+        })
+    }
+
+    fn not_after_rfc3339(&self) -> String {
+        time::OffsetDateTime::from_unix_timestamp(self.not_after_unix)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_else(|| self.not_after_unix.to_string())
+    }
+}
+
+/// The installed pair plus the raw file bytes, to skip re-parsing unchanged files.
+struct Loaded {
+    key: Arc<CertifiedKey>,
+    info: CertInfo,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+}
+
+/// A [`ResolvesServerCert`] serving the pair at `cert_path`/`key_path`, reloadable at runtime.
+pub struct ReloadingCertResolver {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: ArcSwap<Loaded>,
+    /// Only touched by reloads, never by handshakes.
+    last_error: Mutex<Option<String>>,
+}
+
+impl fmt::Debug for ReloadingCertResolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let current = self.current.load();
+        f.debug_struct("ReloadingCertResolver")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("info", &current.info)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The crypto provider used everywhere: ring only.
+fn ring_provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl ReloadingCertResolver {
+    /// Loads the pair; fails if either file is unreadable or the key does not match.
+    ///
+    /// `cert_path` may hold a full chain (leaf first).
+    pub fn load(
+        cert_path: impl Into<PathBuf>,
+        key_path: impl Into<PathBuf>,
+    ) -> Result<Self, TlsError> {
+        let cert_path = cert_path.into();
+        let key_path = key_path.into();
+        let provider = ring_provider();
+        let loaded = read_pair(&cert_path, &key_path, &provider)?;
+        Ok(Self {
+            cert_path,
+            key_path,
+            provider,
+            current: ArcSwap::from_pointee(loaded),
+            last_error: Mutex::new(None),
+        })
+    }
+
+    /// Re-reads both files and installs the pair if it changed and is valid.
+    ///
+    /// Returns `Ok(true)` when a new pair was installed, `Ok(false)` when the files are
+    /// unchanged. On error the current pair keeps serving. Paths are opened anew each time,
+    /// so a swapped `..data` symlink is followed.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let current = self.current.load();
+        let mut attempt = 0;
+        let loaded = loop {
+            attempt += 1;
+            let cert_pem = read(&self.cert_path)?;
+            let key_pem = read(&self.key_path)?;
+            if cert_pem == current.cert_pem && key_pem == current.key_pem {
+                return Ok(false);
+            }
+            match build(
+                &self.cert_path,
+                &self.key_path,
+                cert_pem,
+                key_pem,
+                &self.provider,
+            ) {
+                Ok(loaded) => break loaded,
+                // Files replaced between our two reads: read once more before giving up.
+                Err(TlsError::KeyMismatch { .. }) if attempt < 2 => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let info = loaded.info.clone();
+        self.current.store(Arc::new(loaded));
+        if info.not_after_unix <= time::OffsetDateTime::now_utc().unix_timestamp() {
+            tracing::warn!(
+                cert = %self.cert_path.display(),
+                not_after = %info.not_after_rfc3339(),
+                "reloaded serving certificate is already expired"
+            );
+        }
+        tracing::info!(
+            cert = %self.cert_path.display(),
+            not_after = %info.not_after_rfc3339(),
+            sans = ?info.sans,
+            serial = %info.serial,
+            "reloaded serving certificate"
+        );
+        Ok(true)
+    }
+
+    /// Polls the files every `interval` until `shutdown` is cancelled.
+    ///
+    /// Logs an info line per installed certificate. Errors are logged once per distinct error:
+    /// at debug the first time (a rotation writes two files, so a single mismatched read is
+    /// expected), at warn if the same error is still there on the next poll.
+    pub fn spawn_reloader(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await; // the first tick is immediate; the pair was just loaded
+            let mut seen: Option<String> = None;
+            let mut warned = false;
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {}
+                }
+                let this = Arc::clone(&self);
+                let result = match tokio::task::spawn_blocking(move || this.reload()).await {
+                    Ok(result) => result.map_err(|e| e.to_string()),
+                    Err(join) => Err(format!("certificate reload task failed: {join}")),
+                };
+                match result {
+                    Ok(_) => {
+                        if seen.take().is_some() && warned {
+                            tracing::info!(
+                                cert = %self.cert_path.display(),
+                                "certificate reload recovered"
+                            );
+                        }
+                        warned = false;
+                        self.set_last_error(None);
+                    }
+                    Err(msg) => {
+                        if seen.as_deref() != Some(msg.as_str()) {
+                            tracing::debug!(error = %msg, "certificate reload failed; keeping the current certificate");
+                            seen = Some(msg.clone());
+                            warned = false;
+                        } else if !warned {
+                            tracing::warn!(error = %msg, "certificate reload failed; keeping the current certificate");
+                            warned = true;
+                        }
+                        self.set_last_error(Some(msg));
+                    }
+                }
+            }
+        })
+    }
+
+    fn set_last_error(&self, error: Option<String>) {
+        if let Ok(mut guard) = self.last_error.lock() {
+            *guard = error;
+        }
+    }
+
+    /// The last reload error, if the latest poll failed (for diagnostics/readiness).
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|g| g.clone())
+    }
+
+    /// Expiry of the certificate being served, seconds since the Unix epoch.
+    pub fn not_after_unix(&self) -> i64 {
+        self.current.load().info.not_after_unix
+    }
+
+    /// Whether the served certificate is currently within its validity end.
+    pub fn is_valid_now(&self) -> bool {
+        self.not_after_unix() > time::OffsetDateTime::now_utc().unix_timestamp()
+    }
+
+    /// Facts about the certificate being served.
+    pub fn cert_info(&self) -> CertInfo {
+        self.current.load().info.clone()
+    }
+
+    /// The certificate chain and key being served.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.current.load().key)
+    }
+
+    /// The watched certificate path.
+    pub fn cert_path(&self) -> &Path {
+        &self.cert_path
+    }
+
+    /// The watched key path.
+    pub fn key_path(&self) -> &Path {
+        &self.key_path
+    }
+}
+
+impl ResolvesServerCert for ReloadingCertResolver {
+    fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.current.load().key))
+    }
+}
+
+/// TLS 1.2 + 1.3 with ring, no client auth, ALPN `h2` and `http/1.1`, certificates from
+/// `resolver`.
+pub fn server_config(
+    resolver: Arc<ReloadingCertResolver>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::clone(&resolver.provider);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(TlsError::Config)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &CryptoProvider,
+) -> Result<Loaded, TlsError> {
+    build(
+        cert_path,
+        key_path,
+        read(cert_path)?,
+        read(key_path)?,
+        provider,
+    )
+}
+
+fn build(
+    cert_path: &Path,
+    key_path: &Path,
+    cert_pem: Vec<u8>,
+    key_pem: Vec<u8>,
+    provider: &CryptoProvider,
+) -> Result<Loaded, TlsError> {
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::CertPem {
+            path: cert_path.to_path_buf(),
+            source,
+        })?;
+    let Some(leaf) = chain.first() else {
+        return Err(TlsError::CertPem {
+            path: cert_path.to_path_buf(),
+            source: rustls::pki_types::pem::Error::NoItemsFound,
+        });
+    };
+    let info = CertInfo::from_der(leaf).map_err(|reason| TlsError::CertParse {
+        path: cert_path.to_path_buf(),
+        reason,
+    })?;
+    let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::KeyPem {
+        path: key_path.to_path_buf(),
+        source,
+    })?;
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|source| TlsError::UnsupportedKey {
+            path: key_path.to_path_buf(),
+            source,
+        })?;
+    let key = CertifiedKey::new(chain, signing_key);
+    match key.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(TlsError::KeyMismatch {
+                cert_path: cert_path.to_path_buf(),
+                key_path: key_path.to_path_buf(),
+            });
+        }
+        Err(source) => {
+            return Err(TlsError::KeyCheck {
+                cert_path: cert_path.to_path_buf(),
+                key_path: key_path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    Ok(Loaded {
+        key: Arc::new(key),
+        info,
+        cert_pem,
+        key_pem,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs::{CertOptions, generate};
+
+    #[test]
+    fn load_reports_sans_and_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&CertOptions::new(dir.path())).unwrap();
+        let r = ReloadingCertResolver::load(&report.cert_path, &report.key_path).unwrap();
+        assert_eq!(r.not_after_unix(), report.not_after.unix_timestamp());
+        assert!(r.is_valid_now());
+        let info = r.cert_info();
+        assert!(
+            info.sans
+                .contains(&"spark-webhook.spark-operator.svc".to_owned())
+        );
+        assert!(info.sans.contains(&"127.0.0.1".to_owned()));
+    }
+
+    #[test]
+    fn reload_is_a_noop_when_unchanged_and_swaps_on_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&CertOptions::new(dir.path())).unwrap();
+        let r = ReloadingCertResolver::load(&report.cert_path, &report.key_path).unwrap();
+        let before = r.current();
+        assert!(!r.reload().unwrap());
+        assert!(Arc::ptr_eq(&before, &r.current()));
+
+        generate(&CertOptions::new(dir.path())).unwrap();
+        assert!(r.reload().unwrap());
+        assert_ne!(before.cert[0], r.current().cert[0]);
+        assert!(!r.reload().unwrap());
+    }
+
+    #[test]
+    fn mismatched_or_broken_pairs_are_refused_and_old_cert_kept() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let ra = generate(&CertOptions::new(a.path())).unwrap();
+        let rb = generate(&CertOptions::new(b.path())).unwrap();
+
+        // Loading a mismatched pair fails outright.
+        let err = ReloadingCertResolver::load(&ra.cert_path, &rb.key_path).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+
+        let r = ReloadingCertResolver::load(&ra.cert_path, &ra.key_path).unwrap();
+        let served = r.current().cert[0].clone();
+
+        std::fs::copy(&rb.key_path, &ra.key_path).unwrap();
+        let err = r.reload().unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        assert_eq!(r.current().cert[0], served);
+
+        std::fs::write(&ra.cert_path, b"-----BEGIN CERTIFICATE-----\ntrunc").unwrap();
+        let err = r.reload().unwrap_err();
+        assert!(matches!(err, TlsError::CertPem { .. }), "{err}");
+        assert!(err.to_string().contains("tls.crt"), "{err}");
+        assert_eq!(r.current().cert[0], served);
+
+        std::fs::write(&ra.cert_path, b"").unwrap();
+        assert!(matches!(r.reload(), Err(TlsError::CertPem { .. })));
+
+        std::fs::remove_file(&ra.key_path).unwrap();
+        assert!(matches!(r.reload(), Err(TlsError::Read { .. })));
+        assert_eq!(r.current().cert[0], served);
+
+        // The matching new pair is accepted.
+        std::fs::copy(&rb.cert_path, &ra.cert_path).unwrap();
+        std::fs::copy(&rb.key_path, &ra.key_path).unwrap();
+        assert!(r.reload().unwrap());
+        assert_ne!(r.current().cert[0], served);
+    }
+
+    #[test]
+    fn server_config_offers_h2_and_http11() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = generate(&CertOptions::new(dir.path())).unwrap();
+        let r = ReloadingCertResolver::load(&report.cert_path, &report.key_path).unwrap();
+        let config = server_config(Arc::new(r)).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+}
