@@ -1,0 +1,64 @@
+//! Pod labels and annotations. Kubeflow passes these to spark-submit
+//! (`spark.kubernetes.{driver,executor}.{label,annotation}.*`) and Spark sets them when it
+//! creates the pod; here they are applied to the pod directly, with the same precedence.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use super::{APP_NAME_LABEL, Ctx, MutateError, SPARK_ROLE_LABEL};
+
+/// SparkApplication labels with this prefix stay off the pods (kubeflow's workaround for
+/// Kueue, which would otherwise manage the driver pod as a workload of its own).
+const KUEUE_LABEL_PREFIX: &str = "kueue.x-k8s.io/";
+
+/// Labels Spark reserves for its own bookkeeping, plus the one that makes the pod ours. Spark
+/// refuses user labels with the first ones; changing the last would make the pod belong to
+/// another app on the next run.
+const RESERVED_LABELS: &[&str] = &[
+    SPARK_ROLE_LABEL,
+    "spark-app-selector",
+    "spark-exec-id",
+    "spark-exec-resourceprofile-id",
+    APP_NAME_LABEL,
+];
+
+/// `metadata.labels`: the SparkApplication's own labels (except `kueue.x-k8s.io/*`), then the
+/// role's `labels`. Precedence: role labels win over app labels (later `--conf` in kubeflow),
+/// and both win over the pod's (Spark applies them over its pod template); reserved labels
+/// (see `RESERVED_LABELS`) are never changed.
+pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+    let app_labels = ctx
+        .app
+        .metadata
+        .labels
+        .iter()
+        .flatten()
+        .filter(|(key, _)| !key.starts_with(KUEUE_LABEL_PREFIX));
+    let wanted: Vec<_> = app_labels
+        .chain(&ctx.spec.pod.labels)
+        .filter(|(key, _)| !RESERVED_LABELS.contains(&key.as_str()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+    for (key, value) in wanted {
+        labels.insert(key.clone(), value.clone());
+    }
+    Ok(())
+}
+
+/// `metadata.annotations`: the role's `annotations`; they win over the pod's.
+pub(crate) fn annotations(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+    let wanted = &ctx.spec.pod.annotations;
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let annotations = pod
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default);
+    for (key, value) in wanted {
+        annotations.insert(key.clone(), value.clone());
+    }
+    Ok(())
+}

@@ -1,0 +1,317 @@
+//! Mutation of Spark driver and executor pods from their SparkApplication.
+//!
+//! The webhook applies [`pod_patch`] to pods at admission; our own submission will apply
+//! [`mutate_pod`] to the pods it builds. Both run the same rules, in this fixed order (one
+//! module per concern, one place per rule):
+//!
+//! 1. Owner reference: the driver is owned by its SparkApplication ([`owner`]).
+//! 2. Labels, then annotations ([`metadata`]).
+//! 3. `envVars`, then `envSecretKeyRefs` ([`env`]).
+//! 4. Secrets: volumes, mounts, GOOGLE_APPLICATION_CREDENTIALS / HADOOP_TOKEN_FILE_LOCATION
+//!    ([`volumes`]).
+//! 5. `env`, then `envFrom` ([`env`]).
+//! 6. `hadoopConfigMap`, `sparkConfigMap`, role `configMaps`, then the `spec.volumes` named by
+//!    the role's `volumeMounts` ([`volumes`]).
+//! 7. Ports ([`containers`]).
+//! 8. hostNetwork, hostAliases ([`scheduling`]).
+//! 9. initContainers, sidecars ([`containers`]).
+//! 10. dnsConfig, priorityClassName, schedulerName, nodeSelector, affinity, tolerations
+//!     ([`scheduling`]).
+//! 11. memoryLimit, GPU ([`containers`]).
+//! 12. Prometheus JMX exporter: ConfigMap volume, port, scrape annotations ([`monitoring`]).
+//! 13. Container securityContext, pod securityContext, default seccomp profile ([`security`]).
+//! 14. terminationGracePeriodSeconds ([`containers`]).
+//! 15. Role lifecycle, or the executor decommission preStop hook ([`lifecycle`]).
+//! 16. shareProcessNamespace ([`containers`]).
+//!
+//! This is kubeflow's order (its webhook defaulter), with the settings kubeflow hands to
+//! spark-submit as `--conf` (labels, annotations, envVars, envSecretKeyRefs, secrets, the
+//! app-level nodeSelector) placed where Spark would have put them: before everything kubeflow's
+//! webhook appends, so the same values win. Every rule is idempotent: running the rules on
+//! their own output changes nothing.
+//!
+//! Deliberate deviations from kubeflow are listed in `DEVIATIONS.md` beside this file.
+
+mod containers;
+mod env;
+mod error;
+mod lifecycle;
+mod metadata;
+mod monitoring;
+mod owner;
+mod scheduling;
+mod security;
+mod util;
+mod volumes;
+
+use std::fmt;
+
+use k8s_openapi::api::core::v1::{Container, Lifecycle, Pod};
+
+use crate::crd::{Port, SparkApplication, SparkPodSpec};
+
+pub use error::MutateError;
+
+/// Label naming a Spark pod's role, set by spark-submit and by Spark's driver.
+pub const SPARK_ROLE_LABEL: &str = "spark-role";
+/// Label naming the SparkApplication a pod belongs to (kubeflow's convention).
+pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
+
+/// The role of a Spark pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SparkRole {
+    Driver,
+    Executor,
+}
+
+impl SparkRole {
+    /// The `spark-role` label value, also the SparkApplication field (`driver` / `executor`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Driver => "driver",
+            Self::Executor => "executor",
+        }
+    }
+}
+
+impl fmt::Display for SparkRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Knobs of the rules that go beyond kubeflow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MutationOptions {
+    /// Give pods a `RuntimeDefault` seccomp profile unless the app or the pod chose one.
+    pub default_seccomp_profile: bool,
+    /// Give executors without any lifecycle a preStop hook running Spark's `/opt/decom.sh`.
+    pub executor_prestop_decommission: bool,
+}
+
+impl Default for MutationOptions {
+    fn default() -> Self {
+        Self {
+            default_seccomp_profile: true,
+            executor_prestop_decommission: true,
+        }
+    }
+}
+
+/// Whether `pod` is a Spark pod we mutate, and for which SparkApplication: label `spark-role`
+/// is `driver` or `executor` and label `sparkoperator.k8s.io/app-name` is non-empty.
+pub fn classify(pod: &Pod) -> Option<(SparkRole, String)> {
+    let labels = pod.metadata.labels.as_ref()?;
+    let role = match labels.get(SPARK_ROLE_LABEL)?.as_str() {
+        "driver" => SparkRole::Driver,
+        "executor" => SparkRole::Executor,
+        _ => return None,
+    };
+    let app = labels.get(APP_NAME_LABEL).filter(|name| !name.is_empty())?;
+    Some((role, app.clone()))
+}
+
+/// Index of the Spark container in `pod.spec.containers`:
+/// 1. the container named by sparkConf `spark.kubernetes.{role}.podTemplateContainerName`, if
+///    the pod has it;
+/// 2. else `spark-kubernetes-driver` (drivers) or `spark-kubernetes-executor` / `executor`
+///    (executors, Spark 3 and 2 names), the first container in pod order with such a name;
+/// 3. else the first container that is not one of the app's sidecars for the role.
+///
+/// Kubeflow falls back to container 0 even when it is a declared sidecar; we skip sidecars so
+/// that a re-run after sidecars were added still finds the Spark container.
+pub fn spark_container_index(
+    pod: &Pod,
+    app: &SparkApplication,
+    role: SparkRole,
+) -> Result<usize, MutateError> {
+    let containers: &[Container] = pod.spec.as_ref().map_or(&[], |s| &s.containers);
+    let by_name = |name: &str| containers.iter().position(|c| c.name == name);
+
+    let template_key = format!("spark.kubernetes.{role}.podTemplateContainerName");
+    if let Some(i) = app
+        .spec
+        .spark_conf
+        .get(&template_key)
+        .filter(|name| !name.is_empty())
+        .and_then(|name| by_name(name))
+    {
+        return Ok(i);
+    }
+    let defaults: &[&str] = match role {
+        SparkRole::Driver => &["spark-kubernetes-driver"],
+        SparkRole::Executor => &["spark-kubernetes-executor", "executor"],
+    };
+    if let Some(i) = containers
+        .iter()
+        .position(|c| defaults.contains(&c.name.as_str()))
+    {
+        return Ok(i);
+    }
+    let sidecars = &role_spec(app, role).pod.sidecars;
+    containers
+        .iter()
+        .position(|c| !sidecars.iter().any(|s| s.name == c.name))
+        .ok_or_else(|| MutateError::NoSparkContainer {
+            app: app_ref(app),
+            role,
+            reason: if containers.is_empty() {
+                "spec.containers is empty".to_string()
+            } else {
+                format!(
+                    "every container in spec.containers is one of {role}.sidecars and none is named \
+                     {} or by sparkConf {template_key}",
+                    defaults.join(" / ")
+                )
+            },
+        })
+}
+
+/// Applies every rule (see the module doc for the order) to `pod`. On error `pod` may be
+/// partly mutated; callers deny the pod (the webhook works on a clone).
+pub fn mutate_pod(
+    app: &SparkApplication,
+    role: SparkRole,
+    pod: &mut Pod,
+    opts: &MutationOptions,
+) -> Result<(), MutateError> {
+    let ctx = Ctx {
+        app,
+        app_ref: app_ref(app),
+        role,
+        spec: role_spec(app, role),
+        opts,
+        container: spark_container_index(pod, app, role)?,
+    };
+    RULES.iter().try_for_each(|rule| rule(&ctx, pod))
+}
+
+/// The JSON Patch that turns `pod_json` into the mutated pod.
+///
+/// Both sides of the diff are the *typed* pod (original and mutated), so fields unknown to
+/// k8s-openapi never show up as `remove` operations; every operation still applies to the raw
+/// `pod_json`, since the typed form is a projection of it (checked: a pod lacking members the
+/// patch needs, such as `metadata`, is refused). Empty when nothing changes.
+pub fn pod_patch(
+    app: &SparkApplication,
+    role: SparkRole,
+    pod_json: &serde_json::Value,
+    opts: &MutationOptions,
+) -> Result<json_patch::Patch, MutateError> {
+    let original: Pod =
+        serde_json::from_value(pod_json.clone()).map_err(|e| MutateError::InvalidPod {
+            app: app_ref(app),
+            role,
+            reason: e.to_string(),
+        })?;
+    let mut mutated = original.clone();
+    mutate_pod(app, role, &mut mutated, opts)?;
+    let to_json = |pod: &Pod| {
+        serde_json::to_value(pod).map_err(|e| MutateError::Serialize {
+            app: app_ref(app),
+            role,
+            reason: e.to_string(),
+        })
+    };
+    let patch = json_patch::diff(&to_json(&original)?, &to_json(&mutated)?);
+    // The typed pod can hold members the raw one lacks (required fields default to empty), so
+    // make sure the patch applies before the API server tries it.
+    json_patch::patch(&mut pod_json.clone(), &patch).map_err(|e| MutateError::InvalidPod {
+        app: app_ref(app),
+        role,
+        reason: format!("the patch does not apply to it ({e})"),
+    })?;
+    Ok(patch)
+}
+
+/// One rule: reads the app through `Ctx`, changes the pod.
+type Rule = fn(&Ctx<'_>, &mut Pod) -> Result<(), MutateError>;
+
+/// Every rule, in application order (documented in the module doc).
+const RULES: &[Rule] = &[
+    owner::owner_reference,
+    metadata::labels,
+    metadata::annotations,
+    env::env_vars,
+    env::env_secret_key_refs,
+    volumes::secrets,
+    env::env,
+    env::env_from,
+    volumes::hadoop_config_map,
+    volumes::spark_config_map,
+    volumes::role_config_maps,
+    volumes::app_volumes,
+    containers::ports,
+    scheduling::host_network,
+    scheduling::host_aliases,
+    containers::init_containers,
+    containers::sidecars,
+    scheduling::dns_config,
+    scheduling::priority_class_name,
+    scheduling::scheduler_name,
+    scheduling::node_selector,
+    scheduling::affinity,
+    scheduling::tolerations,
+    containers::memory_limit,
+    containers::gpu,
+    monitoring::prometheus,
+    security::container_security_context,
+    security::pod_security_context,
+    security::default_seccomp_profile,
+    containers::termination_grace_period,
+    lifecycle::lifecycle,
+    containers::share_process_namespace,
+];
+
+/// What every rule needs: the app, the role's part of it, and where the Spark container is.
+pub(crate) struct Ctx<'a> {
+    pub app: &'a SparkApplication,
+    /// `namespace/name`, for error messages.
+    pub app_ref: String,
+    pub role: SparkRole,
+    pub spec: RoleSpec<'a>,
+    pub opts: &'a MutationOptions,
+    /// Index of the Spark container (see [`spark_container_index`]); sidecars are appended
+    /// after it, so it stays valid.
+    pub container: usize,
+}
+
+/// The driver's or executor's settings, seen through one shape.
+pub(crate) struct RoleSpec<'a> {
+    pub pod: &'a SparkPodSpec,
+    pub lifecycle: Option<&'a Lifecycle>,
+    pub ports: &'a [Port],
+    pub priority_class_name: Option<&'a str>,
+}
+
+fn role_spec(app: &SparkApplication, role: SparkRole) -> RoleSpec<'_> {
+    match role {
+        SparkRole::Driver => {
+            let d = &app.spec.driver;
+            RoleSpec {
+                pod: &d.pod,
+                lifecycle: d.lifecycle.as_ref(),
+                ports: &d.ports,
+                priority_class_name: d.priority_class_name.as_deref(),
+            }
+        }
+        SparkRole::Executor => {
+            let e = &app.spec.executor;
+            RoleSpec {
+                pod: &e.pod,
+                lifecycle: e.lifecycle.as_ref(),
+                ports: &e.ports,
+                priority_class_name: e.priority_class_name.as_deref(),
+            }
+        }
+    }
+}
+
+/// `namespace/name` of the app (just `name` when it has no namespace).
+fn app_ref(app: &SparkApplication) -> String {
+    let name = app.metadata.name.as_deref().unwrap_or("");
+    match app.metadata.namespace.as_deref() {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{name}"),
+        _ => name.to_string(),
+    }
+}
