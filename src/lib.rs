@@ -1,4 +1,17 @@
 //! spark-webhook: a mutating admission webhook for Spark pods and a SparkApplication reconciler,
 //! compatible with kubeflow spark-operator's `sparkoperator.k8s.io/v1beta2` API.
 
+pub mod appcache;
+pub mod certs;
+pub mod cli;
 pub mod crd;
+pub mod metrics;
+pub mod mutate;
+pub mod namespaces;
+pub mod quantity;
+pub mod serve;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod validation;
+pub mod webhook;

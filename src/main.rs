@@ -1,1 +1,64 @@
-fn main() {}
+//! The `spark-webhook` binary: parses the command line and dispatches to a subcommand.
+//! Every failure ends as one `error:` line on stderr and a non-zero exit, never a panic.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use spark_webhook::cli::{Cli, Command};
+use spark_webhook::{certs, crd, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = telemetry::init(&cli.log, cli.log_format) {
+        eprintln!("error: {e}");
+        return ExitCode::from(2);
+    }
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Crds => {
+            print!("{}", crd::crd_yaml());
+            Ok(())
+        }
+        Command::Webhooks(args) => {
+            let ca = match &args.ca_bundle_file {
+                Some(path) => {
+                    std::fs::read(path).map_err(|e| format!("reading {}: {e}", path.display()))?
+                }
+                None => Vec::new(),
+            };
+            let yaml = args
+                .registration
+                .registration(ca)
+                .to_yaml()
+                .map_err(|e| e.to_string())?;
+            print!("{yaml}");
+            Ok(())
+        }
+        Command::Certs(args) => {
+            let report = certs::generate(&args.options()).map_err(|e| e.to_string())?;
+            println!("{report}");
+            Ok(())
+        }
+        Command::Serve(args) => {
+            // Both ring and nothing else is compiled in; installing it explicitly makes every
+            // rustls user (kube client, webhook server) agree.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("starting the async runtime: {e}"))?;
+            runtime
+                .block_on(spark_webhook::serve::run(*args))
+                .map_err(|e| e.to_string())
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! Command line: `serve`, `certs`, `crds`. Every flag has an environment-variable fallback
+//! (`SPARK_WEBHOOK_*`) so a Deployment can be configured without rewriting its args.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::certs::CertOptions;
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "spark-webhook",
+    version,
+    about = "Spark on Kubernetes, the sparkoperator.k8s.io/v1beta2 way: a mutating webhook for Spark pods and a SparkApplication reconciler",
+    long_about = None,
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Log filter, in RUST_LOG syntax (e.g. `info` or `info,spark_webhook=debug,kube=warn`).
+    #[arg(long, env = "SPARK_WEBHOOK_LOG", default_value = "info", global = true)]
+    pub log: String,
+
+    /// Log format.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the admission webhook and the SparkApplication reconciler.
+    Serve(Box<crate::serve::ServeArgs>),
+    /// Create or rotate the webhook's CA and serving certificate (PEM files in --dir).
+    Certs(CertsArgs),
+    /// Print the SparkApplication CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    Crds,
+    /// Print the Mutating/ValidatingWebhookConfigurations (YAML), for registering by hand.
+    Webhooks(WebhooksArgs),
+}
+
+/// Options of `spark-webhook webhooks`.
+#[derive(Debug, Args)]
+pub struct WebhooksArgs {
+    /// PEM file of the CA that signed the serving certificate (e.g. certs/ca.crt); without it the
+    /// caBundle is left empty for you to fill in.
+    #[arg(long, env = "SPARK_WEBHOOK_CA_BUNDLE_FILE")]
+    pub ca_bundle_file: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub registration: crate::serve::RegistrationArgs,
+}
+
+/// Options of `spark-webhook certs`.
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Folder for ca.crt, ca.key, tls.crt and tls.key (created if missing).
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_DIR", default_value = "certs")]
+    pub dir: PathBuf,
+
+    /// Name of the webhook's Service: the certificate covers <svc>, <svc>.<ns>, <svc>.<ns>.svc and
+    /// <svc>.<ns>.svc.cluster.local.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_SERVICE_NAME",
+        default_value = "spark-webhook"
+    )]
+    pub service_name: String,
+
+    /// Namespace of the webhook's Service.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_SERVICE_NAMESPACE",
+        default_value = "spark-operator"
+    )]
+    pub namespace: String,
+
+    /// Extra DNS names for the serving certificate (repeatable or comma-separated).
+    #[arg(
+        long = "dns-name",
+        env = "SPARK_WEBHOOK_CERT_DNS_NAMES",
+        value_delimiter = ','
+    )]
+    pub dns_names: Vec<String>,
+
+    /// Extra IP addresses for the serving certificate (127.0.0.1 is always included).
+    #[arg(long = "ip", env = "SPARK_WEBHOOK_CERT_IPS", value_delimiter = ',')]
+    pub ips: Vec<IpAddr>,
+
+    /// Validity of the serving certificate, in days.
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_VALIDITY_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub validity_days: u32,
+
+    /// Validity of a newly created CA, in days.
+    #[arg(long, env = "SPARK_WEBHOOK_CA_VALIDITY_DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub ca_validity_days: u32,
+
+    /// Replace the CA too (clients must then get the new caBundle); by default the CA is kept.
+    #[arg(long, env = "SPARK_WEBHOOK_NEW_CA")]
+    pub new_ca: bool,
+}
+
+impl CertsArgs {
+    pub fn options(&self) -> CertOptions {
+        CertOptions {
+            dir: self.dir.clone(),
+            service_name: self.service_name.clone(),
+            namespace: self.namespace.clone(),
+            extra_dns: self.dns_names.clone(),
+            extra_ips: self.ips.clone(),
+            validity_days: self.validity_days,
+            ca_validity_days: self.ca_validity_days,
+            new_ca: self.new_ca,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! `/validate-sparkoperator-k8s-io-v1beta2-sparkapplication`: refuse SparkApplications that
+//! cannot run, naming the field, before they reach the reconciler.
+
+use kube::core::admission::Operation;
+
+use super::review::{self, ReviewError, ReviewResponse};
+use crate::crd::SparkApplication;
+use crate::metrics::Outcome;
+use crate::validation;
+
+pub fn review(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
+    let req = review::parse(body)?;
+    let uid = req.uid.as_str();
+    if !matches!(req.operation, Operation::Create | Operation::Update) {
+        return Ok((ReviewResponse::allow(uid), Outcome::Skipped));
+    }
+    let Some(object) = req.object.as_ref() else {
+        return Ok((ReviewResponse::allow(uid), Outcome::Skipped));
+    };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(object.metadata.namespace.as_deref())
+        .unwrap_or("default");
+    let name = object
+        .metadata
+        .name
+        .as_deref()
+        .or(object.metadata.generate_name.as_deref())
+        .unwrap_or("");
+    let value = serde_json::to_value(object)?;
+    let mut app: SparkApplication = match serde_path_to_error::deserialize(value) {
+        Ok(app) => app,
+        Err(e) => {
+            let message = format!(
+                "SparkApplication {namespace}/{name}: {}: {}",
+                e.path(),
+                e.inner()
+            );
+            return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
+        }
+    };
+    app.metadata
+        .namespace
+        .get_or_insert_with(|| namespace.to_string());
+    let findings = validation::validate(&app);
+    let mut resp = if findings.errors.is_empty() {
+        ReviewResponse::allow(uid)
+    } else {
+        let list: Vec<String> = findings.errors.iter().map(ToString::to_string).collect();
+        ReviewResponse::deny(
+            uid,
+            422,
+            format!(
+                "SparkApplication {namespace}/{name} is invalid: {}",
+                list.join("; ")
+            ),
+        )
+    };
+    for w in findings.warnings {
+        resp = resp.with_warning(w);
+    }
+    let outcome = if resp.allowed() {
+        Outcome::Unchanged
+    } else {
+        Outcome::Denied
+    };
+    Ok((resp, outcome))
+}

@@ -1,0 +1,177 @@
+//! The admission webhook: HTTP routes, request handling and the answer's deadline.
+
+pub mod apps;
+pub mod pods;
+pub mod registration;
+pub mod review;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use kube::runtime::events::Recorder;
+use serde::Deserialize;
+
+use crate::appcache::AppCache;
+use crate::metrics::{Metrics, Outcome, ReviewKind};
+use crate::mutate::MutationOptions;
+use crate::namespaces::JobNamespaces;
+use review::ReviewResponse;
+
+pub const MUTATE_POD_PATH: &str = "/mutate-v1-pod";
+pub const VALIDATE_APP_PATH: &str = "/validate-sparkoperator-k8s-io-v1beta2-sparkapplication";
+
+/// Largest review body accepted: the apiserver's own request limit is 3 MiB, so nothing larger
+/// can be a real review.
+pub const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
+
+/// Answer this long before the apiserver's `?timeout=`, so the answer is on the wire in time.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+/// The apiserver's own default when it sends no timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a review needs; cheap to clone.
+#[derive(Clone)]
+pub struct WebhookState {
+    /// SparkApplications, from a watch-backed reflector (never a GET per review).
+    pub apps: AppCache,
+    pub namespaces: JobNamespaces,
+    pub options: MutationOptions,
+    pub metrics: Arc<Metrics>,
+    /// For the one live GET on a cache miss and for Events; None in offline tests.
+    pub client: Option<kube::Client>,
+    /// Publishes Events on SparkApplications whose pods are refused; None in offline tests.
+    pub recorder: Option<Recorder>,
+}
+
+/// The HTTPS routes (served by `server::serve_tls`).
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route(MUTATE_POD_PATH, post(mutate_pod))
+        .route(VALIDATE_APP_PATH, post(validate_app))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+struct ReviewQuery {
+    timeout: Option<String>,
+}
+
+async fn mutate_pod(
+    State(state): State<WebhookState>,
+    Query(q): Query<ReviewQuery>,
+    body: Bytes,
+) -> Response {
+    answer(
+        ReviewKind::Pod,
+        &q,
+        pods::review(&state, &body),
+        &state.metrics,
+    )
+    .await
+}
+
+async fn validate_app(
+    State(state): State<WebhookState>,
+    Query(q): Query<ReviewQuery>,
+    body: Bytes,
+) -> Response {
+    answer(
+        ReviewKind::SparkApplication,
+        &q,
+        async { apps::review(&body) },
+        &state.metrics,
+    )
+    .await
+}
+
+/// Runs one review under the apiserver's deadline and turns the result into HTTP.
+async fn answer<F>(kind: ReviewKind, q: &ReviewQuery, work: F, metrics: &Metrics) -> Response
+where
+    F: Future<Output = Result<(ReviewResponse, Outcome), review::ReviewError>>,
+{
+    let started = Instant::now();
+    let budget = q
+        .timeout
+        .as_deref()
+        .and_then(parse_go_duration)
+        .unwrap_or(DEFAULT_TIMEOUT)
+        .saturating_sub(DEADLINE_MARGIN);
+    // Reviews are CPU work measured in microseconds, except a live GET on a cache miss: that one
+    // must never make us answer after the apiserver stopped listening.
+    let result = tokio::time::timeout(budget, work).await;
+    match result {
+        Ok(Ok((resp, outcome))) => {
+            metrics.observe(kind, outcome, started.elapsed().as_secs_f64());
+            (StatusCode::OK, axum::Json(resp)).into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "malformed admission review");
+            (
+                StatusCode::BAD_REQUEST,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                format!("{e}\n"),
+            )
+                .into_response()
+        }
+        Err(_) => {
+            metrics.observe(kind, Outcome::Denied, started.elapsed().as_secs_f64());
+            (
+                StatusCode::GATEWAY_TIMEOUT,
+                "review did not finish within the apiserver's timeout\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Parses the Go duration strings the apiserver sends (`10s`, `1m30s`, `500ms`).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+        let (num, tail) = rest.split_at(num_end);
+        let value: f64 = num.parse().ok()?;
+        let unit_end = tail
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_end);
+        let secs = match unit {
+            "h" => value * 3600.0,
+            "m" => value * 60.0,
+            "s" => value,
+            "ms" => value / 1e3,
+            "us" | "µs" => value / 1e6,
+            "ns" => value / 1e9,
+            _ => return None,
+        };
+        total += Duration::try_from_secs_f64(secs).ok()?;
+        rest = next;
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations() {
+        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration(""), None);
+        assert_eq!(parse_go_duration("10"), None);
+        assert_eq!(parse_go_duration("x"), None);
+    }
+}

@@ -1,0 +1,162 @@
+//! `/mutate-v1-pod`: patch Spark driver and executor pods from their SparkApplication.
+
+use kube::Resource;
+use kube::api::Api;
+use kube::core::admission::Operation;
+use kube::runtime::events::{Event, EventType};
+use std::sync::Arc;
+
+use super::WebhookState;
+use super::review::{self, ReviewError, ReviewResponse};
+use crate::appcache::GuardedApp;
+use crate::crd::SparkApplication;
+use crate::metrics::Outcome;
+use crate::mutate::{self, SparkRole};
+
+/// Label that names a Spark pod's role (set by spark-submit and by Spark's driver).
+pub const SPARK_ROLE_LABEL: &str = "spark-role";
+/// Label that names the SparkApplication a pod belongs to (kubeflow's convention).
+pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
+
+/// Answers one pod review. Only a body that is not an AdmissionReview is an error; anything
+/// about the pod itself becomes an allowed or denied answer.
+pub async fn review(
+    state: &WebhookState,
+    body: &[u8],
+) -> Result<(ReviewResponse, Outcome), ReviewError> {
+    let req = review::parse(body)?;
+    let uid = req.uid.as_str();
+    let skip = || Ok((ReviewResponse::allow(uid), Outcome::Skipped));
+    // Mutate on CREATE only: patching again on UPDATE broke pods in the Go operator (#470).
+    if req.kind.kind != "Pod" || req.operation != Operation::Create {
+        return skip();
+    }
+    let Some(pod) = req.object.as_ref() else {
+        return skip();
+    };
+    let labels = pod.metadata.labels.as_ref();
+    let role = match labels
+        .and_then(|l| l.get(SPARK_ROLE_LABEL))
+        .map(String::as_str)
+    {
+        Some("driver") => SparkRole::Driver,
+        Some("executor") => SparkRole::Executor,
+        _ => return skip(),
+    };
+    let Some(app_name) = labels
+        .and_then(|l| l.get(APP_NAME_LABEL))
+        .filter(|n| !n.is_empty())
+    else {
+        return skip();
+    };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(pod.metadata.namespace.as_deref())
+        .unwrap_or("default");
+    if !state.namespaces.contains(namespace) {
+        return skip();
+    }
+    let pod_name = pod
+        .metadata
+        .name
+        .as_deref()
+        .or(pod.metadata.generate_name.as_deref())
+        .unwrap_or("");
+    let span = tracing::info_span!("pod_review", uid, namespace, pod = pod_name, app = %app_name, role = ?role);
+    let _enter = span.enter();
+
+    let Some(guarded) = find_app(state, namespace, app_name).await else {
+        tracing::warn!("no SparkApplication {namespace}/{app_name}: pod allowed unmutated");
+        let resp = ReviewResponse::allow(uid).with_warning(format!(
+            "spark-webhook: SparkApplication {namespace}/{app_name} not found; pod {pod_name} was not mutated"
+        ));
+        return Ok((resp, Outcome::Skipped));
+    };
+
+    let app = match &guarded.0 {
+        Ok(app) => app,
+        Err(invalid) => {
+            let message = format!(
+                "SparkApplication {namespace}/{app_name} cannot be read, so its {role} pod cannot be built: {}",
+                invalid.error,
+                role = role_name(role)
+            );
+            tracing::warn!(error = %message, "pod refused");
+            return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
+        }
+    };
+    let pod_json = serde_json::to_value(pod)?;
+    match mutate::pod_patch(app, role, &pod_json, &state.options) {
+        Ok(patch) => {
+            let outcome = if patch.0.is_empty() {
+                Outcome::Unchanged
+            } else {
+                Outcome::Patched
+            };
+            tracing::debug!(ops = patch.0.len(), "pod mutated");
+            Ok((ReviewResponse::patched(uid, &patch)?, outcome))
+        }
+        Err(e) => {
+            let message = e.to_string();
+            tracing::warn!(error = %message, "pod refused");
+            if !req.dry_run {
+                publish_refusal(state, app, role, &message);
+            }
+            Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied))
+        }
+    }
+}
+
+/// The app from the reflector cache; on a miss (an app created a moment ago that the watch has
+/// not delivered yet), one live GET.
+async fn find_app(state: &WebhookState, namespace: &str, name: &str) -> Option<Arc<GuardedApp>> {
+    if let Some(app) = state.apps.get(namespace, name) {
+        return Some(app);
+    }
+    let client = state.client.clone()?;
+    match Api::<GuardedApp>::namespaced(client, namespace)
+        .get_opt(name)
+        .await
+    {
+        Ok(app) => app.map(Arc::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "live GET of SparkApplication {namespace}/{name} failed");
+            None
+        }
+    }
+}
+
+/// A Warning Event on the app, so `kubectl describe sparkapp` says why its pod was refused.
+/// Sent in the background: the review never waits on it.
+fn publish_refusal(state: &WebhookState, app: &SparkApplication, role: SparkRole, message: &str) {
+    let Some(recorder) = state.recorder.clone() else {
+        return;
+    };
+    let reference = app.object_ref(&());
+    let role = role_name(role);
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "SparkPodRejected".into(),
+        note: Some(
+            format!("{role} pod refused by spark-webhook: {message}")
+                .chars()
+                .take(1000)
+                .collect(),
+        ),
+        action: "MutatePod".into(),
+        secondary: None,
+    };
+    tokio::spawn(async move {
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(error = %e, "could not publish the SparkPodRejected event");
+        }
+    });
+}
+
+fn role_name(role: SparkRole) -> &'static str {
+    match role {
+        SparkRole::Driver => "driver",
+        SparkRole::Executor => "executor",
+    }
+}

@@ -1,0 +1,197 @@
+//! AdmissionReview v1 on the wire.
+//!
+//! Requests are read with kube's `AdmissionReview<DynamicObject>` (it keeps the object as raw
+//! JSON). Responses use our own struct: kube-core serialises `patch` as a JSON array of numbers
+//! (kube-rs #1781), which the apiserver tolerates but which is not the documented contract and is
+//! 3-4x larger than the base64 string the AdmissionReview v1 API specifies.
+
+use base64::Engine as _;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use serde::Serialize;
+use thiserror::Error;
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+
+/// Why a body is not an AdmissionReview we can answer (HTTP 400).
+#[derive(Debug, Error)]
+pub enum ReviewError {
+    #[error("the body is not a JSON AdmissionReview: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "unsupported AdmissionReview apiVersion {0:?}: only admission.k8s.io/v1 is served (set admissionReviewVersions: [v1])"
+    )]
+    Version(String),
+    #[error("the AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Parses and checks a review body.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
+    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
+        return Err(ReviewError::Version(format!(
+            "{} {}",
+            review.types.api_version, review.types.kind
+        )));
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// An AdmissionReview v1 response.
+#[derive(Debug, Serialize)]
+pub struct ReviewResponse {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    response: Response,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<Status>,
+    /// Base64 of a JSON patch array, as the v1 API specifies; never set without `patch_type`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Status {
+    code: u16,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+impl ReviewResponse {
+    fn new(uid: &str, allowed: bool) -> Self {
+        ReviewResponse {
+            api_version: API_VERSION,
+            kind: "AdmissionReview",
+            response: Response {
+                uid: uid.to_string(),
+                allowed,
+                status: None,
+                patch: None,
+                patch_type: None,
+                warnings: Vec::new(),
+            },
+        }
+    }
+
+    /// Allowed, unchanged.
+    pub fn allow(uid: &str) -> Self {
+        Self::new(uid, true)
+    }
+
+    /// Allowed with a JSON patch; an empty patch sends none.
+    pub fn patched(uid: &str, patch: &json_patch::Patch) -> Result<Self, serde_json::Error> {
+        let mut r = Self::new(uid, true);
+        if !patch.0.is_empty() {
+            let bytes = serde_json::to_vec(patch)?;
+            r.response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
+            r.response.patch_type = Some("JSONPatch");
+        }
+        Ok(r)
+    }
+
+    /// Refused with a message the user sees in `kubectl` (HTTP-like `code`, e.g. 403 or 422).
+    pub fn deny(uid: &str, code: u16, message: impl Into<String>) -> Self {
+        let mut r = Self::new(uid, false);
+        r.response.status = Some(Status {
+            code,
+            message: message.into(),
+            reason: match code {
+                403 => Some("Forbidden"),
+                422 => Some("Invalid"),
+                504 => Some("Timeout"),
+                _ => None,
+            },
+        });
+        r
+    }
+
+    pub fn with_warning(mut self, warning: impl Into<String>) -> Self {
+        self.response.warnings.push(warning.into());
+        self
+    }
+
+    pub fn allowed(&self) -> bool {
+        self.response.allowed
+    }
+
+    pub fn has_patch(&self) -> bool {
+        self.response.patch.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn review(api_version: &str) -> Vec<u8> {
+        serde_json::to_vec(&json!({
+            "apiVersion": api_version, "kind": "AdmissionReview",
+            "request": {
+                "uid": "u-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "ns", "operation": "CREATE", "userInfo": {},
+                "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn parses_v1_and_refuses_v1beta1() {
+        assert_eq!(parse(&review("admission.k8s.io/v1")).unwrap().uid, "u-1");
+        let err = parse(&review("admission.k8s.io/v1beta1")).unwrap_err();
+        assert!(
+            err.to_string().contains("only admission.k8s.io/v1"),
+            "{err}"
+        );
+        assert!(matches!(parse(b"{not json"), Err(ReviewError::Json(_))));
+        assert!(matches!(parse(b"[]"), Err(ReviewError::Json(_))));
+    }
+
+    #[test]
+    fn patch_is_base64_of_the_json_patch_and_absent_when_empty() {
+        let patch: json_patch::Patch =
+            serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels", "value": {}}]))
+                .unwrap();
+        let v = serde_json::to_value(ReviewResponse::patched("u", &patch).unwrap()).unwrap();
+        let b64 = v["response"]["patch"].as_str().unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&decoded).unwrap()[0]["op"],
+            "add"
+        );
+        assert_eq!(v["response"]["patchType"], "JSONPatch");
+        assert_eq!(v["response"]["uid"], "u");
+
+        let empty =
+            serde_json::to_value(ReviewResponse::patched("u", &json_patch::Patch(vec![])).unwrap())
+                .unwrap();
+        assert!(empty["response"].get("patch").is_none());
+        assert!(empty["response"].get("patchType").is_none());
+    }
+
+    #[test]
+    fn deny_carries_code_and_message() {
+        let v = serde_json::to_value(ReviewResponse::deny("u", 422, "bad")).unwrap();
+        assert_eq!(v["response"]["allowed"], false);
+        assert_eq!(v["response"]["status"]["code"], 422);
+        assert_eq!(v["response"]["status"]["message"], "bad");
+    }
+}

@@ -1,0 +1,232 @@
+//! The webhook's HTTP routes in-process (no TLS, no cluster): what the apiserver gets back for
+//! good, bad and foreign input.
+
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use spark_webhook::appcache::AppCache;
+use spark_webhook::crd::SparkApplication;
+use spark_webhook::metrics::Metrics;
+use spark_webhook::mutate::MutationOptions;
+use spark_webhook::namespaces::JobNamespaces;
+use spark_webhook::webhook::{MUTATE_POD_PATH, VALIDATE_APP_PATH, WebhookState, router};
+use tower::ServiceExt;
+
+const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
+const PI: &str = include_str!("fixtures/sparkapplication-pi.yaml");
+
+fn app() -> SparkApplication {
+    let mut app: SparkApplication = serde_yaml::from_str(PI).unwrap();
+    app.metadata.namespace = Some("default".into());
+    app.metadata.uid = Some("app-uid-1".into());
+    app.spec.volumes =
+        vec![serde_json::from_value(json!({"name": "data", "emptyDir": {}})).unwrap()];
+    app.spec.driver.pod.volume_mounts =
+        vec![serde_json::from_value(json!({"name": "data", "mountPath": "/data"})).unwrap()];
+    app
+}
+
+fn state(namespaces: JobNamespaces) -> WebhookState {
+    WebhookState {
+        apps: AppCache::with_apps([app()]),
+        namespaces,
+        options: MutationOptions::default(),
+        metrics: Metrics::new(),
+        client: None,
+        recorder: None,
+    }
+}
+
+fn review(object: Value, operation: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "default", "operation": operation, "userInfo": {"username": "spark"},
+            "object": object, "dryRun": false
+        }
+    })
+}
+
+fn driver_pod() -> Value {
+    let mut pod: Value = serde_json::from_str(DRIVER).unwrap();
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = "spark-pi".into();
+    pod
+}
+
+async fn post(state: WebhookState, path: &str, body: Vec<u8>) -> (StatusCode, Vec<u8>) {
+    let req = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let resp = router(state).oneshot(req).await.unwrap();
+    let status = resp.status();
+    (
+        status,
+        to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+}
+
+fn decode_patch(resp: &Value) -> Vec<Value> {
+    let b64 = resp["response"]["patch"].as_str().expect("a base64 patch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+#[tokio::test]
+async fn spark_driver_gets_a_patch_that_applies_to_the_pod() {
+    let pod = driver_pod();
+    let (status, body) = post(
+        state(JobNamespaces::all()),
+        MUTATE_POD_PATH,
+        review(pod.clone(), "CREATE").to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(resp["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(
+        resp["response"]["uid"],
+        "0df28fbd-5f5f-11e8-bc74-36e6bb280816"
+    );
+    assert_eq!(resp["response"]["allowed"], true);
+    assert_eq!(resp["response"]["patchType"], "JSONPatch");
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(decode_patch(&resp))).unwrap();
+    let mut patched = pod;
+    json_patch::patch(&mut patched, &patch).expect("the patch applies to the pod it was made for");
+    assert_eq!(
+        patched["spec"]["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_eq!(
+        patched["metadata"]["ownerReferences"][0]["kind"],
+        "SparkApplication"
+    );
+    let mounts = &patched["spec"]["containers"][0]["volumeMounts"];
+    assert!(
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["mountPath"] == "/data"),
+        "{mounts}"
+    );
+}
+
+#[tokio::test]
+async fn foreign_pods_updates_and_other_namespaces_pass_untouched() {
+    let mut plain = driver_pod();
+    plain["metadata"]["labels"] = json!({"app": "web"});
+    let only_jobs = JobNamespaces::from_list(["jobs"]);
+    for (st, body) in [
+        (state(JobNamespaces::all()), review(plain, "CREATE")),
+        (state(JobNamespaces::all()), review(driver_pod(), "UPDATE")),
+        (state(only_jobs), review(driver_pod(), "CREATE")),
+    ] {
+        let (status, out) = post(st, MUTATE_POD_PATH, body.to_string().into_bytes()).await;
+        assert_eq!(status, StatusCode::OK);
+        let resp: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(resp["response"]["allowed"], true);
+        assert!(
+            resp["response"].get("patch").is_none(),
+            "unexpected patch: {resp}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_foreign_bodies_get_400_with_a_reason() {
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{not json".to_vec(), "not a JSON AdmissionReview"),
+        (b"".to_vec(), "not a JSON AdmissionReview"),
+        (b"\xff\xfe".to_vec(), "not a JSON AdmissionReview"),
+        (json!({"apiVersion": "admission.k8s.io/v1beta1", "kind": "AdmissionReview", "request": review(driver_pod(), "CREATE")["request"]}).to_string().into_bytes(), "only admission.k8s.io/v1"),
+        (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string().into_bytes(), "no request"),
+        (json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {"uid": 5}}).to_string().into_bytes(), "not a JSON AdmissionReview"),
+    ];
+    for (body, needle) in cases {
+        let (status, out) = post(state(JobNamespaces::all()), MUTATE_POD_PATH, body).await;
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+        assert!(text.contains(needle), "{needle:?} not in {text:?}");
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_the_apiserver_limit_get_413() {
+    let mut pod = driver_pod();
+    pod["metadata"]["annotations"] = json!({"big": "x".repeat(3 * 1024 * 1024 + 1)});
+    let (status, _) = post(
+        state(JobNamespaces::all()),
+        MUTATE_POD_PATH,
+        review(pod, "CREATE").to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn a_pod_of_an_app_that_cannot_be_applied_is_denied() {
+    let st = state(JobNamespaces::all());
+    let mut broken = app();
+    broken.spec.driver.pod.volume_mounts =
+        vec![serde_json::from_value(json!({"name": "undeclared", "mountPath": "/u"})).unwrap()];
+    let st = WebhookState {
+        apps: AppCache::with_apps([broken]),
+        ..st
+    };
+    let (status, out) = post(
+        st,
+        MUTATE_POD_PATH,
+        review(driver_pod(), "CREATE").to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["allowed"], false);
+    let msg = resp["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("default/spark-pi") && msg.contains("undeclared"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn validation_names_fields_and_passes_kubeflow_examples() {
+    let ok: Value = serde_json::to_value(app()).unwrap();
+    let mut r = review(ok, "CREATE");
+    r["request"]["kind"] =
+        json!({"group": "sparkoperator.k8s.io", "version": "v1beta2", "kind": "SparkApplication"});
+    let (status, out) = post(
+        state(JobNamespaces::all()),
+        VALIDATE_APP_PATH,
+        r.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+
+    let mut bad = serde_json::to_value(app()).unwrap();
+    bad["spec"]["executor"]["instances"] = "many".into();
+    r["request"]["object"] = bad;
+    let (_, out) = post(
+        state(JobNamespaces::all()),
+        VALIDATE_APP_PATH,
+        r.to_string().into_bytes(),
+    )
+    .await;
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["allowed"], false);
+    let msg = resp["response"]["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("spec.executor.instances"), "{msg}");
+}
