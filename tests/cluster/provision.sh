@@ -59,7 +59,8 @@ link kubectl "$p"
 # --- kube-apiserver ---------------------------------------------------------------------------
 p=$(find_tool kube-apiserver || true)
 if [ -z "$p" ]; then
-  p=$cache/k8s/kube-apiserver
+  # The suffix names our source patches: bump it when they change so caches rebuild.
+  p=$cache/k8s/kube-apiserver-1.20.2-p2
   if [ ! -x "$p" ]; then
     started=$(date +%s)
     say "building kube-apiserver 1.20.2 from Debian's source (first run only, ~5-10 min on 2 cores)"
@@ -97,6 +98,16 @@ S
     r=$tree/vendor/github.com/modern-go/reflect2
     cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go "$r/"
     rm -f "$r/go_above_17.go" "$r/go_below_17.go" "$r/go_below_19.go"
+    # The OpenAPI type check compares two reflect.Values with DeepEqual; on Go >= 1.18 that is
+    # true for "" and 0, so CRD validation refuses every empty string in a custom resource
+    # ('Invalid value: "null": must be of type string'). Released 1.20 binaries (Go 1.15) only
+    # treated nil as null: restore that.
+    for f in "$tree/vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go" \
+             "$tree/vendor/github.com/go-openapi/validate/type.go"; do
+      grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "$f" \
+        || fail "expected OpenAPI null check not found in $f (source changed?)"
+      sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
+    done
     # Build under a GOPATH symlink, as Debian's own debian/rules does.
     mkdir -p "$tree/.go/src/k8s.io" && ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
     say "make WHAT=cmd/kube-apiserver (log: $cache/k8s/build.log)"

@@ -1,0 +1,53 @@
+# spark-webhook: the two commands are `make run` and `make test`; the rest are their parts.
+SHELL := /bin/bash
+CARGO ?= cargo
+LOCAL := $(CURDIR)/.local
+BIN := target/release/spark-webhook
+
+.PHONY: run test build lint fmt manifests certs cluster-up cluster-down provision bench clean
+
+## run: build, start a local control plane, install the CRD and webhooks, serve (Ctrl-C stops all)
+run:
+	tests/cluster/run-local.sh
+
+## test: format check, clippy, unit + end-to-end tests on a real kube-apiserver
+test: lint
+	tests/run.sh
+
+build:
+	$(CARGO) build --release --locked
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt
+
+## manifests: regenerate the committed YAML under manifests/ from the code
+manifests:
+	UPDATE_MANIFESTS=1 $(CARGO) nextest run --locked --test crd --test manifests
+
+## certs: create or rotate the webhook CA and serving certificate in certs/
+certs:
+	$(CARGO) run --locked --quiet -- certs --dir certs
+
+## bench: criterion micro-benchmarks of the mutation, then a TLS load run of the webhook against
+## a no-op floor (prints a table; BENCH_SECONDS sets the measured seconds per run, default 5)
+bench:
+	$(CARGO) bench --locked --bench mutation -- --noplot
+	$(CARGO) bench --locked --bench webhook_load
+
+## provision: build/install etcd, kube-apiserver and kubectl (cached)
+provision:
+	tests/cluster/provision.sh
+
+cluster-up:
+	tests/cluster/cluster.sh up $(LOCAL)/cluster
+
+cluster-down:
+	tests/cluster/cluster.sh down $(LOCAL)/cluster
+	-tests/cluster/cluster.sh down target/e2e-cluster
+
+clean: cluster-down
+	$(CARGO) clean

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make run`: the whole product on this machine. Builds spark-webhook, starts a local etcd +
+# kube-apiserver, creates certificates, installs the CRD, starts `spark-webhook serve` registered
+# through a url clientConfig on 127.0.0.1, and keeps serving until Ctrl-C; then tears it all down.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$root"
+dir=$root/.local/cluster
+webhook_port=${WEBHOOK_PORT:-9443}
+admin_port=${ADMIN_PORT:-8080}
+step() { echo "==> $*" >&2; }
+
+step "building spark-webhook (release)"
+cargo build --release --locked
+bin=$root/target/release/spark-webhook
+
+step "starting the local control plane (first run builds kube-apiserver: several minutes)"
+tests/cluster/cluster.sh up "$dir" >/dev/null
+# shellcheck disable=SC1091
+source "$dir/env"
+
+serve_pid=
+cleanup() {
+  trap - EXIT INT TERM
+  if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+    kill -TERM "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+  fi
+  step "stopping the control plane"
+  tests/cluster/cluster.sh down "$dir" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT INT TERM
+
+step "certificates in certs/ (CA kept, serving certificate rotated)"
+"$bin" certs --dir certs >/dev/null
+
+step "installing the SparkApplication CRD"
+kubectl apply -f manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml >/dev/null
+kubectl wait --for=condition=Established --timeout=60s crd/sparkapplications.sparkoperator.k8s.io >/dev/null
+
+step "starting spark-webhook serve (webhook https://127.0.0.1:$webhook_port, admin http://127.0.0.1:$admin_port)"
+"$bin" serve --cert-dir certs \
+  --webhook-addr "127.0.0.1:$webhook_port" --admin-addr "127.0.0.1:$admin_port" \
+  --register-webhook=true --webhook-url "https://127.0.0.1:$webhook_port" \
+  2> >(tee "$root/.local/spark-webhook.log" >&2) &
+serve_pid=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null 2>&1 && break
+  kill -0 "$serve_pid" 2>/dev/null || { echo "spark-webhook exited; see .local/spark-webhook.log" >&2; exit 1; }
+  sleep 0.2
+done
+
+cat >&2 <<MSG
+
+spark-webhook is serving against a local kube-apiserver.
+  export KUBECONFIG=$KUBECONFIG
+  kubectl apply -f tests/fixtures/sparkapplication-pi.yaml
+  kubectl get sparkapp
+  curl http://127.0.0.1:$admin_port/metrics
+Logs: .local/spark-webhook.log. Ctrl-C stops everything.
+
+MSG
+wait "$serve_pid"

@@ -1,0 +1,303 @@
+//! Test harness for the end-to-end tests: a real kube-apiserver + etcd on loopback.
+//!
+//! `make test` starts one control plane for the whole run and exports its folder in
+//! `SPARK_WEBHOOK_CLUSTER_DIR`; nextest then runs every test in its own process, each of which
+//! reuses that control plane and works in a fresh namespace. Without the variable (a plain
+//! `cargo nextest run`), the first test brings up a shared control plane under
+//! `target/e2e-cluster` (kept running for the next run; `make cluster-down` stops it).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+/// A running control plane: where its kubeconfig is and how to reach it.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    /// Folder holding (links to) kubectl, etcd and kube-apiserver.
+    pub bin: PathBuf,
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The control plane of this test run, started on first use.
+pub fn cluster() -> &'static Cluster {
+    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(|| {
+        let dir = match std::env::var_os("SPARK_WEBHOOK_CLUSTER_DIR") {
+            Some(d) => PathBuf::from(d),
+            None => {
+                let dir = repo_root().join("target/e2e-cluster");
+                let out = Command::new(repo_root().join("tests/cluster/cluster.sh"))
+                    .arg("up")
+                    .arg(&dir)
+                    .output()
+                    .expect("running tests/cluster/cluster.sh");
+                assert!(
+                    out.status.success(),
+                    "could not start the local control plane:\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                dir
+            }
+        };
+        let env = std::fs::read_to_string(dir.join("env"))
+            .unwrap_or_else(|e| panic!("{}/env: {e} (is the control plane up?)", dir.display()));
+        let bin = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export PATH="))
+            .and_then(|p| p.split(':').next())
+            .map(PathBuf::from)
+            .expect("PATH line in the cluster env file");
+        Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            bin,
+        }
+    })
+}
+
+/// A client for the control plane, authenticated as its admin.
+pub async fn client() -> Client {
+    client_for(&cluster().kubeconfig).await
+}
+
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig).expect("reading kubeconfig");
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    Client::try_from(config).expect("kube client")
+}
+
+/// A fresh namespace for one test, labelled as a Spark job namespace.
+pub async fn namespace(client: &Client, prefix: &str) -> String {
+    let name = format!("{prefix}-{}", unique_suffix());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"spark-webhook.e2e/test": prefix, NS_LABEL: name}}
+    }))
+    .expect("namespace object");
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("creating namespace");
+    name
+}
+
+/// Short random-enough suffix for names: pid + clock.
+pub fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{:x}{:x}", std::process::id(), nanos % 0xfffff)
+}
+
+/// Runs the real kubectl against the control plane.
+pub fn kubectl(args: &[&str]) -> Output {
+    kubectl_stdin(args, None)
+}
+
+/// Runs kubectl with `input` on its standard input (for `apply -f -`).
+pub fn kubectl_stdin(args: &[&str], input: Option<&str>) -> Output {
+    use std::io::Write;
+    let c = cluster();
+    let mut cmd = Command::new(c.bin.join("kubectl"));
+    cmd.arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(args)
+        .stdin(if input.is_some() {
+            std::process::Stdio::piped()
+        } else {
+            std::process::Stdio::null()
+        })
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("spawning kubectl");
+    if let Some(input) = input {
+        child
+            .stdin
+            .take()
+            .expect("kubectl stdin")
+            .write_all(input.as_bytes())
+            .expect("writing kubectl stdin");
+    }
+    child.wait_with_output().expect("kubectl output")
+}
+
+/// kubectl that must succeed; returns its stdout.
+pub fn kubectl_ok(args: &[&str], input: Option<&str>) -> String {
+    let out = kubectl_stdin(args, input);
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs the committed SparkApplication CRD (idempotent) and waits until it is served.
+pub fn install_crd() {
+    let crd = repo_root().join("manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
+    kubectl_ok(&["apply", "-f", crd.to_str().expect("utf-8 path")], None);
+    kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/sparkapplications.sparkoperator.k8s.io",
+        ],
+        None,
+    );
+}
+
+/// Polls `f` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Label that `namespace()` puts on each test namespace with its own name, so a test's webhook
+/// registration can select exactly its namespace (tests run in parallel on one apiserver).
+pub const NS_LABEL: &str = "spark-webhook.e2e/ns";
+
+/// A `spark-webhook serve` process of the test, stopped with SIGTERM when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    pub webhook_port: u16,
+    pub admin_port: u16,
+    pub config_name: String,
+    pub log: PathBuf,
+}
+
+impl Served {
+    /// Starts `serve` for namespace `ns` with certificates in `cert_dir`, registered through a
+    /// url clientConfig, plus `extra` flags; waits until /readyz answers 200.
+    pub fn start(ns: &str, cert_dir: &Path, extra: &[&str]) -> Served {
+        let webhook_port = free_port();
+        let admin_port = free_port();
+        let config_name = format!("e2e-{ns}");
+        let log = cert_dir.join("serve.log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spark-webhook"));
+        cmd.env("KUBECONFIG", &cluster().kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .args(["serve", "--log", "info,spark_webhook=debug"])
+            .arg("--cert-dir")
+            .arg(cert_dir)
+            .args(["--webhook-addr", &format!("127.0.0.1:{webhook_port}")])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
+            .args([
+                "--register-webhook=true",
+                "--webhook-url",
+                &format!("https://127.0.0.1:{webhook_port}"),
+            ])
+            .args(["--webhook-config-name", &config_name])
+            .args(["--namespaces", ns])
+            .args(["--webhook-namespace-selector", &format!("{NS_LABEL}={ns}")])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("serve log file"));
+        let child = cmd.spawn().expect("spawning spark-webhook serve");
+        let mut served = Served {
+            child,
+            webhook_port,
+            admin_port,
+            config_name,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(Some(status)) = served.child.try_wait() {
+                panic!(
+                    "spark-webhook serve exited with {status}:\n{}",
+                    served.logs()
+                );
+            }
+            if served
+                .admin_get("/readyz")
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return served;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve not ready in 30 s:\n{}",
+                served.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the admin port: (status code, body).
+    pub fn admin_get(&self, path: &str) -> Option<(u16, String)> {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        let code = out.split_whitespace().nth(1)?.parse().ok()?;
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((code, body))
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("waiting for serve")
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! End-to-end: a real kube-apiserver calls `spark-webhook serve` over TLS (url clientConfig on
+//! 127.0.0.1) and applies its JSON patches; the tests read the *stored* pods.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{Served, install_crd, kubectl_stdin, namespace};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::PostParams;
+use serde_json::{Value, json};
+use spark_webhook::certs::{CertOptions, generate};
+
+const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
+const EXECUTOR: &str = include_str!("fixtures/executor-pod.json");
+
+fn app(ns: &str) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {"name": "spark-pi", "namespace": ns},
+        "spec": {
+            "type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "image": "spark:3.5.3",
+            "mainClass": "org.apache.spark.examples.SparkPi",
+            "mainApplicationFile": "local:///opt/spark/examples/jars/spark-examples.jar",
+            "volumes": [{"name": "data", "emptyDir": {}}, {"name": "conf", "configMap": {"name": "my-conf"}}],
+            "nodeSelector": {"disktype": "ssd"},
+            "driver": {
+                "cores": 1, "memory": "512m", "serviceAccount": "spark",
+                "env": [{"name": "DRIVER_ENV", "value": "d"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+                "tolerations": [{"key": "spark", "operator": "Exists", "effect": "NoSchedule"}]
+            },
+            "executor": {
+                "instances": 1, "cores": 1, "memory": "512m",
+                "env": [{"name": "EXEC_ENV", "value": "e"}],
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "conf", "mountPath": "/etc/conf"}]
+            }
+        }
+    })
+}
+
+/// A pod as Spark would send it, renamed into `ns` for app `app_name`.
+fn spark_pod(fixture: &str, ns: &str, name: &str, app_name: &str) -> Pod {
+    let mut v: Value = serde_json::from_str(fixture).expect("fixture");
+    let meta = v["metadata"].as_object_mut().expect("metadata");
+    meta.remove("uid");
+    meta.remove("creationTimestamp");
+    meta.insert("name".into(), name.into());
+    meta.insert("namespace".into(), ns.into());
+    v["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = app_name.into();
+    v.as_object_mut().expect("pod").remove("status");
+    serde_json::from_value(v).expect("pod")
+}
+
+fn certs(dir: &Path) {
+    generate(&CertOptions::new(dir)).expect("certificates");
+}
+
+fn apply(obj: &Value) {
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn env_names(pod: &Pod, container: &str) -> Vec<String> {
+    let spec = pod.spec.as_ref().unwrap();
+    let c = spec
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .unwrap();
+    c.env.iter().flatten().map(|e| e.name.clone()).collect()
+}
+
+fn mounts(pod: &Pod, container: &str) -> Vec<(String, String)> {
+    let spec = pod.spec.as_ref().unwrap();
+    let c = spec
+        .containers
+        .iter()
+        .find(|c| c.name == container)
+        .unwrap();
+    c.volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| (m.name.clone(), m.mount_path.clone()))
+        .collect()
+}
+
+fn seccomp(pod: &Pod) -> Option<String> {
+    pod.spec
+        .as_ref()?
+        .security_context
+        .as_ref()?
+        .seccomp_profile
+        .as_ref()
+        .map(|p| p.type_.clone())
+}
+
+#[tokio::test]
+async fn stored_spark_pods_carry_the_mutations_and_other_pods_are_untouched() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-mutate").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    apply(&app(&ns));
+    let _served = Served::start(&ns, tmp.path(), &[]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    let driver = pods
+        .create(
+            &PostParams::default(),
+            &spark_pod(DRIVER, &ns, "spark-pi-driver", "spark-pi"),
+        )
+        .await
+        .expect("driver pod created");
+    assert_eq!(
+        seccomp(&driver).as_deref(),
+        Some("RuntimeDefault"),
+        "seccomp default on the driver"
+    );
+    assert!(env_names(&driver, "spark-kubernetes-driver").contains(&"DRIVER_ENV".to_string()));
+    assert!(mounts(&driver, "spark-kubernetes-driver").contains(&("data".into(), "/data".into())));
+    let spec = driver.spec.as_ref().unwrap();
+    assert!(
+        spec.volumes.iter().flatten().any(|v| v.name == "data"),
+        "volume data added"
+    );
+    assert!(
+        spec.tolerations
+            .iter()
+            .flatten()
+            .any(|t| t.key.as_deref() == Some("spark"))
+    );
+    assert_eq!(
+        spec.node_selector
+            .as_ref()
+            .and_then(|n| n.get("disktype"))
+            .map(String::as_str),
+        Some("ssd")
+    );
+    let owner = &driver
+        .metadata
+        .owner_references
+        .as_ref()
+        .expect("owner reference")[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("SparkApplication", "spark-pi")
+    );
+
+    let executor = pods
+        .create(
+            &PostParams::default(),
+            &spark_pod(EXECUTOR, &ns, "spark-pi-exec-1", "spark-pi"),
+        )
+        .await
+        .expect("executor pod created");
+    assert_eq!(seccomp(&executor).as_deref(), Some("RuntimeDefault"));
+    let exec_mounts = mounts(&executor, "spark-kubernetes-executor");
+    assert!(
+        exec_mounts.contains(&("conf".into(), "/etc/conf".into())),
+        "{exec_mounts:?}"
+    );
+    assert!(env_names(&executor, "spark-kubernetes-executor").contains(&"EXEC_ENV".to_string()));
+    let container = &executor.spec.as_ref().unwrap().containers[0];
+    let pre_stop = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .expect("executor preStop");
+    let command = pre_stop
+        .exec
+        .as_ref()
+        .and_then(|e| e.command.clone())
+        .unwrap_or_default();
+    assert!(
+        command.iter().any(|c| c.contains("/opt/decom.sh")),
+        "{command:?}"
+    );
+
+    // A pod that is not a Spark pod is not touched, even in a job namespace.
+    let plain: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "plain", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+    }))
+    .unwrap();
+    let plain = pods
+        .create(&PostParams::default(), &plain)
+        .await
+        .expect("plain pod");
+    assert_eq!(seccomp(&plain), None, "non-Spark pod must not be mutated");
+    assert!(plain.metadata.owner_references.is_none());
+
+    // A Spark-labelled pod of an app that does not exist: allowed, unmutated.
+    let orphan = pods
+        .create(
+            &PostParams::default(),
+            &spark_pod(DRIVER, &ns, "orphan-driver", "no-such-app"),
+        )
+        .await
+        .expect("orphan pod allowed");
+    assert_eq!(seccomp(&orphan), None);
+}
+
+#[tokio::test]
+async fn registration_is_idempotent_and_metrics_count_reviews() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-register").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    apply(&app(&ns));
+    let mut first = Served::start(&ns, tmp.path(), &[]);
+    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let before = configs.get(&first.config_name).await.expect("registered");
+    let hook = &before.webhooks.as_ref().unwrap()[0];
+    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(
+        hook.rules.as_ref().unwrap()[0].operations.as_ref().unwrap(),
+        &vec!["CREATE".to_string()]
+    );
+    assert!(
+        hook.client_config
+            .url
+            .as_deref()
+            .unwrap()
+            .starts_with("https://127.0.0.1:")
+    );
+    assert_eq!(
+        first.terminate().code(),
+        Some(0),
+        "SIGTERM ends serve with exit 0"
+    );
+    // Shutdown never deletes the configuration.
+    assert!(configs.get_opt(&first.config_name).await.unwrap().is_some());
+
+    // Applying the same registration again is a no-op: no write, no caBundle flapping.
+    let same = spark_webhook::webhook::registration::Registration {
+        name: first.config_name.clone(),
+        endpoint: spark_webhook::webhook::registration::Endpoint::Url(format!(
+            "https://127.0.0.1:{}",
+            first.webhook_port
+        )),
+        ca_bundle: std::fs::read(tmp.path().join("ca.crt")).unwrap(),
+        pod_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Ignore,
+        app_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Ignore,
+        timeout_seconds: 5,
+        namespace_selector: [(common::NS_LABEL.to_string(), ns.clone())].into(),
+    };
+    same.apply(&client).await.expect("re-apply");
+    let unchanged = configs.get(&first.config_name).await.unwrap();
+    assert_eq!(
+        before.metadata.resource_version, unchanged.metadata.resource_version,
+        "identical registration rewrote the object"
+    );
+
+    // A new instance on another port converges the object to its URL.
+    let second = Served::start(&ns, tmp.path(), &[]);
+    let after = configs.get(&second.config_name).await.unwrap();
+    assert_ne!(
+        before.metadata.resource_version,
+        after.metadata.resource_version
+    );
+    let url = after.webhooks.as_ref().unwrap()[0]
+        .client_config
+        .url
+        .clone()
+        .unwrap();
+    assert!(url.contains(&second.webhook_port.to_string()), "{url}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    pods.create(
+        &PostParams::default(),
+        &spark_pod(DRIVER, &ns, "d1", "spark-pi"),
+    )
+    .await
+    .unwrap();
+    let (code, metrics) = second.admin_get("/metrics").unwrap();
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .contains(r#"spark_webhook_admission_reviews_total{kind="Pod",outcome="Patched"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("spark_webhook_certificate_not_after_timestamp_seconds"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_apps_are_refused_by_the_validating_webhook_with_the_field() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-validate").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let _served = Served::start(&ns, tmp.path(), &[]);
+    let mut bad = app(&ns);
+    bad["spec"]["driver"]["volumeMounts"] = json!([{"name": "nope", "mountPath": "/x"}]);
+    bad["spec"]["executor"]["memory"] = "lots".into();
+    bad["spec"]["dynamicAllocation"] =
+        json!({"enabled": true, "minExecutors": 5, "maxExecutors": 2});
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&bad.to_string()));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "invalid app accepted");
+    for needle in [
+        "spec.driver.volumeMounts[0].name",
+        "spec.executor.memory",
+        "spec.dynamicAllocation.minExecutors",
+    ] {
+        assert!(err.contains(needle), "refusal should name {needle}: {err}");
+    }
+    apply(&app(&ns)); // the valid one passes
+}
+
+#[tokio::test]
+async fn a_pod_whose_app_cannot_be_applied_is_denied_naming_app_and_field() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-deny").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    // Stored before any validating webhook watches this namespace.
+    let mut bad = app(&ns);
+    bad["spec"]["driver"]["volumeMounts"] = json!([{"name": "missing", "mountPath": "/m"}]);
+    apply(&bad);
+    let _served = Served::start(&ns, tmp.path(), &[]);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &spark_pod(DRIVER, &ns, "d", "spark-pi"),
+        )
+        .await
+        .expect_err("driver of a broken app must be denied");
+    let msg = err.to_string();
+    assert!(msg.contains("spark-pi") && msg.contains("missing"), "{msg}");
+    // And the app gets a Warning Event saying why.
+    common::eventually(
+        "SparkPodRejected event",
+        Duration::from_secs(10),
+        || async {
+            let out = common::kubectl(&["get", "events", "-n", &ns, "-o", "json"]);
+            let v: Value = serde_json::from_slice(&out.stdout).ok()?;
+            v["items"]
+                .as_array()?
+                .iter()
+                .any(|e| {
+                    e["reason"] == "SparkPodRejected" && e["involvedObject"]["name"] == "spark-pi"
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn certificate_rotation_during_pod_creation_loses_nothing() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-rotate").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    apply(&app(&ns));
+    // Fail, so a failed call would surface as an error instead of an unmutated pod.
+    let served = Served::start(
+        &ns,
+        tmp.path(),
+        &[
+            "--webhook-failure-policy",
+            "fail",
+            "--cert-reload-interval",
+            "100ms",
+        ],
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let creator = {
+        let pods = pods.clone();
+        let ns = ns.clone();
+        tokio::spawn(async move {
+            for i in 0..120 {
+                let pod = spark_pod(DRIVER, &ns, &format!("rot-{i}"), "spark-pi");
+                let created = pods
+                    .create(&PostParams::default(), &pod)
+                    .await
+                    .expect("pod creation during rotation");
+                assert_eq!(
+                    seccomp(&created).as_deref(),
+                    Some("RuntimeDefault"),
+                    "pod rot-{i} unmutated"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let before = std::fs::read(tmp.path().join("tls.crt")).unwrap();
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        certs(tmp.path());
+    }
+    creator.await.expect("creator task");
+    assert_ne!(before, std::fs::read(tmp.path().join("tls.crt")).unwrap());
+    assert!(
+        served.logs().contains("reload"),
+        "the server should log its reloads:\n{}",
+        served.logs()
+    );
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs the whole test suite (unit, router, TLS and end-to-end) against a fresh local control plane
+# that lives exactly as long as this script. Extra arguments go to cargo nextest.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+dir=$root/target/test-cluster
+"$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true
+trap '"$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true' EXIT
+WATCH_PID=$$ "$root/tests/cluster/cluster.sh" up "$dir" >/dev/null
+export SPARK_WEBHOOK_CLUSTER_DIR=$dir
+profile=default
+[ "${CI:-}" = true ] && profile=ci
+cargo nextest run --locked --all-targets --profile "$profile" "$@"
