@@ -283,6 +283,8 @@ fn reserved_labels_are_never_changed() {
         "spark-role",
         "spark-app-selector",
         "sparkoperator.k8s.io/app-name",
+        "sparkoperator.k8s.io/submission-id",
+        "sparkoperator.k8s.io/launched-by-spark-operator",
     ] {
         app.spec
             .executor
@@ -295,10 +297,17 @@ fn reserved_labels_are_never_changed() {
         classify(&p),
         Some((SparkRole::Executor, "spark-pi".to_string()))
     );
-    assert_ne!(
-        labels(&p).get("spark-app-selector").map(String::as_str),
-        Some("hijack")
-    );
+    for key in [
+        "spark-app-selector",
+        "sparkoperator.k8s.io/submission-id",
+        "sparkoperator.k8s.io/launched-by-spark-operator",
+    ] {
+        assert_ne!(
+            labels(&p).get(key).map(String::as_str),
+            Some("hijack"),
+            "{key}"
+        );
+    }
 }
 
 #[test]

@@ -19,6 +19,10 @@ const RESERVED_LABELS: &[&str] = &[
     "spark-exec-id",
     "spark-exec-resourceprofile-id",
     APP_NAME_LABEL,
+    // Identify the submission: the reconciler recognises its own driver, and the webhook its
+    // pods, by these; an app label must never overwrite them.
+    "sparkoperator.k8s.io/submission-id",
+    "sparkoperator.k8s.io/launched-by-spark-operator",
 ];
 
 /// `metadata.labels`: the SparkApplication's own labels (except `kueue.x-k8s.io/*`), then the

@@ -1,0 +1,98 @@
+//! The headless driver Service (`DriverServiceFeatureStep`) and the `spark.properties`
+//! ConfigMap (`KubernetesClientUtils.buildConfigMap`).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::mutate::APP_NAME_LABEL;
+
+use super::conf::{Conf, block_manager_port, driver_port, keys::*, prefixed, ui_port};
+use super::driver::SPARK_PROPERTIES;
+use super::kubeflow::SUBMISSION_ID_LABEL;
+use super::{Ctx, SubmissionError, props};
+
+/// The headless Service executors reach the driver through (`spark.driver.host`). It selects
+/// the driver by Spark's driver labels, as Spark does. Labels: Spark's `spark-app-selector`,
+/// `spec.driver.serviceLabels`, then the operator's app-name and submission-id labels.
+pub(crate) fn service(
+    ctx: &Ctx<'_>,
+    conf: &Conf,
+    selector: BTreeMap<String, String>,
+) -> Result<Service, SubmissionError> {
+    let mut labels = BTreeMap::from([("spark-app-selector".to_string(), ctx.names.app_id.clone())]);
+    labels.extend(owned(prefixed(conf, DRIVER_SERVICE_LABEL_PREFIX)));
+    labels.extend(operator_labels(ctx));
+    let annotations = owned(prefixed(conf, DRIVER_SERVICE_ANNOTATION_PREFIX));
+    let ports = [
+        ("driver-rpc-port", driver_port(ctx, conf)?),
+        ("blockmanager", block_manager_port(ctx, conf)?),
+        ("spark-ui", ui_port(ctx, conf)?),
+    ]
+    .into_iter()
+    .map(|(name, port)| ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::Int(port)),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    })
+    .collect();
+    Ok(Service {
+        metadata: ObjectMeta {
+            name: Some(ctx.names.service.clone()),
+            namespace: Some(ctx.namespace.to_string()),
+            labels: Some(labels),
+            annotations: (!annotations.is_empty()).then_some(annotations),
+            ..ObjectMeta::default()
+        },
+        spec: Some(ServiceSpec {
+            cluster_ip: Some("None".into()),
+            selector: Some(selector),
+            ports: Some(ports),
+            ..ServiceSpec::default()
+        }),
+        status: None,
+    })
+}
+
+/// The immutable ConfigMap holding `spark.properties` (and, like Spark's, the namespace).
+pub(crate) fn config_map(ctx: &Ctx<'_>, conf: &Conf) -> ConfigMap {
+    let data = BTreeMap::from([
+        (
+            SPARK_PROPERTIES.to_string(),
+            props::render(conf, &ctx.names.config_map),
+        ),
+        (NAMESPACE.to_string(), ctx.namespace.to_string()),
+    ]);
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(ctx.names.config_map.clone()),
+            namespace: Some(ctx.namespace.to_string()),
+            labels: Some(operator_labels(ctx)),
+            ..ObjectMeta::default()
+        },
+        immutable: Some(true),
+        data: Some(data),
+        binary_data: None,
+    }
+}
+
+/// kubeflow's labels on the objects it creates: app name and submission id.
+fn operator_labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (APP_NAME_LABEL.to_string(), ctx.name.to_string()),
+        (
+            SUBMISSION_ID_LABEL.to_string(),
+            ctx.names.submission_id.clone(),
+        ),
+    ])
+}
+
+fn owned(map: BTreeMap<&str, &str>) -> BTreeMap<String, String> {
+    map.into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
