@@ -46,6 +46,28 @@ pub enum Command {
     Crds,
     /// Print the Mutating/ValidatingWebhookConfigurations (YAML), for registering by hand.
     Webhooks(WebhooksArgs),
+    /// Print, without a cluster, the objects submitting a SparkApplication would create and the
+    /// webhook's patch for its executor pods.
+    Render(RenderArgs),
+}
+
+/// Options of `spark-webhook render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// SparkApplication manifest (YAML or JSON); `-` reads standard input.
+    pub file: PathBuf,
+
+    /// Namespace for a manifest that names none.
+    #[arg(long, short = 'n', default_value = "default")]
+    pub namespace: String,
+
+    /// Submission attempt to render (names and ids differ per attempt).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub attempt: u32,
+
+    /// Image for apps that name none, as `serve --default-spark-image`.
+    #[arg(long, env = "SPARK_WEBHOOK_DEFAULT_SPARK_IMAGE")]
+    pub default_spark_image: Option<String>,
 }
 
 /// Options of `spark-webhook webhooks`.

@@ -43,6 +43,10 @@ fn run(command: Command) -> Result<(), String> {
             print!("{yaml}");
             Ok(())
         }
+        Command::Render(args) => {
+            print!("{}", spark_webhook::render::render(&args)?);
+            Ok(())
+        }
         Command::Certs(args) => {
             let report = certs::generate(&args.options()).map_err(|e| e.to_string())?;
             println!("{report}");

@@ -3,8 +3,15 @@
 //! Every series a dashboard divides by exists at 0 from the start (no NaN ratios), so the label
 //! sets are enumerated up front.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+
+use crate::crd::SparkApplication;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -107,11 +114,17 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// OpenMetrics text exposition.
-    pub fn encode(&self) -> String {
+    /// OpenMetrics text exposition, with the SparkApplication metrics when the reconciler runs.
+    pub fn encode(&self, apps: Option<&AppMetrics>) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        if let Some(apps) = apps {
+            apps.refresh_running();
+            let _ = encode_registry(&mut out, &apps.registry);
+        }
+        let _ = encode_eof(&mut out);
         out
     }
 }
@@ -123,7 +136,7 @@ mod tests {
     #[test]
     fn counters_exist_at_zero_and_count() {
         let m = Metrics::new();
-        let text = m.encode();
+        let text = m.encode(None);
         assert!(
             text.contains(
                 r#"spark_webhook_admission_reviews_total{kind="Pod",outcome="Denied"} 0"#
@@ -131,7 +144,7 @@ mod tests {
             "{text}"
         );
         m.observe(ReviewKind::Pod, Outcome::Patched, 0.0001);
-        let text = m.encode();
+        let text = m.encode(None);
         assert!(
             text.contains(
                 r#"spark_webhook_admission_reviews_total{kind="Pod",outcome="Patched"} 1"#
@@ -143,4 +156,330 @@ mod tests {
             "{text}"
         );
     }
+}
+
+/// SparkApplication metrics under kubeflow's names (`spark_application_count`, …), prefixed by
+/// `--metrics-prefix`. Kubeflow exposes its counts as plain counters without `_total`; to keep
+/// those exact names they are monotonic gauges here (OpenMetrics would rename counters).
+/// Kubeflow's summaries are histograms (prometheus-client has no summary type).
+pub struct AppMetrics {
+    pub registry: Registry,
+    label_keys: Vec<String>,
+    count: Family<Vec<(String, String)>, Gauge>,
+    submit: Family<Vec<(String, String)>, Gauge>,
+    failed_submission: Family<Vec<(String, String)>, Gauge>,
+    running: Family<Vec<(String, String)>, Gauge>,
+    success: Family<Vec<(String, String)>, Gauge>,
+    failure: Family<Vec<(String, String)>, Gauge>,
+    success_time: HistFamily,
+    failure_time: HistFamily,
+    submit_latency: HistFamily,
+    start_latency: HistFamily,
+    executor_running: Family<Vec<(String, String)>, Gauge>,
+    executor_success: Family<Vec<(String, String)>, Gauge>,
+    executor_failure: Family<Vec<(String, String)>, Gauge>,
+    sources: Mutex<Vec<Source>>,
+}
+
+/// The caches of one controller: its apps and its Spark pods.
+type Source = (Store<DeserializeGuard<SparkApplication>>, Store<Pod>);
+
+/// Default start-latency buckets: 30 s steps to 5 min, then on to an hour (the Go operator's
+/// 300 s top bucket hid every slow start).
+pub const DEFAULT_START_LATENCY_BUCKETS: &[f64] = &[
+    30.0, 60.0, 90.0, 120.0, 150.0, 180.0, 210.0, 240.0, 270.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
+];
+
+type Labels = Vec<(String, String)>;
+type HistFamily = Family<Labels, Histogram, Buckets>;
+
+/// Builds each histogram of a family with configured buckets.
+#[derive(Clone, Debug)]
+pub struct Buckets(Vec<f64>);
+
+impl prometheus_client::metrics::family::MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+impl AppMetrics {
+    /// `prefix` is prepended to every name (kubeflow's `--metrics-prefix`); `label_keys` are
+    /// SparkApplication labels copied onto every series (kubeflow's `--metrics-labels`).
+    pub fn new(prefix: &str, label_keys: Vec<String>, start_buckets: &[f64]) -> Arc<Self> {
+        let mut registry = Registry::default();
+        let name = |n: &str| format!("{prefix}{n}");
+        let gauge = |registry: &mut Registry, n: &str, help: &str| {
+            let f = Family::<Labels, Gauge>::default();
+            registry.register(name(n), help, f.clone());
+            f
+        };
+        let exec_time = [
+            60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
+        ];
+        let hist = |registry: &mut Registry, n: &str, help: &str, buckets: Vec<f64>| {
+            let f = HistFamily::new_with_constructor(Buckets(buckets));
+            registry.register(name(n), help, f.clone());
+            f
+        };
+        let submit_buckets = vec![
+            0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ];
+        let m = AppMetrics {
+            count: gauge(
+                &mut registry,
+                "spark_application_count",
+                "SparkApplications seen",
+            ),
+            submit: gauge(
+                &mut registry,
+                "spark_application_submit_count",
+                "Successful submissions",
+            ),
+            failed_submission: gauge(
+                &mut registry,
+                "spark_application_failed_submission_count",
+                "Failed submissions",
+            ),
+            running: gauge(
+                &mut registry,
+                "spark_application_running_count",
+                "SparkApplications running now",
+            ),
+            success: gauge(
+                &mut registry,
+                "spark_application_success_count",
+                "SparkApplications completed",
+            ),
+            failure: gauge(
+                &mut registry,
+                "spark_application_failure_count",
+                "SparkApplications failed",
+            ),
+            success_time: hist(
+                &mut registry,
+                "spark_application_success_execution_time_seconds",
+                "Submission to completion of successful apps",
+                exec_time.to_vec(),
+            ),
+            failure_time: hist(
+                &mut registry,
+                "spark_application_failure_execution_time_seconds",
+                "Submission to failure of failed apps",
+                exec_time.to_vec(),
+            ),
+            submit_latency: hist(
+                &mut registry,
+                "spark_application_submit_latency_seconds",
+                "Creation to SUBMITTED: the operator's own share of start latency",
+                submit_buckets,
+            ),
+            start_latency: hist(
+                &mut registry,
+                "spark_application_start_latency_seconds",
+                "Creation to RUNNING",
+                start_buckets.to_vec(),
+            ),
+            executor_running: gauge(
+                &mut registry,
+                "spark_executor_running_count",
+                "Executors running now",
+            ),
+            executor_success: gauge(
+                &mut registry,
+                "spark_executor_success_count",
+                "Executors that completed",
+            ),
+            executor_failure: gauge(
+                &mut registry,
+                "spark_executor_failure_count",
+                "Executors that failed",
+            ),
+            label_keys,
+            registry,
+            sources: Mutex::new(Vec::new()),
+        };
+        // Every series exists at 0 from the start when no per-app labels split them.
+        if m.label_keys.is_empty() {
+            let l = Labels::new();
+            for f in [
+                &m.count,
+                &m.submit,
+                &m.failed_submission,
+                &m.running,
+                &m.success,
+                &m.failure,
+                &m.executor_running,
+                &m.executor_success,
+                &m.executor_failure,
+            ] {
+                let _ = f.get_or_create(&l);
+            }
+            for h in [
+                &m.success_time,
+                &m.failure_time,
+                &m.submit_latency,
+                &m.start_latency,
+            ] {
+                let _ = h.get_or_create(&l);
+            }
+        }
+        Arc::new(m)
+    }
+
+    fn labels(&self, app: &crate::crd::SparkApplication) -> Labels {
+        let app_labels = app.metadata.labels.clone().unwrap_or_default();
+        self.label_keys
+            .iter()
+            .map(|k| (sanitize(k), app_labels.get(k).cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Counts one status transition of `app` (from `old` to `new.applicationState.state`).
+    pub fn transition(
+        &self,
+        app: &crate::crd::SparkApplication,
+        old: crate::crd::ApplicationStateType,
+        new: &crate::crd::SparkApplicationStatus,
+    ) {
+        use crate::crd::ApplicationStateType as S;
+        let l = self.labels(app);
+        let state = new.application_state.state;
+        let since_creation = || {
+            app.metadata.creation_timestamp.as_ref().map(|t| {
+                k8s_openapi::jiff::Timestamp::now()
+                    .duration_since(t.0)
+                    .as_secs_f64()
+                    .max(0.0)
+            })
+        };
+        if old == S::New {
+            self.count.get_or_create(&l).inc();
+        }
+        if state == old {
+            return;
+        }
+        match state {
+            S::Submitted if matches!(old, S::New | S::PendingRerun | S::SubmissionFailed) => {
+                self.submit.get_or_create(&l).inc();
+                if new.submission_attempts <= 1
+                    && let Some(s) = since_creation()
+                {
+                    self.submit_latency.get_or_create(&l).observe(s);
+                }
+            }
+            S::SubmissionFailed => {
+                self.failed_submission.get_or_create(&l).inc();
+            }
+            S::Running if new.execution_attempts <= 1 => {
+                if let Some(s) = since_creation() {
+                    self.start_latency.get_or_create(&l).observe(s);
+                }
+            }
+            S::Completed | S::Failed => {
+                let run = match (&new.last_submission_attempt_time, &new.termination_time) {
+                    (Some(a), Some(b)) => Some(b.0.duration_since(a.0).as_secs_f64().max(0.0)),
+                    _ => None,
+                };
+                let (count, time) = if state == S::Completed {
+                    (&self.success, &self.success_time)
+                } else {
+                    (&self.failure, &self.failure_time)
+                };
+                count.get_or_create(&l).inc();
+                if let Some(run) = run {
+                    time.get_or_create(&l).observe(run);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts executor outcomes reported by one decision's Events.
+    pub fn executor_event(&self, app: &crate::crd::SparkApplication, reason: &str) {
+        let l = self.labels(app);
+        match reason {
+            "SparkExecutorCompleted" => self.executor_success.get_or_create(&l).inc(),
+            "SparkExecutorFailed" => self.executor_failure.get_or_create(&l).inc(),
+            _ => 0,
+        };
+    }
+
+    /// Registers the caches the running gauges are computed from.
+    pub fn add_source(&self, apps: Store<DeserializeGuard<SparkApplication>>, pods: Store<Pod>) {
+        if let Ok(mut s) = self.sources.lock() {
+            s.push((apps, pods));
+        }
+    }
+
+    /// Sets the running gauges from the caches at scrape time, so they can never drift: an app
+    /// deleted while running leaves the count at once (kubeflow #1354).
+    pub fn refresh_running(&self) {
+        use crate::crd::ApplicationStateType as S;
+        let Ok(sources) = self.sources.lock() else {
+            return;
+        };
+        let mut apps: HashMap<Labels, i64> = HashMap::new();
+        let mut execs: HashMap<Labels, i64> = HashMap::new();
+        for (app_store, pod_store) in sources.iter() {
+            let mut by_name: HashMap<(String, String), Labels> = HashMap::new();
+            for guard in app_store.state() {
+                let Ok(app) = &guard.0 else { continue };
+                let labels = self.labels(app);
+                let key = (
+                    app.metadata.namespace.clone().unwrap_or_default(),
+                    app.metadata.name.clone().unwrap_or_default(),
+                );
+                if app.status.as_ref().map(|s| s.application_state.state) == Some(S::Running) {
+                    *apps.entry(labels.clone()).or_default() += 1;
+                }
+                by_name.insert(key, labels);
+            }
+            for pod in pod_store.state() {
+                let l = pod.metadata.labels.as_ref();
+                let is_running_executor = l
+                    .and_then(|l| l.get(crate::mutate::SPARK_ROLE_LABEL))
+                    .map(String::as_str)
+                    == Some("executor")
+                    && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                if !is_running_executor {
+                    continue;
+                }
+                let key = (
+                    pod.metadata.namespace.clone().unwrap_or_default(),
+                    l.and_then(|l| l.get(crate::mutate::APP_NAME_LABEL))
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                if let Some(labels) = by_name.get(&key) {
+                    *execs.entry(labels.clone()).or_default() += 1;
+                }
+            }
+        }
+        self.running.clear();
+        self.executor_running.clear();
+        if self.label_keys.is_empty() {
+            let _ = self.running.get_or_create(&Labels::new());
+            let _ = self.executor_running.get_or_create(&Labels::new());
+        }
+        for (l, n) in apps {
+            self.running.get_or_create(&l).set(n);
+        }
+        for (l, n) in execs {
+            self.executor_running.get_or_create(&l).set(n);
+        }
+    }
+}
+
+/// A label key as a Prometheus label name.
+fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

@@ -20,9 +20,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::appcache::AppCache;
-use crate::metrics::Metrics;
+use crate::metrics::{AppMetrics, Metrics};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
+use crate::reconciler::runner::{self, LeaderElection, ReconcilerConfig};
+use crate::reconciler::state::Settings;
+use crate::submission::SubmitOptions;
 use crate::tls::{self, ReloadingCertResolver};
 use crate::webhook::registration::{Endpoint, FailurePolicy, Registration};
 use crate::webhook::{self, WebhookState};
@@ -76,6 +79,17 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub registration: RegistrationArgs,
+
+    /// Serve the admission webhook. Off: the reconciler alone.
+    #[arg(long, env = "SPARK_WEBHOOK_WEBHOOK", default_value_t = true, action = ArgAction::Set)]
+    pub webhook: bool,
+
+    /// Run the SparkApplication reconciler. Off: the webhook alone.
+    #[arg(long, env = "SPARK_WEBHOOK_CONTROLLER", default_value_t = true, action = ArgAction::Set)]
+    pub controller: bool,
+
+    #[command(flatten)]
+    pub reconciler: ReconcilerArgs,
 
     /// How long in-flight reviews may take to finish at shutdown (Go duration).
     #[arg(long, env = "SPARK_WEBHOOK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
@@ -174,6 +188,118 @@ impl RegistrationArgs {
     }
 }
 
+/// Options of the reconciler.
+#[derive(Debug, Args)]
+pub struct ReconcilerArgs {
+    /// Image for apps that name none (spec.image, driver/executor image, sparkConf).
+    #[arg(long, env = "SPARK_WEBHOOK_DEFAULT_SPARK_IMAGE")]
+    pub default_spark_image: Option<String>,
+
+    /// spark.master the drivers use to reach the API server.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_SPARK_MASTER",
+        default_value = "k8s://https://kubernetes.default.svc:443"
+    )]
+    pub spark_master: String,
+
+    /// A driver still Pending this long after submission fails the attempt (0s: never).
+    #[arg(long, env = "SPARK_WEBHOOK_DRIVER_START_TIMEOUT", default_value = "15m", value_parser = duration)]
+    pub driver_start_timeout: Duration,
+
+    /// Executors tracked per app in status.executorState (bounds the object's size).
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_MAX_TRACKED_EXECUTOR_PER_APP",
+        default_value_t = 1000
+    )]
+    pub max_tracked_executor_per_app: usize,
+
+    /// Reconcile only while holding a Lease (default: on in a cluster, off outside).
+    #[arg(long, env = "SPARK_WEBHOOK_LEADER_ELECTION", action = ArgAction::Set)]
+    pub leader_election: Option<bool>,
+
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_LEADER_ELECTION_LOCK_NAME",
+        default_value = "spark-webhook-lock"
+    )]
+    pub leader_election_lock_name: String,
+
+    /// Namespace of the leader Lease (default: POD_NAMESPACE, else default).
+    #[arg(long, env = "SPARK_WEBHOOK_LEADER_ELECTION_LOCK_NAMESPACE")]
+    pub leader_election_lock_namespace: Option<String>,
+
+    /// How long a leader's Lease lasts without renewal.
+    #[arg(long, env = "SPARK_WEBHOOK_LEADER_ELECTION_LEASE_DURATION", default_value = "15s", value_parser = duration)]
+    pub leader_election_lease_duration: Duration,
+
+    /// Renew this long before the Lease would expire.
+    #[arg(long, env = "SPARK_WEBHOOK_LEADER_ELECTION_RENEW_GRACE", default_value = "5s", value_parser = duration)]
+    pub leader_election_renew_grace: Duration,
+
+    /// Prefix for the SparkApplication metric names.
+    #[arg(long, env = "SPARK_WEBHOOK_METRICS_PREFIX", default_value = "")]
+    pub metrics_prefix: String,
+
+    /// SparkApplication label keys copied onto the metrics as labels (comma-separated).
+    #[arg(long, env = "SPARK_WEBHOOK_METRICS_LABELS", value_delimiter = ',')]
+    pub metrics_labels: Vec<String>,
+
+    /// Buckets (seconds) of the start-latency histogram.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_METRICS_JOB_START_LATENCY_BUCKETS",
+        value_delimiter = ',',
+        default_value = "30,60,90,120,150,180,210,240,270,300,600,900,1800,3600"
+    )]
+    pub metrics_job_start_latency_buckets: Vec<f64>,
+}
+
+impl ReconcilerArgs {
+    fn config(
+        &self,
+        namespaces: JobNamespaces,
+        mutation: MutationOptions,
+        metrics: Arc<AppMetrics>,
+        reporter: Reporter,
+    ) -> ReconcilerConfig {
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let leader_election = self
+            .leader_election
+            .unwrap_or(in_cluster)
+            .then(|| LeaderElection {
+                lease_name: self.leader_election_lock_name.clone(),
+                namespace: self
+                    .leader_election_lock_namespace
+                    .clone()
+                    .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                    .unwrap_or_else(|| "default".into()),
+                identity: identity(),
+                duration: self.leader_election_lease_duration,
+                grace: self.leader_election_renew_grace,
+            });
+        ReconcilerConfig {
+            namespaces,
+            settings: Settings {
+                driver_start_timeout: (!self.driver_start_timeout.is_zero())
+                    .then_some(self.driver_start_timeout),
+                max_tracked_executors: self.max_tracked_executor_per_app,
+                ..Settings::default()
+            },
+            submit: SubmitOptions {
+                default_image: self.default_spark_image.clone(),
+                master_url: self.spark_master.clone(),
+                mutation,
+            },
+            metrics,
+            leader_election,
+            reporter,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SeccompDefault {
     /// seccompProfile RuntimeDefault on Spark pods that set no profile.
@@ -221,80 +347,142 @@ pub enum ServeError {
     Register(#[from] webhook::registration::RegistrationError),
     #[error("server failed: {0}")]
     Server(#[source] std::io::Error),
+    #[error("--webhook=false and --controller=false leave nothing to run")]
+    NothingToRun,
+    #[error(transparent)]
+    Reconciler(#[from] runner::RunError),
 }
 
 /// Runs until SIGTERM/SIGINT, then drains in-flight reviews and returns.
 pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
+    if !args.webhook && !args.controller {
+        return Err(ServeError::NothingToRun);
+    }
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone());
-
     let metrics = Metrics::new();
-    let dir = args.cert_dir.display().to_string();
-    let resolver =
-        ReloadingCertResolver::load(args.cert_dir.join("tls.crt"), args.cert_dir.join("tls.key"))
-            .map(Arc::new)
-            .map_err(|source| ServeError::Certificate {
-                dir: dir.clone(),
-                source: Box::new(source),
-            })?;
-    let tls_config =
-        tls::server_config(resolver.clone()).map_err(|source| ServeError::Certificate {
-            dir,
-            source: Box::new(source),
-        })?;
-    resolver
-        .clone()
-        .spawn_reloader(args.cert_reload_interval, shutdown.clone());
-
     let client = Client::try_default()
         .await
         .map_err(ServeError::KubeConfig)?;
     let namespaces = JobNamespaces::from_list(&args.namespaces);
-    let apps = AppCache::start(&client, &namespaces, shutdown.clone());
     let reporter = Reporter {
         controller: "spark-webhook".into(),
-        instance: std::env::var("POD_NAME")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok()),
+        instance: Some(identity()),
     };
-    let state = WebhookState {
-        apps: apps.clone(),
-        namespaces,
-        options: MutationOptions {
-            default_seccomp_profile: args.default_seccomp_profile == SeccompDefault::RuntimeDefault,
-            executor_prestop_decommission: args.executor_prestop_decommission,
-        },
-        metrics: metrics.clone(),
-        client: Some(client.clone()),
-        recorder: Some(Recorder::new(client.clone(), reporter)),
+    let mutation = MutationOptions {
+        default_seccomp_profile: args.default_seccomp_profile == SeccompDefault::RuntimeDefault,
+        executor_prestop_decommission: args.executor_prestop_decommission,
     };
-
-    let webhook_listener = bind(args.webhook_addr).await?;
     let admin_listener = bind(args.admin_addr).await?;
-    let admin = admin_router(AdminState {
-        apps,
-        resolver: resolver.clone(),
-        metrics,
-    });
 
-    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-    if args.register_webhook.unwrap_or(in_cluster) {
-        keep_registered(&args, client.clone(), shutdown.clone()).await?;
+    let mut webhook_part = None;
+    if args.webhook {
+        let dir = args.cert_dir.display().to_string();
+        let cert_err = |source| ServeError::Certificate {
+            dir: dir.clone(),
+            source: Box::new(source),
+        };
+        let resolver = ReloadingCertResolver::load(
+            args.cert_dir.join("tls.crt"),
+            args.cert_dir.join("tls.key"),
+        )
+        .map(Arc::new)
+        .map_err(cert_err)?;
+        let tls_config = tls::server_config(resolver.clone()).map_err(cert_err)?;
+        resolver
+            .clone()
+            .spawn_reloader(args.cert_reload_interval, shutdown.clone());
+        let apps = AppCache::start(&client, &namespaces, shutdown.clone());
+        let state = WebhookState {
+            apps: apps.clone(),
+            namespaces: namespaces.clone(),
+            options: mutation,
+            metrics: metrics.clone(),
+            client: Some(client.clone()),
+            recorder: Some(Recorder::new(client.clone(), reporter.clone())),
+        };
+        let listener = bind(args.webhook_addr).await?;
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        if args.register_webhook.unwrap_or(in_cluster) {
+            keep_registered(&args, client.clone(), shutdown.clone()).await?;
+        }
+        webhook_part = Some((listener, tls_config, state, resolver, apps));
     }
 
-    tracing::info!(webhook = %args.webhook_addr, admin = %args.admin_addr, "spark-webhook serving");
-    let webhook = server::serve_tls(
-        webhook_listener,
-        tls_config,
-        webhook::router(state),
-        shutdown.clone(),
-        args.shutdown_timeout,
-    );
+    let app_metrics = args.controller.then(|| {
+        AppMetrics::new(
+            &args.reconciler.metrics_prefix,
+            args.reconciler.metrics_labels.clone(),
+            &args.reconciler.metrics_job_start_latency_buckets,
+        )
+    });
+    let reconciler = app_metrics.clone().map(|m| {
+        let cfg = args
+            .reconciler
+            .config(namespaces.clone(), mutation, m, reporter.clone());
+        let client = client.clone();
+        let token = shutdown.clone();
+        async move {
+            let result = runner::run(client, cfg, token.clone()).await;
+            if let Err(e) = &result {
+                // The process must not live on without its reconciler: stop and let the
+                // Deployment restart us, loudly.
+                tracing::error!(error = %e, "reconciler stopped");
+                token.cancel();
+            }
+            result
+        }
+    });
+
+    let admin = admin_router(AdminState {
+        apps: webhook_part.as_ref().map(|w| w.4.clone()),
+        resolver: webhook_part.as_ref().map(|w| w.3.clone()),
+        metrics,
+        app_metrics,
+    });
+    tracing::info!(webhook = args.webhook, controller = args.controller, admin = %args.admin_addr, "spark-webhook serving");
+    let webhook = async {
+        match webhook_part {
+            Some((listener, tls_config, state, _, _)) => {
+                server::serve_tls(
+                    listener,
+                    tls_config,
+                    webhook::router(state),
+                    shutdown.clone(),
+                    args.shutdown_timeout,
+                )
+                .await
+            }
+            None => Ok(()),
+        }
+    };
+    let reconcile = async {
+        match reconciler {
+            Some(r) => r.await,
+            None => Ok(()),
+        }
+    };
     let admin = server::serve_plain(admin_listener, admin, shutdown.clone());
-    let (w, a) = tokio::join!(webhook, admin);
+    let (w, a, r) = tokio::join!(webhook, admin, reconcile);
     w.and(a).map_err(ServeError::Server)?;
+    r?;
     tracing::info!("spark-webhook stopped");
     Ok(())
+}
+
+/// This replica's name for leases and Events: the pod name, else hostname and pid (two
+/// processes on one host must never share an identity, kubeflow #2063).
+fn identity() -> String {
+    if let Some(pod) = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()) {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "spark-webhook".into());
+    format!("{host}-{}", std::process::id())
 }
 
 /// Reads the caBundle (ca.crt) that registration publishes.
@@ -388,9 +576,11 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
 
 #[derive(Clone)]
 struct AdminState {
-    apps: AppCache,
-    resolver: Arc<ReloadingCertResolver>,
+    /// The webhook's cache and certificate; None when the webhook is off.
+    apps: Option<AppCache>,
+    resolver: Option<Arc<ReloadingCertResolver>>,
     metrics: Arc<Metrics>,
+    app_metrics: Option<Arc<AppMetrics>>,
 }
 
 fn admin_router(state: AdminState) -> Router {
@@ -404,10 +594,10 @@ fn admin_router(state: AdminState) -> Router {
 /// Ready once the certificate is loaded and valid and the SparkApplication cache has synced.
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let mut missing = Vec::new();
-    if !s.resolver.is_valid_now() {
+    if s.resolver.as_ref().is_some_and(|r| !r.is_valid_now()) {
         missing.push("serving certificate expired");
     }
-    if !s.apps.is_ready() {
+    if s.apps.as_ref().is_some_and(|a| !a.is_ready()) {
         missing.push("SparkApplication cache not synced");
     }
     if missing.is_empty() {
@@ -421,12 +611,14 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
-    s.metrics.cert_not_after.set(s.resolver.not_after_unix());
+    if let Some(r) = &s.resolver {
+        s.metrics.cert_not_after.set(r.not_after_unix());
+    }
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        s.metrics.encode(),
+        s.metrics.encode(s.app_metrics.as_deref()),
     )
 }

@@ -111,7 +111,7 @@ async fn stored_spark_pods_carry_the_mutations_and_other_pods_are_untouched() {
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
     apply(&app(&ns));
-    let _served = Served::start(&ns, tmp.path(), &[]);
+    let _served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
     let driver = pods
@@ -218,7 +218,7 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
     apply(&app(&ns));
-    let mut first = Served::start(&ns, tmp.path(), &[]);
+    let mut first = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let before = configs.get(&first.config_name).await.expect("registered");
     let hook = &before.webhooks.as_ref().unwrap()[0];
@@ -263,7 +263,7 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
     );
 
     // A new instance on another port converges the object to its URL.
-    let second = Served::start(&ns, tmp.path(), &[]);
+    let second = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let after = configs.get(&second.config_name).await.unwrap();
     assert_ne!(
         before.metadata.resource_version,
@@ -302,7 +302,7 @@ async fn invalid_apps_are_refused_by_the_validating_webhook_with_the_field() {
     let ns = namespace(&client, "wh-validate").await;
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
-    let _served = Served::start(&ns, tmp.path(), &[]);
+    let _served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let mut bad = app(&ns);
     bad["spec"]["driver"]["volumeMounts"] = json!([{"name": "nope", "mountPath": "/x"}]);
     bad["spec"]["executor"]["memory"] = "lots".into();
@@ -332,7 +332,7 @@ async fn a_pod_whose_app_cannot_be_applied_is_denied_naming_app_and_field() {
     let mut bad = app(&ns);
     bad["spec"]["driver"]["volumeMounts"] = json!([{"name": "missing", "mountPath": "/m"}]);
     apply(&bad);
-    let _served = Served::start(&ns, tmp.path(), &[]);
+    let _served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let err = pods
         .create(
@@ -375,6 +375,7 @@ async fn certificate_rotation_during_pod_creation_loses_nothing() {
         &ns,
         tmp.path(),
         &[
+            "--controller=false",
             "--webhook-failure-policy",
             "fail",
             "--cert-reload-interval",

@@ -148,7 +148,21 @@ pub fn kubectl_ok(args: &[&str], input: Option<&str>) -> String {
 /// Installs the committed SparkApplication CRD (idempotent) and waits until it is served.
 pub fn install_crd() {
     let crd = repo_root().join("manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
-    kubectl_ok(&["apply", "-f", crd.to_str().expect("utf-8 path")], None);
+    let path = crd.to_str().expect("utf-8 path");
+    // Parallel tests race to create it on a fresh apiserver: the loser retries as an update.
+    let mut last = None;
+    for _ in 0..5 {
+        let out = kubectl(&["apply", "-f", path]);
+        if out.status.success() {
+            last = None;
+            break;
+        }
+        last = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(err) = last {
+        panic!("kubectl apply of the CRD failed:\n{err}");
+    }
     kubectl_ok(
         &[
             "wait",

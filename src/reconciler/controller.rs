@@ -1,0 +1,366 @@
+//! The I/O shell around [`super::state`]: watches SparkApplications and their pods, carries out
+//! the decided actions and writes the status through the status subresource.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action as Requeue, Controller};
+use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use thiserror::Error;
+use tokio_util::sync::CancellationToken;
+
+use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
+use crate::crd::{SparkApplication, SparkApplicationStatus};
+use crate::metrics::AppMetrics;
+use crate::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
+use crate::submission::{self, SubmitOptions};
+use crate::validation;
+use crate::webhook::registration::LAUNCHED_BY_LABEL;
+
+/// Label carrying the submission id on every object of one attempt.
+pub const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
+
+pub type GuardedApp = DeserializeGuard<SparkApplication>;
+
+/// Shared by every reconcile of one controller.
+pub struct Context {
+    pub client: Client,
+    pub pods: Store<Pod>,
+    pub settings: Settings,
+    pub submit: SubmitOptions,
+    pub recorder: Recorder,
+    pub metrics: Arc<AppMetrics>,
+}
+
+#[derive(Debug, Error)]
+pub enum ReconcileError {
+    #[error("kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("status of {0} changed meanwhile; retrying")]
+    Conflict(String),
+}
+
+/// Runs one controller over `api` (one namespace or all) until `shutdown`.
+pub async fn run(
+    apps: Api<GuardedApp>,
+    pods_api: Api<Pod>,
+    ctx_parts: ContextParts,
+    shutdown: CancellationToken,
+) {
+    let (pod_reader, pod_writer) = reflector::store();
+    let pod_stream = watcher(
+        pods_api,
+        watcher::Config::default().labels(&format!("{LAUNCHED_BY_LABEL}=true")),
+    )
+    .default_backoff()
+    .reflect(pod_writer)
+    .touched_objects();
+    let controller = Controller::new(apps, watcher::Config::default());
+    ctx_parts
+        .metrics
+        .add_source(controller.store(), pod_reader.clone());
+    let ctx = Arc::new(Context {
+        client: ctx_parts.client,
+        pods: pod_reader,
+        settings: ctx_parts.settings,
+        submit: ctx_parts.submit,
+        recorder: ctx_parts.recorder,
+        metrics: ctx_parts.metrics,
+    });
+    let token = shutdown.clone();
+    controller
+        .watches_stream(pod_stream, |pod: Pod| {
+            let name = pod.labels().get(APP_NAME_LABEL)?.clone();
+            Some(ObjectRef::new(&name).within(pod.namespace()?.as_str()))
+        })
+        .graceful_shutdown_on(async move { token.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "reconcile failed");
+            }
+        })
+        .await;
+}
+
+/// What `run` needs besides the watches.
+pub struct ContextParts {
+    pub client: Client,
+    pub settings: Settings,
+    pub submit: SubmitOptions,
+    pub recorder: Recorder,
+    pub metrics: Arc<AppMetrics>,
+}
+
+fn error_policy(_: Arc<GuardedApp>, error: &ReconcileError, _: Arc<Context>) -> Requeue {
+    match error {
+        ReconcileError::Conflict(_) => Requeue::requeue(Duration::from_millis(100)),
+        ReconcileError::Api(_) => Requeue::requeue(Duration::from_secs(5)),
+    }
+}
+
+async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    let app = match &obj.0 {
+        Ok(app) => app,
+        Err(invalid) => {
+            tracing::warn!(
+                app = %invalid.metadata.name.clone().unwrap_or_default(),
+                error = %invalid.error,
+                "SparkApplication cannot be read; waiting for a change"
+            );
+            return Ok(Requeue::await_change());
+        }
+    };
+    if app.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    let ns = app.namespace().unwrap_or_default();
+    let name = app.name_any();
+    let span = tracing::info_span!("reconcile", namespace = %ns, app = %name);
+    let _enter = span.enter();
+
+    let status = app.status.clone().unwrap_or_default();
+    let spec_hash = super::spec_hash(app);
+    let driver = (!status.driver_info.pod_name.is_empty())
+        .then(|| {
+            ctx.pods
+                .get(&ObjectRef::new(&status.driver_info.pod_name).within(&ns))
+        })
+        .flatten();
+    let executors = ctx.pods.state_filter(|p| {
+        p.namespace().as_deref() == Some(ns.as_str())
+            && p.labels().get(APP_NAME_LABEL) == Some(&name)
+            && p.labels().get(SPARK_ROLE_LABEL).map(String::as_str) == Some("executor")
+    });
+    let now = Timestamp::now();
+    let observed = Observed {
+        now,
+        driver: driver.as_deref(),
+        executors: executors.iter().map(AsRef::as_ref).collect(),
+        spec_hash: &spec_hash,
+    };
+    let mut decision = state::decide(app, &observed, &ctx.settings);
+
+    for action in std::mem::take(&mut decision.actions) {
+        match action {
+            Action::Submit { attempt } => {
+                let outcome = match submit(&ctx, app, attempt, &spec_hash).await {
+                    Ok(info) => Ok(info),
+                    Err(SubmitError::Failed(msg)) => Err(msg),
+                    // Not the app's fault: keep the status, try again shortly.
+                    Err(SubmitError::Transient(e)) => return Err(ReconcileError::Api(e)),
+                };
+                let base = SparkApplication {
+                    status: Some(decision.status.clone()),
+                    ..app.clone()
+                };
+                let after = state::submitted(&base, attempt, outcome, Timestamp::now());
+                decision.events.extend(after.events);
+                decision.status = after.status;
+                decision.requeue_after = after.requeue_after.or(decision.requeue_after);
+            }
+            Action::DeleteDriver { pod_name } => {
+                delete_attempt(&ctx, &ns, &pod_name, driver.as_deref()).await?
+            }
+            Action::DeleteApp => {
+                let apps: Api<SparkApplication> = Api::namespaced(ctx.client.clone(), &ns);
+                match apps.delete(&name, &DeleteParams::background()).await {
+                    Ok(_) => tracing::info!("time to live passed: SparkApplication deleted"),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return Err(e.into()),
+                }
+                return Ok(Requeue::await_change());
+            }
+        }
+    }
+
+    let old_state = status.application_state.state;
+    if decision.status != status {
+        write_status(&ctx, app, &decision.status).await?;
+        ctx.metrics.transition(app, old_state, &decision.status);
+    }
+    for note in &decision.events {
+        ctx.metrics.executor_event(app, note.reason);
+    }
+    publish(&ctx, app, &decision);
+    Ok(match decision.requeue_after {
+        Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
+        None => Requeue::await_change(),
+    })
+}
+
+enum SubmitError {
+    /// The app cannot be submitted as it is: SUBMISSION_FAILED with this message.
+    Failed(String),
+    /// The API was unreachable or overloaded: retry without counting an attempt.
+    Transient(kube::Error),
+}
+
+fn classify_api(what: &str, e: kube::Error) -> SubmitError {
+    match &e {
+        kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
+            SubmitError::Failed(format!("{what}: {}", s.message))
+        }
+        _ => SubmitError::Transient(e),
+    }
+}
+
+/// Creates the driver pod, then its Service and ConfigMap owned by it, as spark-submit does.
+/// Every name is deterministic per attempt, so a repeat after a crash finds its own objects
+/// (AlreadyExists with our submission id is success) and never starts a second driver.
+async fn submit(
+    ctx: &Context,
+    app: &SparkApplication,
+    attempt: u32,
+    spec_hash: &str,
+) -> Result<SubmittedInfo, SubmitError> {
+    let findings = validation::validate(app);
+    if !findings.errors.is_empty() {
+        let list: Vec<String> = findings.errors.iter().map(ToString::to_string).collect();
+        return Err(SubmitError::Failed(format!(
+            "invalid SparkApplication: {}",
+            list.join("; ")
+        )));
+    }
+    let mut sub = submission::build(app, attempt, &ctx.submit)
+        .map_err(|e| SubmitError::Failed(e.to_string()))?;
+    sub.driver_pod
+        .annotations_mut()
+        .insert(state::SPEC_HASH_ANNOTATION.into(), spec_hash.into());
+    let ns = app.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pod_name = sub.driver_pod.name_any();
+    let pod = match pods.create(&PostParams::default(), &sub.driver_pod).await {
+        Ok(pod) => pod,
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = pods.get(&pod_name).await.map_err(SubmitError::Transient)?;
+            if existing.labels().get(SUBMISSION_ID_LABEL) != Some(&sub.submission_id) {
+                return Err(SubmitError::Failed(format!(
+                    "a pod named {pod_name} already exists and does not belong to this submission"
+                )));
+            }
+            existing
+        }
+        Err(e) => return Err(classify_api("creating the driver pod", e)),
+    };
+    submission::owned_by_driver(&mut sub, pod.metadata.uid.as_deref().unwrap_or_default());
+    create_if_absent(
+        &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+        &sub.service,
+        "the driver Service",
+    )
+    .await?;
+    create_if_absent(
+        &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+        &sub.config_map,
+        "the driver ConfigMap",
+    )
+    .await?;
+    let ui_port = 4040;
+    Ok(SubmittedInfo {
+        submission_id: sub.submission_id.clone(),
+        driver_pod_name: pod_name,
+        app_id: sub.app_id.clone(),
+        ui_service_name: sub.service.name_any(),
+        ui_port,
+    })
+}
+
+async fn create_if_absent<K>(api: &Api<K>, obj: &K, what: &str) -> Result<(), SubmitError>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(classify_api(&format!("creating {what}"), e)),
+    }
+}
+
+/// Deletes an attempt's driver and, explicitly, everything labelled with its submission id
+/// (a cluster without garbage collection would otherwise keep them).
+async fn delete_attempt(
+    ctx: &Context,
+    ns: &str,
+    pod_name: &str,
+    driver: Option<&Pod>,
+) -> Result<(), ReconcileError> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match pods.delete(pod_name, &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(id) = driver.and_then(|d| d.labels().get(SUBMISSION_ID_LABEL)) {
+        let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
+        let dp = DeleteParams::background();
+        pods.delete_collection(&dp, &lp).await?;
+        Api::<Service>::namespaced(ctx.client.clone(), ns)
+            .delete_collection(&dp, &lp)
+            .await?;
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+            .delete_collection(&dp, &lp)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Replaces the status (PUT /status with the resourceVersion we read), so a stale view can
+/// never overwrite a newer status: a conflict re-runs the reconcile on fresh data.
+async fn write_status(
+    ctx: &Context,
+    app: &SparkApplication,
+    status: &SparkApplicationStatus,
+) -> Result<(), ReconcileError> {
+    let ns = app.namespace().unwrap_or_default();
+    let api: Api<SparkApplication> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut obj = app.clone();
+    obj.status = Some(status.clone());
+    obj.metadata.managed_fields = None;
+    match api
+        .replace_status(&app.name_any(), &PostParams::default(), &obj)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Conflict(app.name_any())),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Events go out in the background: a slow events API never delays a reconcile.
+fn publish(ctx: &Context, app: &SparkApplication, decision: &Decision) {
+    if decision.events.is_empty() {
+        return;
+    }
+    let recorder = ctx.recorder.clone();
+    let reference = app.object_ref(&());
+    let events: Vec<Event> = decision
+        .events
+        .iter()
+        .map(|n| Event {
+            type_: match n.type_ {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: n.reason.into(),
+            note: Some(n.message.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        })
+        .collect();
+    tokio::spawn(async move {
+        for ev in events {
+            if let Err(e) = recorder.publish(&ev, &reference).await {
+                tracing::warn!(error = %e, reason = %ev.reason, "could not publish event");
+            }
+        }
+    });
+}

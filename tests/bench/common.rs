@@ -1,0 +1,255 @@
+//! Inputs shared by the benchmarks: the SparkApplication, real Spark pods, AdmissionReview
+//! bodies as the kube-apiserver sends them, and an offline webhook state.
+#![allow(dead_code)]
+
+use serde_json::{Map, Value, json};
+use spark_webhook::appcache::AppCache;
+use spark_webhook::crd::SparkApplication;
+use spark_webhook::metrics::Metrics;
+use spark_webhook::mutate::MutationOptions;
+use spark_webhook::namespaces::JobNamespaces;
+use spark_webhook::webhook::WebhookState;
+
+/// The app both pods belong to (`default/spark-pi`), with enough settings to yield a real patch.
+const APP_YAML: &str = include_str!("sparkapplication.yaml");
+/// A driver pod recorded from Spark 3.3.4's spark-submit (see the README beside it).
+const DRIVER_POD: &str = include_str!("../fixtures/spark-submit-3.3.4/driver-pod.json");
+/// An executor pod as Spark 3.3.4's driver creates it.
+const EXECUTOR_POD: &str = include_str!("../fixtures/executor-pod.json");
+
+/// Size the load run's driver review is brought to (a typical driver pod review is 6-10 KiB).
+pub const DRIVER_REVIEW_TARGET_BYTES: usize = 8 * 1024;
+
+/// The path and query the kube-apiserver calls (it always sends its timeout).
+pub const REVIEW_URI: &str = "/mutate-v1-pod?timeout=10s";
+
+pub fn app() -> SparkApplication {
+    serde_yaml::from_str(APP_YAML).expect("tests/bench/sparkapplication.yaml parses")
+}
+
+pub fn driver_pod() -> Value {
+    serde_json::from_str(DRIVER_POD).expect("driver pod fixture parses")
+}
+
+pub fn executor_pod() -> Value {
+    serde_json::from_str(EXECUTOR_POD).expect("executor pod fixture parses")
+}
+
+/// The webhook's state as in production, minus the API client (the app is in the cache, so
+/// no review needs one).
+pub fn webhook_state() -> WebhookState {
+    WebhookState {
+        apps: AppCache::with_apps(vec![app()]),
+        namespaces: JobNamespaces::all(),
+        options: MutationOptions::default(),
+        metrics: Metrics::new(),
+        client: None,
+        recorder: None,
+    }
+}
+
+/// An AdmissionReview v1 for the CREATE of `pod`, shaped like the kube-apiserver's (compact
+/// JSON, requestKind/requestResource, the creating user, CreateOptions).
+pub fn review(pod: &Value, uid: &str) -> Vec<u8> {
+    let gvk = json!({"group": "", "version": "v1", "kind": "Pod"});
+    let gvr = json!({"group": "", "version": "v1", "resource": "pods"});
+    let review = json!({
+        "kind": "AdmissionReview",
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {
+            "uid": uid,
+            "kind": gvk,
+            "resource": gvr,
+            "requestKind": gvk,
+            "requestResource": gvr,
+            "name": pod["metadata"]["name"],
+            "namespace": pod["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {
+                "username": "system:serviceaccount:spark-operator:spark-operator-controller",
+                "uid": "5b3f2e1d-8c7a-4d6e-9f0a-1b2c3d4e5f6a",
+                "groups": [
+                    "system:serviceaccounts",
+                    "system:serviceaccounts:spark-operator",
+                    "system:authenticated"
+                ],
+                "extra": {
+                    "authentication.kubernetes.io/credential-id": ["JTI=3c1d5e7f-9a2b-4c6d-8e0f-1a3b5c7d9e2f"],
+                    "authentication.kubernetes.io/node-name": ["worker-3"],
+                    "authentication.kubernetes.io/pod-name": ["spark-operator-controller-6c9f7d8b5-x2k4p"],
+                    "authentication.kubernetes.io/pod-uid": ["9e8d7c6b-5a4f-4e3d-2c1b-0a9f8e7d6c5b"]
+                }
+            },
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"kind": "CreateOptions", "apiVersion": "meta.k8s.io/v1"}
+        }
+    });
+    serde_json::to_vec(&review).expect("review serialises")
+}
+
+/// The load run's driver review: the recorded driver pod as it reaches a mutating webhook in a
+/// production cluster, about [`DRIVER_REVIEW_TARGET_BYTES`] long.
+///
+/// On top of the recording (taken with the ServiceAccount plugin off and managedFields
+/// stripped) it carries what the apiserver adds before mutating webhooks (the ServiceAccount
+/// token volume and mount, a managedFields entry for the creating client) and what a
+/// production submission sets (driver env and annotations from `spark.kubernetes.driverEnv.*`
+/// and `spark.kubernetes.driver.annotation.*`, the driver's service account). If that is still
+/// short of the target, more driver env vars of the same kind fill the gap; their number is
+/// returned with the body.
+pub fn driver_review_8k() -> (Vec<u8>, usize) {
+    let mut pod = driver_pod();
+    pod["spec"]["serviceAccountName"] = json!("spark-driver");
+    pod["spec"]["serviceAccount"] = json!("spark-driver");
+    let annotations = json!({
+        "example.com/owner": "data-platform@example.com",
+        "example.com/cost-center": "analytics-batch",
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false",
+        "sidecar.istio.io/inject": "false"
+    });
+    pod["metadata"]["annotations"] = annotations;
+    let env = spark_container(&mut pod)["env"]
+        .as_array_mut()
+        .expect("driver container env");
+    for (name, value) in [
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+        (
+            "AWS_ROLE_ARN",
+            "arn:aws:iam::123456789012:role/spark-pi-driver",
+        ),
+        (
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "/var/run/secrets/eks.amazonaws.com/serviceaccount/token",
+        ),
+        ("HADOOP_CONF_DIR", "/opt/hadoop/conf"),
+        ("SPARK_EXTRA_CLASSPATH", "/opt/spark/extra-jars/*"),
+        ("TZ", "UTC"),
+    ] {
+        env.push(json!({"name": name, "value": value}));
+    }
+    let uid = "3e5c1f0a-7b2d-4c9e-8a6f-d4b2e0c8a1f7";
+    let mut body = review(&admitted(&pod), uid);
+    let mut n = 0;
+    while body.len() + 48 < DRIVER_REVIEW_TARGET_BYTES {
+        let var = json!({
+            "name": format!("SPARK_PI_OPT_{n}"),
+            "value": format!("spark.sql.extension.{n}=enabled"),
+        });
+        spark_container(&mut pod)["env"]
+            .as_array_mut()
+            .expect("env")
+            .push(var);
+        n += 1;
+        body = review(&admitted(&pod), uid);
+    }
+    (body, n)
+}
+
+/// `pod` as sent by its client, as it reaches mutating webhooks: with the managedFields entry
+/// the apiserver records for the client, and the ServiceAccount plugin's token volume.
+fn admitted(sent: &Value) -> Value {
+    let mut pod = sent.clone();
+    let managed = json!([{
+        "manager": "fabric8-kubernetes-client",
+        "operation": "Update",
+        "apiVersion": "v1",
+        "time": pod["metadata"]["creationTimestamp"],
+        "fieldsType": "FieldsV1",
+        "fieldsV1": fields_v1(sent, true),
+    }]);
+    pod["metadata"]["managedFields"] = managed;
+    pod["spec"]["volumes"]
+        .as_array_mut()
+        .expect("volumes")
+        .push(json!({
+            "name": "kube-api-access-7xk2q",
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+                ]
+            }
+        }));
+    spark_container(&mut pod)["volumeMounts"]
+        .as_array_mut()
+        .expect("volumeMounts")
+        .push(json!({
+            "name": "kube-api-access-7xk2q",
+            "readOnly": true,
+            "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"
+        }));
+    pod
+}
+
+fn spark_container(pod: &mut Value) -> &mut Value {
+    pod["spec"]["containers"]
+        .as_array_mut()
+        .expect("containers")
+        .iter_mut()
+        .find(|c| c["name"] == "spark-kubernetes-driver")
+        .expect("the spark-kubernetes-driver container")
+}
+
+/// The server-side-apply field set (`FieldsV1`) of `v`, as the apiserver records it: `f:` for
+/// members, `k:` keys for the associative lists of a pod, atomic lists as leaves.
+fn fields_v1(v: &Value, top: bool) -> Value {
+    let Value::Object(members) = v else {
+        return json!({});
+    };
+    let mut out = Map::new();
+    if !top {
+        out.insert(".".into(), json!({}));
+    }
+    for (k, x) in members {
+        if top && matches!(k.as_str(), "kind" | "apiVersion" | "status") {
+            continue;
+        }
+        if matches!(
+            k.as_str(),
+            "uid" | "creationTimestamp" | "name" | "namespace" | "managedFields"
+        ) && x.is_string()
+        {
+            continue;
+        }
+        let field = match x {
+            Value::Object(_) => {
+                let mut inner = fields_v1(x, false);
+                if top || k == "metadata" || k == "spec" {
+                    inner.as_object_mut().map(|m| m.remove("."));
+                }
+                inner
+            }
+            Value::Array(items) => match list_key(k) {
+                Some(keys) => {
+                    let mut list = Map::new();
+                    for item in items {
+                        let key: Map<String, Value> = keys
+                            .iter()
+                            .filter_map(|&key| Some((key.to_string(), item.get(key)?.clone())))
+                            .collect();
+                        list.insert(format!("k:{}", Value::Object(key)), fields_v1(item, false));
+                    }
+                    Value::Object(list)
+                }
+                None => json!({}),
+            },
+            _ => json!({}),
+        };
+        out.insert(format!("f:{k}"), field);
+    }
+    Value::Object(out)
+}
+
+fn list_key(field: &str) -> Option<&'static [&'static str]> {
+    match field {
+        "containers" | "initContainers" | "volumes" | "env" => Some(&["name"]),
+        "ports" => Some(&["containerPort", "protocol"]),
+        "volumeMounts" => Some(&["mountPath"]),
+        _ => None,
+    }
+}

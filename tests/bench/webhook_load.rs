@@ -1,0 +1,587 @@
+//! TLS load run of the pod webhook against a no-op floor, printed as a table.
+//!
+//! Two HTTPS servers run in a child process (this binary re-executed with
+//! `SPARK_WEBHOOK_BENCH_SERVER=<dir>`, so servers and load generator never share a tokio
+//! runtime), both through `server::serve_tls` with the same rustls config and certificates
+//! generated into a temporary directory:
+//!
+//! - **floor**: a router answering every POST with a fixed, pre-serialised AdmissionReview (the
+//!   webhook's own answer to the review below, so both send the same bytes back). It measures
+//!   what TLS, HTTP and our accept loop cost on their own;
+//! - **webhook**: the real `webhook::router` with the SparkApplication in its cache.
+//!
+//! The load generator (this process) sends an ~8 KiB driver-pod AdmissionReview over C
+//! HTTP/1.1 keep-alive connections (C = 1, 16, 64), each sending requests back to back for
+//! `BENCH_SECONDS` (default 5) after a 1 s warm-up, and records every request's latency. Every
+//! answer must be a 200 carrying a JSON patch; any failure is reported and makes the run exit
+//! non-zero. The targets (webhook throughput >= 0.8x floor, p99 <= 1.3x floor) are figures for
+//! the team: a MISS is printed, not fatal.
+//!
+//! Only 127.0.0.1 is used; the run stops by itself (the server exits when its stdin closes,
+//! and after 15 minutes in any case). Client and servers share the machine's cores, so the
+//! absolute numbers depend on the machine; the ratios are what this is for.
+
+mod common;
+
+use std::io::{Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Request, StatusCode, header};
+use axum::routing::post;
+use http_body_util::{BodyExt as _, Full};
+use hyper_util::rt::TokioIo;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use spark_webhook::certs::{self, CertOptions};
+use spark_webhook::server::serve_tls;
+use spark_webhook::tls::{ReloadingCertResolver, server_config};
+use spark_webhook::webhook::{self, MAX_BODY_BYTES, MUTATE_POD_PATH};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt as _;
+
+/// Set (to the certificate directory) in the re-executed server process.
+const SERVER_ENV: &str = "SPARK_WEBHOOK_BENCH_SERVER";
+/// Measured seconds per (server, concurrency) run.
+const SECONDS_ENV: &str = "BENCH_SECONDS";
+const DEFAULT_SECONDS: u64 = 5;
+const WARM_UP: Duration = Duration::from_secs(1);
+const CONCURRENCY: [usize; 3] = [1, 16, 64];
+/// The name the apiserver calls the webhook by (in the generated certificate's SANs).
+const DNS_NAME: &str = "spark-webhook.spark-operator.svc";
+const REVIEW_FILE: &str = "review.json";
+/// Targets: webhook throughput at least this fraction of the floor's...
+const THROUGHPUT_TARGET: f64 = 0.8;
+/// ...and webhook p99 at most this multiple of the floor's.
+const P99_TARGET: f64 = 1.3;
+/// The server process exits after this long even if nobody tells it to.
+const SERVER_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// How long the server may take to start and report its ports.
+const SERVER_START: Duration = Duration::from_secs(60);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    if let Some(dir) = std::env::var_os(SERVER_ENV) {
+        return server::main(PathBuf::from(dir));
+    }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // A test harness (`cargo test --all-targets`, nextest) lists and runs every target: this
+    // one holds no tests, and the load run only happens under `cargo bench`.
+    if args.iter().any(|a| a == "--list") {
+        return ExitCode::SUCCESS;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        println!("webhook_load: a load run, not a test; run it with `make bench`");
+        return ExitCode::SUCCESS;
+    }
+    let seconds = match std::env::var(SECONDS_ENV) {
+        Err(_) => DEFAULT_SECONDS,
+        Ok(s) => match s.trim().parse::<u64>() {
+            Ok(n) if (1..=600).contains(&n) => n,
+            _ => {
+                eprintln!(
+                    "webhook_load: {SECONDS_ENV}={s:?} is not a whole number of seconds in 1..=600"
+                );
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(client::run(Duration::from_secs(seconds))) {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failures) => {
+            eprintln!();
+            eprintln!("webhook_load: FAILED: {failures} request(s) failed (see above)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("webhook_load: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Whether `answer` is an allowed AdmissionReview carrying a JSON patch (a byte search, so the
+/// check costs the load generator next to nothing).
+fn has_patch(answer: &[u8]) -> bool {
+    let contains = |needle: &[u8]| answer.windows(needle.len()).any(|w| w == needle);
+    contains(br#""allowed":true"#) && contains(br#""patchType":"JSONPatch""#)
+}
+
+mod server {
+    use super::*;
+
+    /// The child process: serve floor and webhook until stdin closes.
+    pub fn main(dir: PathBuf) -> ExitCode {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        match rt.block_on(serve(&dir)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("webhook_load server: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    async fn serve(dir: &Path) -> Result<(), BoxError> {
+        let resolver = ReloadingCertResolver::load(dir.join("tls.crt"), dir.join("tls.key"))?;
+        let tls = server_config(Arc::new(resolver))?;
+        let state = common::webhook_state();
+        let review = Bytes::from(std::fs::read(dir.join(REVIEW_FILE))?);
+
+        // The floor's fixed answer: what the webhook answers to this very review.
+        let resp = webhook::router(state.clone())
+            .oneshot(
+                Request::post(common::REVIEW_URI)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(review))?,
+            )
+            .await?;
+        let status = resp.status();
+        let answer = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+        if status != StatusCode::OK || !has_patch(&answer) {
+            return Err(format!(
+                "the webhook does not patch the bench review ({status}): {}",
+                String::from_utf8_lossy(&answer)
+            )
+            .into());
+        }
+        let floor = Router::new()
+            .route(
+                MUTATE_POD_PATH,
+                post(move |_body: Bytes| {
+                    let answer = answer.clone();
+                    async move { ([(header::CONTENT_TYPE, "application/json")], answer) }
+                }),
+            )
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+
+        let shutdown = CancellationToken::new();
+        let drain = Duration::from_secs(1);
+        let floor_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let webhook_listener = TcpListener::bind("127.0.0.1:0").await?;
+        let floor_port = floor_listener.local_addr()?.port();
+        let webhook_port = webhook_listener.local_addr()?.port();
+        let servers = [
+            tokio::spawn(serve_tls(
+                floor_listener,
+                Arc::clone(&tls),
+                floor,
+                shutdown.clone(),
+                drain,
+            )),
+            tokio::spawn(serve_tls(
+                webhook_listener,
+                tls,
+                webhook::router(state),
+                shutdown.clone(),
+                drain,
+            )),
+        ];
+
+        // Stop when the load generator closes our stdin (or dies).
+        let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut stdin = std::io::stdin();
+            while matches!(stdin.read(&mut buf), Ok(n) if n > 0) {}
+            let _ = closed_tx.send(());
+        });
+        {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "READY {floor_port} {webhook_port}")?;
+            out.flush()?;
+        }
+        tokio::select! {
+            _ = closed_rx => {}
+            _ = tokio::time::sleep(SERVER_LIFETIME) => {
+                eprintln!("webhook_load server: no word from the load generator in {SERVER_LIFETIME:?}; stopping");
+            }
+        }
+        shutdown.cancel();
+        for server in servers {
+            let _ = tokio::time::timeout(drain * 2, server).await;
+        }
+        Ok(())
+    }
+}
+
+mod client {
+    use super::*;
+
+    /// One (server, concurrency) run.
+    struct Run {
+        /// Requests sent after the warm-up and answered correctly.
+        ok: u64,
+        /// From the end of the warm-up to the last connection's last answer.
+        elapsed: Duration,
+        /// Latencies of the `ok` requests, sorted, in microseconds.
+        latencies_us: Vec<u64>,
+        failures: u64,
+        first_failure: Option<String>,
+    }
+
+    impl Run {
+        fn per_second(&self) -> f64 {
+            self.ok as f64 / self.elapsed.as_secs_f64()
+        }
+
+        /// Nearest-rank percentile, in milliseconds.
+        fn percentile_ms(&self, q: f64) -> f64 {
+            let n = self.latencies_us.len();
+            if n == 0 {
+                return f64::NAN;
+            }
+            let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
+            self.latencies_us[rank - 1] as f64 / 1000.0
+        }
+    }
+
+    #[derive(Default)]
+    struct ConnResult {
+        latencies_us: Vec<u64>,
+        failures: u64,
+        first_failure: Option<String>,
+        finished: Option<Instant>,
+    }
+
+    impl ConnResult {
+        fn fail(&mut self, what: String) {
+            self.failures += 1;
+            self.first_failure.get_or_insert(what);
+        }
+    }
+
+    /// Runs the whole comparison; returns the number of failed requests.
+    pub async fn run(measure: Duration) -> Result<u64, BoxError> {
+        let dir = tempfile::tempdir()?;
+        let report = certs::generate(&CertOptions::new(dir.path()))?;
+        let (review, filler_vars) = common::driver_review_8k();
+        let review = Bytes::from(review);
+        std::fs::write(dir.path().join(REVIEW_FILE), &review)?;
+
+        let exe = std::env::current_exe()?;
+        let mut child = tokio::process::Command::new(exe)
+            .env(SERVER_ENV, dir.path())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = child.stdout.take().ok_or("no stdout from the server")?;
+        let mut line = String::new();
+        tokio::time::timeout(SERVER_START, BufReader::new(stdout).read_line(&mut line))
+            .await
+            .map_err(|_| "the server process did not start in time")??;
+        let ports: Vec<u16> = line
+            .strip_prefix("READY ")
+            .ok_or_else(|| format!("unexpected line from the server process: {line:?}"))?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        let [floor_port, webhook_port] = ports[..] else {
+            return Err(format!("unexpected line from the server process: {line:?}").into());
+        };
+        let floor = SocketAddr::from(([127, 0, 0, 1], floor_port));
+        let webhook = SocketAddr::from(([127, 0, 0, 1], webhook_port));
+        let tls = connector(&report.ca_cert_path)?;
+
+        // One checked request each, for the header.
+        let (floor_answer, _) = probe(floor, &tls, &review).await?;
+        let (webhook_answer, negotiated) = probe(webhook, &tls, &review).await?;
+        println!();
+        println!("webhook_load: POST {} over TLS", common::REVIEW_URI);
+        println!(
+            "  review: {} bytes (driver pod AdmissionReview v1, CREATE; target ~{} bytes, {} filler env vars)",
+            review.len(),
+            common::DRIVER_REVIEW_TARGET_BYTES,
+            filler_vars,
+        );
+        println!(
+            "  answer: webhook {} bytes, floor {} bytes (allowed, base64 JSON patch)",
+            webhook_answer.len(),
+            floor_answer.len()
+        );
+        println!("  {negotiated}, HTTP/1.1 keep-alive, 127.0.0.1, server in a separate process");
+        println!(
+            "  per run: {} s warm-up + {} s measured, connections send back to back; {} client / {} server worker threads",
+            WARM_UP.as_secs(),
+            measure.as_secs(),
+            tokio::runtime::Handle::current().metrics().num_workers(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+        );
+        println!();
+
+        let mut rows = Vec::new();
+        let mut failures = 0;
+        for conns in CONCURRENCY {
+            let f = load(floor, &tls, &review, conns, measure).await;
+            let w = load(webhook, &tls, &review, conns, measure).await;
+            for (name, run) in [("floor", &f), ("webhook", &w)] {
+                if run.failures > 0 {
+                    eprintln!(
+                        "webhook_load: FAILURES: {name}, {conns} connection(s): {} failed request(s); first: {}",
+                        run.failures,
+                        run.first_failure.as_deref().unwrap_or("?")
+                    );
+                }
+                failures += run.failures;
+            }
+            rows.push((conns, f, w));
+        }
+
+        print_table(&rows);
+        drop(child.stdin.take());
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_err()
+        {
+            eprintln!("webhook_load: the server process did not stop; killing it");
+            child.kill().await?;
+        }
+        Ok(failures)
+    }
+
+    fn print_table(rows: &[(usize, Run, Run)]) {
+        println!(
+            "{:>5} | {:>24} | {:>24} | {:>19} |",
+            "", "floor (no-op)", "webhook", "webhook / floor"
+        );
+        println!(
+            "{:>5} | {:>9} {:>6} {:>7} | {:>9} {:>6} {:>7} | {:>8} {:>10} | verdict",
+            "conns", "reviews/s", "p50 ms", "p99 ms", "reviews/s", "p50 ms", "p99 ms", "thr", "p99",
+        );
+        println!("{}", "-".repeat(101));
+        for (conns, f, w) in rows {
+            let thr = w.per_second() / f.per_second();
+            let p99 = w.percentile_ms(0.99) / f.percentile_ms(0.99);
+            let mut missed = Vec::new();
+            if thr.is_nan() || thr < THROUGHPUT_TARGET {
+                missed.push("throughput");
+            }
+            if p99.is_nan() || p99 > P99_TARGET {
+                missed.push("p99");
+            }
+            let verdict = if missed.is_empty() {
+                "PASS".to_string()
+            } else {
+                format!("MISS ({})", missed.join(", "))
+            };
+            println!(
+                "{:>5} | {:>9.0} {:>6.3} {:>7.3} | {:>9.0} {:>6.3} {:>7.3} | {:>7.2}x {:>9.2}x | {}",
+                conns,
+                f.per_second(),
+                f.percentile_ms(0.5),
+                f.percentile_ms(0.99),
+                w.per_second(),
+                w.percentile_ms(0.5),
+                w.percentile_ms(0.99),
+                thr,
+                p99,
+                verdict,
+            );
+        }
+        println!();
+        println!(
+            "targets: webhook throughput >= {THROUGHPUT_TARGET:.2}x floor, webhook p99 <= {P99_TARGET:.2}x floor \
+             (figures for the team, not a test)"
+        );
+    }
+
+    fn connector(ca: &Path) -> Result<TlsConnector, BoxError> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca)? {
+            roots.add(cert?)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsConnector::from(Arc::new(config)))
+    }
+
+    type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+    /// A verified TLS connection speaking HTTP/1.1, and what TLS it negotiated.
+    async fn connect(addr: SocketAddr, tls: &TlsConnector) -> Result<(Sender, String), BoxError> {
+        let tcp = TcpStream::connect(addr).await?;
+        tcp.set_nodelay(true)?;
+        let stream = tls.connect(ServerName::try_from(DNS_NAME)?, tcp).await?;
+        let (_, session) = stream.get_ref();
+        let negotiated = format!(
+            "{:?} {:?}",
+            session.protocol_version().ok_or("no TLS version")?,
+            session
+                .negotiated_cipher_suite()
+                .ok_or("no cipher suite")?
+                .suite()
+        );
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(conn);
+        Ok((sender, negotiated))
+    }
+
+    /// One review; the answer's status and body.
+    async fn send(sender: &mut Sender, review: &Bytes) -> Result<(StatusCode, Bytes), BoxError> {
+        sender.ready().await?;
+        let req = Request::post(common::REVIEW_URI)
+            .header(header::HOST, DNS_NAME)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, */*")
+            .body(Full::new(review.clone()))?;
+        let resp = sender.send_request(req).await?;
+        let status = resp.status();
+        let body = resp.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
+
+    fn check(status: StatusCode, answer: &[u8]) -> Result<(), String> {
+        if status != StatusCode::OK {
+            return Err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            ));
+        }
+        if !has_patch(answer) {
+            return Err(format!(
+                "200 without a patch: {}",
+                String::from_utf8_lossy(&answer[..answer.len().min(300)])
+            ));
+        }
+        Ok(())
+    }
+
+    async fn probe(
+        addr: SocketAddr,
+        tls: &TlsConnector,
+        review: &Bytes,
+    ) -> Result<(Bytes, String), BoxError> {
+        let (mut sender, negotiated) = connect(addr, tls).await?;
+        let (status, answer) = send(&mut sender, review).await?;
+        check(status, &answer).map_err(|e| format!("{addr}: {e}"))?;
+        Ok((answer, negotiated))
+    }
+
+    /// `conns` connections sending back to back: warm-up, then `measure`.
+    async fn load(
+        addr: SocketAddr,
+        tls: &TlsConnector,
+        review: &Bytes,
+        conns: usize,
+        measure: Duration,
+    ) -> Run {
+        // Handshakes are not part of the measurement: connect everyone first.
+        let mut senders = Vec::with_capacity(conns);
+        let mut failures = 0;
+        let mut first_failure = None;
+        for _ in 0..conns {
+            match connect(addr, tls).await {
+                Ok((sender, _)) => senders.push(Some(sender)),
+                Err(e) => {
+                    failures += 1;
+                    first_failure.get_or_insert(format!("connect: {e}"));
+                    senders.push(None);
+                }
+            }
+        }
+        let start = Instant::now() + WARM_UP;
+        let end = start + measure;
+        let tasks: Vec<_> = senders
+            .into_iter()
+            .map(|sender| {
+                let tls = tls.clone();
+                let review = review.clone();
+                tokio::spawn(connection(addr, tls, sender, review, start, end))
+            })
+            .collect();
+        let mut latencies_us = Vec::new();
+        let mut last = start;
+        for task in tasks {
+            match task.await {
+                Ok(r) => {
+                    latencies_us.extend(r.latencies_us);
+                    failures += r.failures;
+                    if first_failure.is_none() {
+                        first_failure = r.first_failure;
+                    }
+                    last = last.max(r.finished.unwrap_or(start));
+                }
+                Err(e) => {
+                    failures += 1;
+                    first_failure.get_or_insert(format!("connection task: {e}"));
+                }
+            }
+        }
+        latencies_us.sort_unstable();
+        Run {
+            ok: latencies_us.len() as u64,
+            elapsed: last
+                .saturating_duration_since(start)
+                .max(Duration::from_millis(1)),
+            latencies_us,
+            failures,
+            first_failure,
+        }
+    }
+
+    /// One connection's loop until `end`; latencies of requests sent from `start` on count.
+    async fn connection(
+        addr: SocketAddr,
+        tls: TlsConnector,
+        mut sender: Option<Sender>,
+        review: Bytes,
+        start: Instant,
+        end: Instant,
+    ) -> ConnResult {
+        let mut result = ConnResult::default();
+        while Instant::now() < end {
+            let Some(s) = sender.as_mut() else {
+                match connect(addr, &tls).await {
+                    Ok((s, _)) => sender = Some(s),
+                    Err(e) => {
+                        result.fail(format!("connect: {e}"));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                continue;
+            };
+            let sent = Instant::now();
+            let answered = send(s, &review).await;
+            let latency = sent.elapsed();
+            match answered {
+                Ok((status, answer)) => match check(status, &answer) {
+                    Ok(()) => {
+                        if sent >= start {
+                            result.latencies_us.push(latency.as_micros() as u64);
+                        }
+                    }
+                    Err(e) => result.fail(e),
+                },
+                Err(e) => {
+                    result.fail(format!("request: {e}"));
+                    sender = None;
+                }
+            }
+        }
+        result.finished = Some(Instant::now());
+        result
+    }
+}

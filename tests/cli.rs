@@ -1,0 +1,109 @@
+//! The binary's command line: outputs users pipe into kubectl, and one clear line on bad input.
+
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    run_with(args, "/nonexistent/kubeconfig")
+}
+
+fn run_with(args: &[&str], kubeconfig: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
+        .args(args)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .expect("running spark-webhook")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn crds_prints_the_committed_crd() {
+    let out = run(&["crds"]);
+    assert!(out.status.success());
+    let committed = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+}
+
+#[test]
+fn configuration_errors_end_in_one_error_line_without_a_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_str().unwrap();
+    // A kubeconfig that parses (nothing is contacted before the certificate check).
+    let kubeconfig = tmp.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .unwrap();
+    let out = run(&["serve", "--cert-dir", dir]);
+    assert!(
+        stderr(&out).contains("no Kubernetes API configuration"),
+        "{}",
+        stderr(&out)
+    );
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    for (args, needle) in [
+        (
+            vec!["serve", "--webhook-addr", "nonsense"],
+            "invalid value 'nonsense'",
+        ),
+        (
+            vec!["serve", "--cert-reload-interval", "soon"],
+            "is not a duration",
+        ),
+        (
+            vec!["serve", "--cert-dir", dir],
+            "no usable serving certificate",
+        ),
+        (
+            vec!["serve", "--webhook=false", "--controller=false"],
+            "nothing to run",
+        ),
+        (
+            vec!["render", "/no/such/app.yaml"],
+            "reading /no/such/app.yaml",
+        ),
+    ] {
+        let out = run_with(&args, kubeconfig);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?} should fail");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("RUST_BACKTRACE"),
+            "{args:?}: {err}"
+        );
+        let error_lines = err.lines().filter(|l| l.starts_with("error:")).count();
+        assert_eq!(error_lines, 1, "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn render_prints_the_submission_and_refuses_invalid_apps() {
+    let out = run(&["render", "tests/fixtures/sparkapplication-pi.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let kinds: Vec<String> = text
+        .split("\n---\n")
+        .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+        .filter_map(|v| v["kind"].as_str().map(String::from))
+        .collect();
+    assert_eq!(kinds, ["ConfigMap", "Service", "Pod"], "{text}");
+    assert!(text.contains("# The webhook's JSON patch for each executor pod"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    let app =
+        include_str!("fixtures/sparkapplication-pi.yaml").replace("memory: 512m", "memory: lots");
+    std::fs::write(&bad, app).unwrap();
+    let out = run(&["render", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("spec.driver.memory"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,442 @@
+//! End-to-end: `kubectl apply` of a SparkApplication leads to the objects spark-submit would
+//! create, and the status follows the driver pod (whose phases the test writes, as a kubelet
+//! would) through retries, spec changes and time to live.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Served, eventually, install_crd, kubectl_stdin, namespace};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use serde_json::{Value, json};
+use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::crd::SparkApplication;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn pi(ns: &str, name: &str, restart: Value) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "type": "Scala", "mode": "cluster", "sparkVersion": "3.3.4", "image": "spark:3.3.4",
+            "mainClass": "org.apache.spark.examples.SparkPi",
+            "mainApplicationFile": "local:///opt/spark/examples/jars/spark-examples.jar",
+            "arguments": ["10"],
+            "restartPolicy": restart,
+            "driver": {"cores": 1, "coreLimit": "1200m", "memory": "512m", "serviceAccount": "spark"},
+            "executor": {"instances": 2, "cores": 1, "memory": "512m"}
+        }
+    })
+}
+
+fn apply(obj: &Value) {
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn start(ns: &str, extra: &[&str]) -> (Served, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(tmp.path())).unwrap();
+    let mut args = vec!["--driver-start-timeout", "0s"];
+    if !extra.iter().any(|a| a.starts_with("--leader-election=")) {
+        args.push("--leader-election=false");
+    }
+    args.extend_from_slice(extra);
+    (Served::start(ns, tmp.path(), &args), tmp)
+}
+
+async fn app_state(api: &Api<SparkApplication>, name: &str) -> Option<(String, SparkApplication)> {
+    let app = api.get_opt(name).await.ok()??;
+    let state = app.status.as_ref()?.application_state.state.to_string();
+    Some((state, app))
+}
+
+async fn wait_state(api: &Api<SparkApplication>, name: &str, want: &str) -> SparkApplication {
+    eventually(&format!("{name} in state {want}"), WAIT, || async {
+        let (state, app) = app_state(api, name).await?;
+        (state == want).then_some(app)
+    })
+    .await
+}
+
+async fn wait_pod(pods: &Api<Pod>, name: &str) -> Pod {
+    eventually(&format!("pod {name}"), WAIT, || async {
+        pods.get_opt(name).await.ok()?
+    })
+    .await
+}
+
+/// Writes a pod phase as a kubelet would, with the Spark container's state.
+async fn set_phase(pods: &Api<Pod>, name: &str, phase: &str, exit: Option<i32>) {
+    let state = match exit {
+        Some(code) => {
+            json!({"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}}})
+        }
+        None => json!({"running": {}}),
+    };
+    let status = json!({"status": {"phase": phase, "containerStatuses": [{
+        "name": "spark-kubernetes-driver", "ready": exit.is_none(), "restartCount": 0,
+        "image": "spark:3.3.4", "imageID": "", "state": state
+    }]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .expect("pod status");
+}
+
+fn event_reasons(ns: &str) -> Vec<String> {
+    let out = common::kubectl(&["get", "events", "-n", ns, "-o", "json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["reason"].as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_completed() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-flow").await;
+    let (served, _certs) = start(&ns, &[]);
+    apply(&pi(&ns, "spark-pi", json!({"type": "Never"})));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    let app = wait_state(&apps, "spark-pi", "SUBMITTED").await;
+    let status = app.status.unwrap();
+    assert_eq!(status.driver_info.pod_name, "spark-pi-driver");
+    assert_eq!(
+        (status.submission_attempts, status.execution_attempts),
+        (1, 1)
+    );
+    assert!(!status.submission_id.is_empty());
+
+    // What spark-submit would have created, owned and labelled the same way.
+    let driver = wait_pod(&pods, "spark-pi-driver").await;
+    let spec = driver.spec.as_ref().unwrap();
+    let c = &spec.containers[0];
+    assert_eq!(c.name, "spark-kubernetes-driver");
+    assert_eq!(
+        c.args.as_ref().unwrap()[..5],
+        [
+            "driver",
+            "--properties-file",
+            "/opt/spark/conf/spark.properties",
+            "--class",
+            "org.apache.spark.examples.SparkPi"
+        ]
+    );
+    let ports: Vec<(i32, Option<String>)> = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.container_port, p.protocol.clone()))
+        .collect();
+    for port in [7078, 7079, 4040] {
+        assert!(ports.contains(&(port, Some("TCP".into()))), "{ports:?}");
+    }
+    let mem = c
+        .resources
+        .as_ref()
+        .unwrap()
+        .limits
+        .as_ref()
+        .unwrap()
+        .get("memory")
+        .unwrap();
+    assert_eq!(
+        mem.0, "896Mi",
+        "512m + 384Mi overhead, as spark-submit computes"
+    );
+    assert_eq!(
+        spec.security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let labels = driver.metadata.labels.as_ref().unwrap();
+    assert_eq!(labels["sparkoperator.k8s.io/app-name"], "spark-pi");
+    assert_eq!(
+        labels["sparkoperator.k8s.io/launched-by-spark-operator"],
+        "true"
+    );
+    assert_eq!(
+        labels["sparkoperator.k8s.io/submission-id"],
+        status.submission_id
+    );
+    assert_eq!(
+        driver.metadata.owner_references.as_ref().unwrap()[0].kind,
+        "SparkApplication"
+    );
+
+    let svcs: Vec<Service> = Api::<Service>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let svc = svcs
+        .iter()
+        .find(|s| {
+            s.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.ends_with("-driver-svc"))
+        })
+        .expect("driver Service");
+    assert_eq!(
+        svc.spec.as_ref().unwrap().cluster_ip.as_deref(),
+        Some("None")
+    );
+    assert_eq!(
+        svc.metadata.owner_references.as_ref().unwrap()[0].name,
+        "spark-pi-driver"
+    );
+    let cms: Vec<ConfigMap> = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    let cm = cms
+        .iter()
+        .find(|c| {
+            c.data
+                .as_ref()
+                .is_some_and(|d| d.contains_key("spark.properties"))
+        })
+        .expect("driver ConfigMap");
+    let props = &cm.data.as_ref().unwrap()["spark.properties"];
+    for key in [
+        "spark.kubernetes.submitInDriver=true",
+        "spark.app.id=",
+        "spark.driver.host=",
+        "spark.executor.instances=2",
+    ] {
+        assert!(
+            props.contains(key),
+            "{key} missing from spark.properties:\n{props}"
+        );
+    }
+    assert_eq!(
+        cm.metadata.owner_references.as_ref().unwrap()[0].name,
+        "spark-pi-driver"
+    );
+
+    set_phase(&pods, "spark-pi-driver", "Running", None).await;
+    wait_state(&apps, "spark-pi", "RUNNING").await;
+    set_phase(&pods, "spark-pi-driver", "Succeeded", Some(0)).await;
+    let done = wait_state(&apps, "spark-pi", "COMPLETED").await;
+    assert!(done.status.unwrap().termination_time.is_some());
+
+    let reasons = eventually("transition events", WAIT, || async {
+        let r = event_reasons(&ns);
+        [
+            "SparkApplicationSubmitted",
+            "SparkDriverRunning",
+            "SparkDriverCompleted",
+            "SparkApplicationCompleted",
+        ]
+        .iter()
+        .all(|want| r.iter().any(|x| x == want))
+        .then_some(r)
+    })
+    .await;
+    assert!(!reasons.iter().any(|r| r == "SparkApplicationFailed"));
+
+    // The native driver is already mutated: the webhook had nothing left to patch.
+    let (_, metrics) = served.admin_get("/metrics").unwrap();
+    let pod_reviews = |outcome: &str| {
+        let line =
+            format!(r#"spark_webhook_admission_reviews_total{{kind="Pod",outcome="{outcome}"}} "#);
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line.as_str())?.trim().parse::<f64>().ok())
+    };
+    assert_eq!(pod_reviews("Patched"), Some(0.0), "{metrics}");
+    assert!(
+        pod_reviews("Unchanged").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    for series in [
+        "spark_application_submit_count",
+        "spark_application_success_count",
+        "spark_application_count",
+    ] {
+        assert_eq!(sample(&metrics, series), Some(1.0), "{series}:\n{metrics}");
+    }
+    assert_eq!(
+        sample(&metrics, "spark_application_failure_count"),
+        Some(0.0)
+    );
+}
+
+#[tokio::test]
+async fn a_failed_driver_is_retried_per_policy_then_the_app_fails() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-retry").await;
+    let (_served, _certs) = start(&ns, &["--webhook=false"]);
+    apply(&pi(
+        &ns,
+        "flaky",
+        json!({"type": "OnFailure", "onFailureRetries": 1, "onFailureRetryInterval": 1}),
+    ));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    wait_pod(&pods, "flaky-driver").await;
+    set_phase(&pods, "flaky-driver", "Failed", Some(1)).await;
+    // A new attempt gets a new, deterministic driver name.
+    let second = wait_pod(&pods, "flaky-driver-2").await;
+    assert!(second.metadata.deletion_timestamp.is_none());
+    let app = wait_state(&apps, "flaky", "SUBMITTED").await;
+    let status = app.status.unwrap();
+    assert_eq!(
+        (status.submission_attempts, status.execution_attempts),
+        (2, 2)
+    );
+    assert_eq!(status.driver_info.pod_name, "flaky-driver-2");
+
+    set_phase(&pods, "flaky-driver-2", "Failed", Some(3)).await;
+    let failed = wait_state(&apps, "flaky", "FAILED").await;
+    let msg = failed.status.unwrap().application_state.error_message;
+    assert!(msg.contains("ExitCode: 3"), "{msg}");
+    assert!(
+        pods.get_opt("flaky-driver-3").await.unwrap().is_none(),
+        "no third attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_spec_change_tears_down_and_resubmits() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-invalidate").await;
+    let (_served, _certs) = start(&ns, &["--webhook=false"]);
+    apply(&pi(&ns, "changing", json!({"type": "Never"})));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let first = wait_pod(&pods, "changing-driver").await;
+    set_phase(&pods, "changing-driver", "Running", None).await;
+    wait_state(&apps, "changing", "RUNNING").await;
+
+    let mut changed = pi(&ns, "changing", json!({"type": "Never"}));
+    changed["spec"]["arguments"] = json!(["20"]);
+    apply(&changed);
+    let new_driver = eventually("resubmitted driver", WAIT, || async {
+        let p = pods.get_opt("changing-driver").await.ok()??;
+        (p.metadata.uid != first.metadata.uid).then_some(p)
+    })
+    .await;
+    let args = new_driver.spec.unwrap().containers[0].args.clone().unwrap();
+    assert_eq!(
+        args.last().map(String::as_str),
+        Some("20"),
+        "the new driver runs the new spec"
+    );
+    let app = wait_state(&apps, "changing", "SUBMITTED").await;
+    assert_eq!(
+        app.status.unwrap().submission_attempts,
+        1,
+        "an invalidated app starts counting afresh"
+    );
+}
+
+#[tokio::test]
+async fn time_to_live_deletes_a_finished_app_and_unrunnable_apps_say_why() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-ttl").await;
+    let (_served, _certs) = start(&ns, &["--webhook=false"]);
+    let mut app = pi(&ns, "short", json!({"type": "Never"}));
+    app["spec"]["timeToLiveSeconds"] = json!(1);
+    apply(&app);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_pod(&pods, "short-driver").await;
+    set_phase(&pods, "short-driver", "Succeeded", Some(0)).await;
+    eventually("app deleted after its TTL", WAIT, || async {
+        apps.get_opt("short").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // No image anywhere: the submission fails with the reason in status, no driver appears.
+    let mut no_image = pi(&ns, "no-image", json!({"type": "Never"}));
+    no_image["spec"].as_object_mut().unwrap().remove("image");
+    apply(&no_image);
+    let failed = wait_state(&apps, "no-image", "FAILED").await;
+    let msg = failed.status.unwrap().application_state.error_message;
+    assert!(msg.contains("image"), "{msg}");
+    assert!(pods.get_opt("no-image-driver").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn two_replicas_with_leader_election_submit_each_app_once() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-leader").await;
+    let lease = [
+        "--leader-election=true",
+        "--leader-election-lock-namespace",
+        &ns,
+        "--webhook=false",
+    ];
+    let (first, _c1) = start(&ns, &lease);
+    let (second, _c2) = start(&ns, &lease);
+    for i in 0..5 {
+        apply(&pi(&ns, &format!("app-{i}"), json!({"type": "Never"})));
+    }
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    for i in 0..5 {
+        wait_state(&apps, &format!("app-{i}"), "SUBMITTED").await;
+    }
+    let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(
+        pods.len(),
+        5,
+        "exactly one driver per app: {:?}",
+        pods.iter()
+            .map(|p| p.metadata.name.clone())
+            .collect::<Vec<_>>()
+    );
+    let holder = common::kubectl_ok(
+        &[
+            "get",
+            "lease",
+            "spark-webhook-lock",
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ],
+        None,
+    );
+    assert!(!holder.is_empty(), "someone holds the lease");
+    let leaders = [first.logs(), second.logs()]
+        .iter()
+        .filter(|l| l.contains("became leader"))
+        .count();
+    assert_eq!(leaders, 1, "exactly one replica leads");
+}
+
+/// The value of an unlabelled series in a Prometheus exposition.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let rest = rest.strip_prefix("{}").unwrap_or(rest);
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
