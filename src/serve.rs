@@ -215,6 +215,11 @@ pub struct ReconcilerArgs {
     )]
     pub max_tracked_executor_per_app: usize,
 
+    /// How often drivers whose SparkApplication was deleted are deleted (for clusters without
+    /// garbage collection; ownerReferences cover the rest).
+    #[arg(long, env = "SPARK_WEBHOOK_ORPHAN_SWEEP_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub orphan_sweep_interval: Duration,
+
     /// Reconcile only while holding a Lease (default: on in a cluster, off outside).
     #[arg(long, env = "SPARK_WEBHOOK_LEADER_ELECTION", action = ArgAction::Set)]
     pub leader_election: Option<bool>,
@@ -286,6 +291,7 @@ impl ReconcilerArgs {
                 driver_start_timeout: (!self.driver_start_timeout.is_zero())
                     .then_some(self.driver_start_timeout),
                 max_tracked_executors: self.max_tracked_executor_per_app,
+                orphan_sweep_interval: self.orphan_sweep_interval.max(Duration::from_millis(100)),
                 ..Settings::default()
             },
             submit: SubmitOptions {

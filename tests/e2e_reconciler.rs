@@ -440,3 +440,39 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         rest.strip_prefix(' ')?.trim().parse().ok()
     })
 }
+
+#[tokio::test]
+async fn deleting_an_app_stops_its_driver_even_without_garbage_collection() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-delete").await;
+    let (_served, _certs) = start(
+        &ns,
+        &["--webhook=false", "--orphan-sweep-interval", "500ms"],
+    );
+    apply(&pi(&ns, "doomed", json!({"type": "Never"})));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let driver = wait_pod(&pods, "doomed-driver").await;
+    let id = driver.metadata.labels.as_ref().unwrap()["sparkoperator.k8s.io/submission-id"].clone();
+    apps.delete("doomed", &Default::default()).await.unwrap();
+    // This apiserver runs no garbage collector: only the operator can clean up.
+    let by_id = ListParams::default().labels(&format!("sparkoperator.k8s.io/submission-id={id}"));
+    eventually("driver, Service and ConfigMap deleted", WAIT, || async {
+        let p = pods.list(&by_id).await.ok()?.items.len();
+        let s = Api::<Service>::namespaced(client.clone(), &ns)
+            .list(&by_id)
+            .await
+            .ok()?
+            .items
+            .len();
+        let c = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+            .list(&by_id)
+            .await
+            .ok()?
+            .items
+            .len();
+        (p + s + c == 0).then_some(())
+    })
+    .await;
+}

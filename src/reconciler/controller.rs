@@ -75,6 +75,11 @@ pub async fn run(
         recorder: ctx_parts.recorder,
         metrics: ctx_parts.metrics,
     });
+    tokio::spawn(sweep_orphans(
+        controller.store(),
+        ctx.clone(),
+        shutdown.clone(),
+    ));
     let token = shutdown.clone();
     controller
         .watches_stream(pod_stream, |pod: Pod| {
@@ -89,6 +94,63 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// Deleting a SparkApplication stops its driver: the driver's ownerReference lets the garbage
+/// collector do it, but a cluster may run without one, so drivers whose app (by uid) is gone
+/// are also deleted here, with everything of their submission.
+async fn sweep_orphans(apps: Store<GuardedApp>, ctx: Arc<Context>, shutdown: CancellationToken) {
+    // Until both caches hold a full list, every driver would look orphaned.
+    if !synced(&apps, &shutdown).await || !synced(&ctx.pods, &shutdown).await {
+        return;
+    }
+    let mut tick = tokio::time::interval(ctx.settings.orphan_sweep_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        for pod in ctx.pods.state() {
+            let Some(owner) = pod.owner_references().iter().find(|o| {
+                o.kind == "SparkApplication" && o.api_version.starts_with("sparkoperator.k8s.io/")
+            }) else {
+                continue;
+            };
+            let ns = pod.namespace().unwrap_or_default();
+            let alive = apps
+                .get(&ObjectRef::new(&owner.name).within(&ns))
+                .is_some_and(|a| {
+                    a.0.as_ref().ok().and_then(|a| a.metadata.uid.as_deref())
+                        == Some(owner.uid.as_str())
+                });
+            if alive || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            tracing::info!(namespace = %ns, pod = %pod.name_any(), app = %owner.name, "SparkApplication is gone: deleting its driver");
+            if let Err(e) = delete_attempt(&ctx, &ns, &pod.name_any(), Some(&pod)).await {
+                tracing::warn!(error = %e, pod = %pod.name_any(), "could not delete an orphaned driver");
+            }
+        }
+    }
+}
+
+/// Waits until `store` has completed its first list (false on shutdown). Polls: kube-runtime's
+/// readiness future wakes only one waiter, and the Controller already waits on its store.
+async fn synced<K>(store: &Store<K>, shutdown: &CancellationToken) -> bool
+where
+    K: kube::runtime::reflector::Lookup + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if shutdown.is_cancelled() {
+            return false;
+        }
+        match tokio::time::timeout(Duration::from_millis(200), store.wait_until_ready()).await {
+            Ok(Ok(())) => return true,
+            Ok(Err(_)) => return false,
+            Err(_) => {}
+        }
+    }
 }
 
 /// What `run` needs besides the watches.
@@ -303,12 +365,18 @@ async fn delete_attempt(
         let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
         let dp = DeleteParams::background();
         pods.delete_collection(&dp, &lp).await?;
-        Api::<Service>::namespaced(ctx.client.clone(), ns)
-            .delete_collection(&dp, &lp)
-            .await?;
         Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
             .delete_collection(&dp, &lp)
             .await?;
+        // Services have no deletecollection verb: one by one.
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        for svc in services.list(&lp).await?.items {
+            match services.delete(&svc.name_any(), &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
     Ok(())
 }

@@ -38,6 +38,8 @@ pub struct Settings {
     pub driver_start_timeout: Option<Duration>,
     /// At most this many executors are tracked in `status.executorState`.
     pub max_tracked_executors: usize,
+    /// How often drivers of deleted SparkApplications are looked for and deleted.
+    pub orphan_sweep_interval: Duration,
 }
 
 impl Default for Settings {
@@ -46,6 +48,7 @@ impl Default for Settings {
             driver_creation_grace: Duration::from_secs(10),
             driver_start_timeout: Some(Duration::from_secs(15 * 60)),
             max_tracked_executors: 1000,
+            orphan_sweep_interval: Duration::from_secs(30),
         }
     }
 }

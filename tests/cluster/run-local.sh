@@ -50,12 +50,27 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 
+step "applying an example SparkApplication (tests/fixtures/sparkapplication-pi.yaml)"
+kubectl apply -f tests/fixtures/sparkapplication-pi.yaml >/dev/null
+for _ in $(seq 50); do
+  state=$(kubectl get sparkapp spark-pi -o jsonpath='{.status.applicationState.state}' 2>/dev/null || true)
+  [ -n "$state" ] && break
+  sleep 0.2
+done
+kubectl get sparkapp spark-pi >&2
+driver=$(kubectl get sparkapp spark-pi -o jsonpath='{.status.driverInfo.podName}')
+if [ -n "$driver" ]; then
+  echo >&2
+  echo "driver pod $driver, as submitted (no node runs it here, so it stays Pending):" >&2
+  kubectl get pod "$driver" -o jsonpath='{"  container: "}{.spec.containers[0].name}{"  image: "}{.spec.containers[0].image}{"\n  seccomp: "}{.spec.securityContext.seccompProfile.type}{"  memory: "}{.spec.containers[0].resources.limits.memory}{"\n  owner: "}{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}' >&2
+fi
+
 cat >&2 <<MSG
 
-spark-webhook is serving against a local kube-apiserver.
+spark-webhook is serving against a local kube-apiserver (webhook + reconciler).
   export KUBECONFIG=$KUBECONFIG
-  kubectl apply -f tests/fixtures/sparkapplication-pi.yaml
   kubectl get sparkapp
+  kubectl describe sparkapp spark-pi          # events
   curl http://127.0.0.1:$admin_port/metrics
 Logs: .local/spark-webhook.log. Ctrl-C stops everything.
 
