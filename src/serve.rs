@@ -23,9 +23,11 @@ use crate::appcache::AppCache;
 use crate::metrics::{AppMetrics, Metrics};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
+use crate::reconciler::controller::Submitter;
 use crate::reconciler::runner::{self, LeaderElection, ReconcilerConfig};
 use crate::reconciler::state::Settings;
 use crate::submission::SubmitOptions;
+use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
 use crate::tls::{self, ReloadingCertResolver};
 use crate::webhook::registration::{Endpoint, FailurePolicy, Registration};
 use crate::webhook::{self, WebhookState};
@@ -203,6 +205,31 @@ pub struct ReconcilerArgs {
     )]
     pub spark_master: String,
 
+    /// How apps are submitted: natively (no JVM per app), or by running Spark's spark-submit.
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_SUBMITTER",
+        value_enum,
+        default_value = "native"
+    )]
+    pub submitter: SubmitterKind,
+
+    /// Spark distribution for --submitter=spark-submit (has bin/spark-submit).
+    #[arg(long, env = "SPARK_HOME")]
+    pub spark_home: Option<PathBuf>,
+
+    /// Longest a spark-submit run may take before it is killed and the submission fails.
+    #[arg(long, env = "SPARK_WEBHOOK_SPARK_SUBMIT_TIMEOUT", default_value = "2m", value_parser = duration)]
+    pub spark_submit_timeout: Duration,
+
+    /// Token file spark-submit authenticates with (default: the pod's service account).
+    #[arg(long, env = "SPARK_WEBHOOK_SPARK_SUBMIT_TOKEN_FILE")]
+    pub spark_submit_token_file: Option<PathBuf>,
+
+    /// CA bundle spark-submit trusts for the API server (default: the service account's).
+    #[arg(long, env = "SPARK_WEBHOOK_SPARK_SUBMIT_CA_FILE")]
+    pub spark_submit_ca_file: Option<PathBuf>,
+
     /// A driver still Pending this long after submission fails the attempt (0s: never).
     #[arg(long, env = "SPARK_WEBHOOK_DRIVER_START_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub driver_start_timeout: Duration,
@@ -262,14 +289,46 @@ pub struct ReconcilerArgs {
     pub metrics_job_start_latency_buckets: Vec<f64>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SubmitterKind {
+    Native,
+    SparkSubmit,
+}
+
 impl ReconcilerArgs {
+    fn submitter(&self) -> Result<Submitter, ServeError> {
+        if self.submitter == SubmitterKind::Native {
+            return Ok(Submitter::Native);
+        }
+        let spark_home = self.spark_home.clone().ok_or(ServeError::NoSparkHome)?;
+        if !spark_home.join("bin/spark-submit").exists() {
+            return Err(ServeError::NoSparkSubmit(spark_home.display().to_string()));
+        }
+        let sa = SubmitAuth::service_account();
+        let auth = SubmitAuth {
+            token_file: self
+                .spark_submit_token_file
+                .clone()
+                .unwrap_or(sa.token_file),
+            ca_cert_file: self.spark_submit_ca_file.clone().or(sa.ca_cert_file),
+        };
+        Ok(Submitter::SparkSubmit {
+            runner: SparkSubmitter {
+                spark_home,
+                timeout: self.spark_submit_timeout,
+                kubeconfig_auth: auth,
+            },
+            master: self.spark_master.clone(),
+        })
+    }
+
     fn config(
         &self,
         namespaces: JobNamespaces,
         mutation: MutationOptions,
         metrics: Arc<AppMetrics>,
         reporter: Reporter,
-    ) -> ReconcilerConfig {
+    ) -> Result<ReconcilerConfig, ServeError> {
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let leader_election = self
             .leader_election
@@ -285,7 +344,8 @@ impl ReconcilerArgs {
                 duration: self.leader_election_lease_duration,
                 grace: self.leader_election_renew_grace,
             });
-        ReconcilerConfig {
+        Ok(ReconcilerConfig {
+            submitter: self.submitter()?,
             namespaces,
             settings: Settings {
                 driver_start_timeout: (!self.driver_start_timeout.is_zero())
@@ -302,7 +362,7 @@ impl ReconcilerArgs {
             metrics,
             leader_election,
             reporter,
-        }
+        })
     }
 }
 
@@ -355,6 +415,10 @@ pub enum ServeError {
     Server(#[source] std::io::Error),
     #[error("--webhook=false and --controller=false leave nothing to run")]
     NothingToRun,
+    #[error("--submitter=spark-submit needs --spark-home (or SPARK_HOME)")]
+    NoSparkHome,
+    #[error("no bin/spark-submit under --spark-home {0}")]
+    NoSparkSubmit(String),
     #[error(transparent)]
     Reconciler(#[from] runner::RunError),
 }
@@ -422,23 +486,26 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             &args.reconciler.metrics_job_start_latency_buckets,
         )
     });
-    let reconciler = app_metrics.clone().map(|m| {
-        let cfg = args
-            .reconciler
-            .config(namespaces.clone(), mutation, m, reporter.clone());
-        let client = client.clone();
-        let token = shutdown.clone();
-        async move {
-            let result = runner::run(client, cfg, token.clone()).await;
-            if let Err(e) = &result {
-                // The process must not live on without its reconciler: stop and let the
-                // Deployment restart us, loudly.
-                tracing::error!(error = %e, "reconciler stopped");
-                token.cancel();
-            }
-            result
+    let reconciler = match app_metrics.clone() {
+        None => None,
+        Some(m) => {
+            let cfg = args
+                .reconciler
+                .config(namespaces.clone(), mutation, m, reporter.clone())?;
+            let client = client.clone();
+            let token = shutdown.clone();
+            Some(async move {
+                let result = runner::run(client, cfg, token.clone()).await;
+                if let Err(e) = &result {
+                    // The process must not live on without its reconciler: stop and let the
+                    // Deployment restart us, loudly.
+                    tracing::error!(error = %e, "reconciler stopped");
+                    token.cancel();
+                }
+                result
+            })
         }
-    });
+    };
 
     let admin = admin_router(AdminState {
         apps: webhook_part.as_ref().map(|w| w.4.clone()),

@@ -9,6 +9,9 @@ dir=$root/target/test-cluster
 trap '"$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true' EXIT
 WATCH_PID=$$ "$root/tests/cluster/cluster.sh" up "$dir" >/dev/null
 export SPARK_WEBHOOK_CLUSTER_DIR=$dir
+# The spark-submit tests need pyspark 3.3.4 (a cold install takes a minute): provision it here,
+# cached, so no test spends its time budget on a download.
+"$root/tests/cluster/pyspark.sh" >/dev/null
 profile=default
 [ "${CI:-}" = true ] && profile=ci
 cargo nextest run --locked --all-targets --profile "$profile" "$@"

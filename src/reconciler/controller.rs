@@ -21,6 +21,7 @@ use super::state::{self, Action, Decision, EventType, Observed, Settings, Submit
 use crate::crd::{SparkApplication, SparkApplicationStatus};
 use crate::metrics::AppMetrics;
 use crate::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
+use crate::submission::spark_submit::{self, SparkSubmitter};
 use crate::submission::{self, SubmitOptions};
 use crate::validation;
 use crate::webhook::registration::LAUNCHED_BY_LABEL;
@@ -36,8 +37,23 @@ pub struct Context {
     pub pods: Store<Pod>,
     pub settings: Settings,
     pub submit: SubmitOptions,
+    pub submitter: Submitter,
     pub recorder: Recorder,
     pub metrics: Arc<AppMetrics>,
+    /// Cancels in-flight spark-submit children at shutdown.
+    pub shutdown: CancellationToken,
+}
+
+/// How apps are submitted.
+#[derive(Clone, Debug)]
+pub enum Submitter {
+    /// Create the driver pod, Service and ConfigMap directly (the default: no JVM per app).
+    Native,
+    /// Run Spark's own spark-submit (opt-in), against `master`.
+    SparkSubmit {
+        runner: SparkSubmitter,
+        master: String,
+    },
 }
 
 #[derive(Debug, Error)]
@@ -72,8 +88,10 @@ pub async fn run(
         pods: pod_reader,
         settings: ctx_parts.settings,
         submit: ctx_parts.submit,
+        submitter: ctx_parts.submitter,
         recorder: ctx_parts.recorder,
         metrics: ctx_parts.metrics,
+        shutdown: shutdown.clone(),
     });
     tokio::spawn(sweep_orphans(
         controller.store(),
@@ -158,6 +176,7 @@ pub struct ContextParts {
     pub client: Client,
     pub settings: Settings,
     pub submit: SubmitOptions,
+    pub submitter: Submitter,
     pub recorder: Recorder,
     pub metrics: Arc<AppMetrics>,
 }
@@ -292,6 +311,9 @@ async fn submit(
             list.join("; ")
         )));
     }
+    if let Submitter::SparkSubmit { runner, master } = &ctx.submitter {
+        return submit_with_spark_submit(ctx, app, attempt, spec_hash, runner, master).await;
+    }
     let mut sub = submission::build(app, attempt, &ctx.submit)
         .map_err(|e| SubmitError::Failed(e.to_string()))?;
     sub.driver_pod
@@ -333,6 +355,71 @@ async fn submit(
         app_id: sub.app_id.clone(),
         ui_service_name: sub.service.name_any(),
         ui_port,
+    })
+}
+
+/// The opt-in path: Spark's own spark-submit creates the objects. Its driver pod name and
+/// submission-id label come from the same deterministic conf, so a repeat after a crash finds
+/// the driver instead of starting a second one.
+async fn submit_with_spark_submit(
+    ctx: &Context,
+    app: &SparkApplication,
+    attempt: u32,
+    spec_hash: &str,
+    runner: &SparkSubmitter,
+    master: &str,
+) -> Result<SubmittedInfo, SubmitError> {
+    let failed = |e: &dyn std::fmt::Display| SubmitError::Failed(e.to_string());
+    let conf = submission::properties(app, attempt, &ctx.submit).map_err(|e| failed(&e))?;
+    let submission_id = conf
+        .get(&format!(
+            "spark.kubernetes.driver.label.{SUBMISSION_ID_LABEL}"
+        ))
+        .cloned()
+        .unwrap_or_default();
+    let pod_name = submission::driver_pod_name(app, attempt);
+    let ns = app.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = pods
+        .get_opt(&pod_name)
+        .await
+        .map_err(SubmitError::Transient)?;
+    let pod = match existing {
+        Some(p) if p.labels().get(SUBMISSION_ID_LABEL) == Some(&submission_id) => p,
+        Some(_) => {
+            return Err(SubmitError::Failed(format!(
+                "a pod named {pod_name} already exists and does not belong to this submission"
+            )));
+        }
+        None => {
+            let mut args = vec![
+                "--conf".to_string(),
+                format!(
+                    "spark.kubernetes.driver.annotation.{}={spec_hash}",
+                    state::SPEC_HASH_ANNOTATION
+                ),
+            ];
+            args.extend(
+                spark_submit::arguments(app, attempt, &ctx.submit, master)
+                    .map_err(|e| failed(&e))?,
+            );
+            runner
+                .run(&args, ctx.shutdown.clone())
+                .await
+                .map_err(|e| failed(&format!("spark-submit: {e}")))?;
+            pods.get(&pod_name).await.map_err(SubmitError::Transient)?
+        }
+    };
+    Ok(SubmittedInfo {
+        submission_id,
+        driver_pod_name: pod_name,
+        app_id: pod
+            .labels()
+            .get("spark-app-selector")
+            .cloned()
+            .unwrap_or_default(),
+        ui_service_name: String::new(),
+        ui_port: 4040,
     })
 }
 

@@ -13,7 +13,7 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{self, ContextParts, GuardedApp};
+use super::controller::{self, ContextParts, GuardedApp, Submitter};
 use super::state::Settings;
 use crate::metrics::AppMetrics;
 use crate::namespaces::JobNamespaces;
@@ -35,6 +35,7 @@ pub struct ReconcilerConfig {
     pub namespaces: JobNamespaces,
     pub settings: Settings,
     pub submit: SubmitOptions,
+    pub submitter: Submitter,
     pub metrics: Arc<AppMetrics>,
     pub leader_election: Option<LeaderElection>,
     pub reporter: Reporter,
@@ -141,6 +142,7 @@ async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: Canc
             client: client.clone(),
             settings: cfg.settings.clone(),
             submit: cfg.submit.clone(),
+            submitter: cfg.submitter.clone(),
             recorder: Recorder::new(client.clone(), cfg.reporter.clone()),
             metrics: cfg.metrics.clone(),
         };

@@ -22,6 +22,7 @@ mod kubeflow;
 mod names;
 mod objects;
 mod props;
+pub mod spark_submit;
 mod volumes;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
