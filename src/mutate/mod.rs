@@ -101,14 +101,21 @@ impl Default for MutationOptions {
 /// Whether `pod` is a Spark pod we mutate, and for which SparkApplication: label `spark-role`
 /// is `driver` or `executor` and label `sparkoperator.k8s.io/app-name` is non-empty.
 pub fn classify(pod: &Pod) -> Option<(SparkRole, String)> {
-    let labels = pod.metadata.labels.as_ref()?;
+    let (role, app) = classify_labels(pod.metadata.labels.as_ref()?)?;
+    Some((role, app.to_string()))
+}
+
+/// [`classify`] on a pod's labels alone (the webhook reads them without typing the pod).
+pub fn classify_labels(
+    labels: &std::collections::BTreeMap<String, String>,
+) -> Option<(SparkRole, &str)> {
     let role = match labels.get(SPARK_ROLE_LABEL)?.as_str() {
         "driver" => SparkRole::Driver,
         "executor" => SparkRole::Executor,
         _ => return None,
     };
     let app = labels.get(APP_NAME_LABEL).filter(|name| !name.is_empty())?;
-    Some((role, app.clone()))
+    Some((role, app.as_str()))
 }
 
 /// Index of the Spark container in `pod.spec.containers`:

@@ -8,7 +8,6 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -18,6 +17,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
+pub use crate::appcache::GuardedApp;
 use crate::crd::{SparkApplication, SparkApplicationStatus};
 use crate::metrics::AppMetrics;
 use crate::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
@@ -28,8 +28,6 @@ use crate::webhook::registration::LAUNCHED_BY_LABEL;
 
 /// Label carrying the submission id on every object of one attempt.
 pub const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
-
-pub type GuardedApp = DeserializeGuard<SparkApplication>;
 
 /// Shared by every reconcile of one controller.
 pub struct Context {

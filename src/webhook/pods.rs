@@ -13,11 +13,6 @@ use crate::crd::SparkApplication;
 use crate::metrics::Outcome;
 use crate::mutate::{self, SparkRole};
 
-/// Label that names a Spark pod's role (set by spark-submit and by Spark's driver).
-pub const SPARK_ROLE_LABEL: &str = "spark-role";
-/// Label that names the SparkApplication a pod belongs to (kubeflow's convention).
-pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
-
 /// Answers one pod review. Only a body that is not an AdmissionReview is an error; anything
 /// about the pod itself becomes an allowed or denied answer.
 pub async fn review(
@@ -34,18 +29,11 @@ pub async fn review(
     let Some(pod) = req.object.as_ref() else {
         return skip();
     };
-    let labels = pod.metadata.labels.as_ref();
-    let role = match labels
-        .and_then(|l| l.get(SPARK_ROLE_LABEL))
-        .map(String::as_str)
-    {
-        Some("driver") => SparkRole::Driver,
-        Some("executor") => SparkRole::Executor,
-        _ => return skip(),
-    };
-    let Some(app_name) = labels
-        .and_then(|l| l.get(APP_NAME_LABEL))
-        .filter(|n| !n.is_empty())
+    let Some((role, app_name)) = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(mutate::classify_labels)
     else {
         return skip();
     };
@@ -80,7 +68,7 @@ pub async fn review(
             let message = format!(
                 "SparkApplication {namespace}/{app_name} cannot be read, so its {role} pod cannot be built: {}",
                 invalid.error,
-                role = role_name(role)
+                role = role.as_str()
             );
             tracing::warn!(error = %message, "pod refused");
             return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
@@ -134,7 +122,7 @@ fn publish_refusal(state: &WebhookState, app: &SparkApplication, role: SparkRole
         return;
     };
     let reference = app.object_ref(&());
-    let role = role_name(role);
+    let role = role.as_str();
     let event = Event {
         type_: EventType::Warning,
         reason: "SparkPodRejected".into(),
@@ -152,11 +140,4 @@ fn publish_refusal(state: &WebhookState, app: &SparkApplication, role: SparkRole
             tracing::warn!(error = %e, "could not publish the SparkPodRejected event");
         }
     });
-}
-
-fn role_name(role: SparkRole) -> &'static str {
-    match role {
-        SparkRole::Driver => "driver",
-        SparkRole::Executor => "executor",
-    }
 }
