@@ -37,6 +37,7 @@ certs:
 bench:
 	$(CARGO) bench --locked --bench mutation -- --noplot
 	$(CARGO) bench --locked --bench webhook_load
+	$(CARGO) bench --locked --bench submit_scale
 
 ## provision: build/install etcd, kube-apiserver and kubectl (cached)
 provision:

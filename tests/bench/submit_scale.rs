@@ -1,0 +1,1515 @@
+//! Submission at scale: N SparkApplications through the real reconciler against the apiserver's
+//! own write floor, printed as one table.
+//!
+//! The run starts its own control plane (`tests/cluster/cluster.sh up` in a temporary folder,
+//! tied to this process by `WATCH_PID`), installs the CRD and two PriorityClasses the app names,
+//! and for each N in `BENCH_APPS` (default `1000`; e.g. `1000,5000`):
+//!
+//! 1. **floor**: in a fresh namespace, with no operator involved, creates for each app the
+//!    objects a submission creates — driver pod, then Service and ConfigMap owned by it, built
+//!    by `submission::build` exactly as the reconciler builds them — at `BENCH_CONCURRENCY`
+//!    (default 16) apps in flight. That is what the apiserver alone takes for the writes.
+//! 2. **operator**: in another fresh namespace, starts the release `spark-webhook serve
+//!    --webhook=false --leader-election=false --namespaces NS` as a child, sends one warm-up app
+//!    through it (so its watches are live), then creates N apps at the same concurrency and
+//!    waits (at most `BENCH_TIMEOUT_SECS`, default 600) until every app has a driver pod and
+//!    shows status SUBMITTED.
+//!
+//! Clocks: every time is this process's monotonic clock. An app is "created" when the apiserver
+//! answered its create; a driver pod / a SUBMITTED status is "seen" when this process's watch
+//! delivers it. (The apiserver's creationTimestamps have one-second resolution, too coarse for
+//! millisecond latencies.) The operator's CPU time is utime+stime from `/proc/PID/stat` between
+//! just before the first create and the moment it is idle again afterwards; its peak RSS is
+//! `VmHWM` from `/proc/PID/status`.
+//!
+//! A target missed is printed as MISS and does not fail the run; an error (an app never
+//! submitted, a failed create, a missing or duplicate driver) does. Only the loopback apiserver
+//! is contacted; every wait is bounded; the operator and the control plane are stopped on every
+//! exit path (guards), and the operator's JSON log is kept under the target folder.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt as _, TryStreamExt as _, stream};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::scheduling::v1::PriorityClass;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, PartialObjectMeta, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::{Client, Config, ResourceExt as _};
+use spark_webhook::crd::{ApplicationStateType, SparkApplication};
+use spark_webhook::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
+use spark_webhook::reconciler::state::SPEC_HASH_ANNOTATION;
+use spark_webhook::submission::{self, Submission, SubmitOptions};
+use tokio::sync::mpsc;
+
+/// The app every submission is a copy of: SparkPi with volumes, env, secrets, tolerations, ...
+const APP_YAML: &str = include_str!("sparkapplication.yaml");
+const CRD_YAML: &str =
+    include_str!("../../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
+/// PriorityClasses the app's driver and executors name (the Priority admission plugin refuses
+/// pods naming a missing one).
+const PRIORITY_CLASSES: [(&str, i32); 2] = [("spark-high", 1000), ("spark-low", 100)];
+
+const APPS_ENV: &str = "BENCH_APPS";
+const CONCURRENCY_ENV: &str = "BENCH_CONCURRENCY";
+const TIMEOUT_ENV: &str = "BENCH_TIMEOUT_SECS";
+const DEFAULT_APPS: usize = 1000;
+const DEFAULT_CONCURRENCY: usize = 16;
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Targets (figures for the team: a MISS is printed, not fatal).
+const P50_TARGET_MS: f64 = 30.0;
+/// 1000 apps in 20 s.
+const RATE_TARGET: f64 = 1000.0 / 20.0;
+const FLOOR_RATIO_TARGET: f64 = 1.5;
+/// Peak RSS targets: (up to this many apps, MiB).
+const RSS_TARGETS: [(usize, f64); 2] = [(1000, 40.0), (5000, 100.0)];
+
+const CLUSTER_UP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const CLUSTER_DOWN_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
+const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long the operator may take to become idle after the last app is SUBMITTED.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // A test harness (`cargo test --all-targets`, nextest) lists and runs every target: this
+    // one holds no tests, and the run only happens under `cargo bench` (which passes --bench).
+    if args.iter().any(|a| a == "--list") {
+        return ExitCode::SUCCESS;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        println!(
+            "submit_scale: a scale run against a local control plane, not a test; run it with `make bench`"
+        );
+        return ExitCode::SUCCESS;
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("submit_scale: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let cluster = match Cluster::up() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("submit_scale: FAILED: starting the control plane: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (results, error) = rt.block_on(run(&cluster, &settings));
+    if !results.is_empty() {
+        print_table(&results, &settings);
+    }
+    drop(rt);
+    drop(cluster);
+    match error {
+        None => ExitCode::SUCCESS,
+        Some(e) => {
+            eprintln!();
+            eprintln!("submit_scale: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Settings {
+    sizes: Vec<usize>,
+    concurrency: usize,
+    timeout: Duration,
+}
+
+impl Settings {
+    fn from_env() -> Result<Settings, String> {
+        let sizes = match std::env::var(APPS_ENV) {
+            Err(_) => vec![DEFAULT_APPS],
+            Ok(s) => s
+                .split(',')
+                .map(|n| match n.trim().parse::<usize>() {
+                    Ok(n) if (1..=50_000).contains(&n) => Ok(n),
+                    _ => Err(format!(
+                        "{APPS_ENV}={s:?}: expected comma-separated app counts in 1..=50000"
+                    )),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let concurrency = match std::env::var(CONCURRENCY_ENV) {
+            Err(_) => DEFAULT_CONCURRENCY,
+            Ok(s) => match s.trim().parse::<usize>() {
+                Ok(n) if (1..=256).contains(&n) => n,
+                _ => return Err(format!("{CONCURRENCY_ENV}={s:?}: expected 1..=256")),
+            },
+        };
+        let timeout = match std::env::var(TIMEOUT_ENV) {
+            Err(_) => DEFAULT_TIMEOUT,
+            Ok(s) => match s.trim().parse::<u64>() {
+                Ok(n) if (10..=3600).contains(&n) => Duration::from_secs(n),
+                _ => {
+                    return Err(format!(
+                        "{TIMEOUT_ENV}={s:?}: expected seconds in 10..=3600"
+                    ));
+                }
+            },
+        };
+        Ok(Settings {
+            sizes,
+            concurrency,
+            timeout,
+        })
+    }
+}
+
+/// The figures of one N.
+struct Results {
+    n: usize,
+    floor: Floor,
+    op: OperatorRun,
+}
+
+struct Floor {
+    objects: usize,
+    total: Duration,
+    load: ApiLoad,
+}
+
+/// What a phase cost the control plane.
+#[derive(Default)]
+struct ApiLoad {
+    /// CPU seconds of kube-apiserver + etcd.
+    cpu_seconds: f64,
+    /// Requests the apiserver served (apiserver_request_total), by "VERB resource code",
+    /// most first.
+    requests: Vec<(String, u64)>,
+}
+
+impl ApiLoad {
+    fn total(&self) -> u64 {
+        self.requests.iter().map(|(_, c)| c).sum()
+    }
+
+    fn with_code(&self, code: &str) -> u64 {
+        self.requests
+            .iter()
+            .filter(|(k, _)| k.ends_with(&format!(" {code}")))
+            .map(|(_, c)| c)
+            .sum()
+    }
+}
+
+struct OperatorRun {
+    /// First create sent -> last driver pod seen.
+    to_last_driver: Duration,
+    /// First create sent -> last SUBMITTED seen.
+    to_last_submitted: Duration,
+    /// First create sent -> last create answered.
+    creates: Duration,
+    /// App created -> its driver pod seen, sorted (ms).
+    driver_ms: Vec<f64>,
+    /// App created -> SUBMITTED seen, sorted (ms).
+    status_ms: Vec<f64>,
+    cpu_seconds: f64,
+    /// Whether the operator became idle within SETTLE_TIMEOUT after the last SUBMITTED.
+    settled: bool,
+    peak_rss_kib: u64,
+    /// Most sockets the operator had open at once (its connections to the apiserver: the
+    /// client speaks HTTP/1.1, one request per connection at a time).
+    peak_sockets: usize,
+    load: ApiLoad,
+    log: LogSummary,
+    log_path: PathBuf,
+    watch_errors: usize,
+    watch_restarts: usize,
+    /// Pods, Services, ConfigMaps labelled with an app name at the end (warm-up included).
+    counts: [usize; 3],
+    /// Apps that reached FAILED or SUBMISSION_FAILED: (app, state, error message).
+    failures: Vec<(String, String, String)>,
+}
+
+/// Runs every N; returns the figures gathered so far and the error that stopped the run, if any.
+async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>) {
+    let mut results = Vec::new();
+    let client = match prepare(cluster).await {
+        Ok(c) => c,
+        Err(e) => return (results, Some(e)),
+    };
+    let template: SparkApplication = match serde_yaml::from_str(APP_YAML) {
+        Ok(a) => a,
+        Err(e) => return (results, Some(format!("sparkapplication.yaml: {e}").into())),
+    };
+    for &n in &s.sizes {
+        eprintln!(
+            "submit_scale: N={n}: apiserver floor ({} objects, {} apps in flight)",
+            3 * n,
+            s.concurrency
+        );
+        let floor = match floor_run(&client, cluster, &template, n, s.concurrency).await {
+            Ok(f) => f,
+            Err(e) => return (results, Some(format!("N={n}: floor: {e}").into())),
+        };
+        eprintln!(
+            "submit_scale: N={n}: floor done in {:.2} s; operator run",
+            floor.total.as_secs_f64()
+        );
+        let op = match operator_run(&client, cluster, &template, n, s).await {
+            Ok(op) => op,
+            Err(e) => return (results, Some(format!("N={n}: operator: {e}").into())),
+        };
+        let failures = op.failures.clone();
+        results.push(Results { n, floor, op });
+        if !failures.is_empty() {
+            let error = format!(
+                "N={n}: {} app(s) failed, e.g. {:?}",
+                failures.len(),
+                &failures[..failures.len().min(5)]
+            );
+            return (results, Some(error.into()));
+        }
+    }
+    (results, None)
+}
+
+/// Client, CRD (established), PriorityClasses.
+async fn prepare(cluster: &Cluster) -> Result<Client, BoxError> {
+    let kc = Kubeconfig::read_from(&cluster.kubeconfig)?;
+    let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
+    let client = Client::try_from(config)?;
+
+    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD_YAML)?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    ignore_conflict(crds.create(&PostParams::default(), &crd).await)?;
+    let name = crd.name_any();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let established = crds.get(&name).await?.status.is_some_and(|s| {
+            s.conditions
+                .unwrap_or_default()
+                .iter()
+                .any(|c| c.type_ == "Established" && c.status == "True")
+        });
+        if established {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(format!("CRD {name} not Established after 60 s").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let classes: Api<PriorityClass> = Api::all(client.clone());
+    for (name, value) in PRIORITY_CLASSES {
+        let pc: PriorityClass = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name}, "value": value
+        }))?;
+        ignore_conflict(classes.create(&PostParams::default(), &pc).await)?;
+    }
+    Ok(client)
+}
+
+fn ignore_conflict<T>(r: kube::Result<T>) -> kube::Result<()> {
+    match r {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn create_namespace(client: &Client, prefix: &str) -> Result<String, BoxError> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!("{prefix}-{:x}", nanos % 0xfffff);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}}))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(name)
+}
+
+/// Copy number `i` of the template, named for the run, in `ns`, without uid.
+fn app_copy(template: &SparkApplication, ns: &str, i: usize) -> SparkApplication {
+    let mut app = template.clone();
+    // The template (shared with the webhook benches) sets both spec.nodeSelector and the
+    // per-role ones, which the reconciler's validation refuses: keep the per-role ones.
+    app.spec.node_selector.clear();
+    app.metadata.name = Some(app_name(i));
+    app.metadata.namespace = Some(ns.to_string());
+    app.metadata.uid = None;
+    app.metadata.resource_version = None;
+    app.status = None;
+    app
+}
+
+fn app_name(i: usize) -> String {
+    format!("spark-pi-{i:05}")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The floor: the same objects, written directly.
+
+async fn floor_run(
+    client: &Client,
+    cluster: &Cluster,
+    template: &SparkApplication,
+    n: usize,
+    concurrency: usize,
+) -> Result<Floor, BoxError> {
+    let ns = create_namespace(client, "submit-scale-floor").await?;
+    let subs = (0..n)
+        .map(|i| {
+            let mut app = app_copy(template, &ns, i);
+            app.metadata.uid = Some(format!("5ca1ab1e-0000-4000-8000-{i:012x}"));
+            let mut sub = submission::build(&app, 1, &SubmitOptions::default())?;
+            // What the reconciler adds to the driver pod.
+            sub.driver_pod.annotations_mut().insert(
+                SPEC_HASH_ANNOTATION.into(),
+                spark_webhook::reconciler::spec_hash(&app),
+            );
+            Ok(sub)
+        })
+        .collect::<Result<Vec<Submission>, BoxError>>()?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let pp = PostParams::default();
+    let load_before = LoadMark::take(client, cluster).await?;
+    let start = Instant::now();
+    // As the reconciler does it: the pod, then Service and ConfigMap owned by it.
+    let done: Vec<Instant> = stream::iter(subs)
+        .map(|mut sub| {
+            let (pods, services, config_maps, pp) = (&pods, &services, &config_maps, &pp);
+            async move {
+                let pod = pods.create(pp, &sub.driver_pod).await?;
+                let uid = pod.metadata.uid.unwrap_or_default();
+                submission::owned_by_driver(&mut sub, &uid);
+                services.create(pp, &sub.service).await?;
+                config_maps.create(pp, &sub.config_map).await?;
+                Ok::<_, BoxError>(Instant::now())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    let last = done.into_iter().max().unwrap_or(start);
+    let load = load_before.since(client, cluster).await?;
+    Ok(Floor {
+        objects: 3 * n,
+        total: last.duration_since(start),
+        load,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator run.
+
+/// What the watches of this process saw.
+enum Seen {
+    Synced(&'static str),
+    Driver {
+        app: String,
+        pod: String,
+    },
+    Submitted {
+        app: String,
+    },
+    Failed {
+        app: String,
+        state: String,
+        error: String,
+    },
+    WatchError(String),
+    /// A watch started over (the first start included): the apiserver closed it or it failed.
+    Restarted(&'static str),
+}
+
+#[derive(Default)]
+struct Observed {
+    synced: HashSet<&'static str>,
+    driver: HashMap<String, Instant>,
+    driver_pods: HashMap<String, HashSet<String>>,
+    submitted: HashMap<String, Instant>,
+    /// App -> (state, error message), the first failure seen.
+    failed: BTreeMap<String, (String, String)>,
+    watch_errors: Vec<String>,
+    /// Starts per watch.
+    starts: HashMap<&'static str, usize>,
+}
+
+impl Observed {
+    fn absorb(&mut self, (seen, at): (Seen, Instant)) {
+        match seen {
+            Seen::Synced(what) => {
+                self.synced.insert(what);
+            }
+            Seen::Driver { app, pod } => {
+                self.driver.entry(app.clone()).or_insert(at);
+                self.driver_pods.entry(app).or_default().insert(pod);
+            }
+            Seen::Submitted { app } => {
+                self.submitted.entry(app).or_insert(at);
+            }
+            Seen::Failed { app, state, error } => {
+                self.failed.entry(app).or_insert((state, error));
+            }
+            Seen::WatchError(e) => self.watch_errors.push(e),
+            Seen::Restarted(what) => *self.starts.entry(what).or_default() += 1,
+        }
+    }
+}
+
+/// Waits until `done(observed)` or `deadline`; whether `done` held.
+async fn wait_for(
+    rx: &mut mpsc::UnboundedReceiver<(Seen, Instant)>,
+    observed: &mut Observed,
+    deadline: Instant,
+    done: impl Fn(&Observed) -> bool,
+) -> bool {
+    loop {
+        if done(observed) {
+            return true;
+        }
+        tokio::select! {
+            seen = rx.recv() => match seen {
+                Some(seen) => observed.absorb(seen),
+                None => return false,
+            },
+            _ = tokio::time::sleep_until(deadline.into()) => return done(observed),
+        }
+    }
+}
+
+fn spawn_watches(
+    client: &Client,
+    ns: &str,
+    tx: mpsc::UnboundedSender<(Seen, Instant)>,
+) -> [tokio::task::JoinHandle<()>; 2] {
+    // Metadata-only: the labels are all this needs.
+    let pods: Api<PartialObjectMeta<Pod>> = Api::namespaced(client.clone(), ns);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    let pods_tx = tx.clone();
+    let pod_watch = tokio::spawn(async move {
+        let config = watcher::Config::default().labels(&format!("{SPARK_ROLE_LABEL}=driver"));
+        let mut events = std::pin::pin!(watcher(pods, config).default_backoff());
+        while let Some(event) = events.next().await {
+            let at = Instant::now();
+            let seen = match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => {
+                    match pod.labels().get(APP_NAME_LABEL) {
+                        Some(app) => Seen::Driver {
+                            app: app.clone(),
+                            pod: pod.name_any(),
+                        },
+                        None => continue,
+                    }
+                }
+                Ok(watcher::Event::InitDone) => Seen::Synced("pods"),
+                Ok(watcher::Event::Init) => Seen::Restarted("pods"),
+                Ok(_) => continue,
+                Err(e) => Seen::WatchError(format!("pods: {e}")),
+            };
+            if pods_tx.send((seen, at)).is_err() {
+                return;
+            }
+        }
+    });
+    let app_watch = tokio::spawn(async move {
+        let mut events =
+            std::pin::pin!(watcher(apps, watcher::Config::default()).default_backoff());
+        while let Some(event) = events.next().await {
+            let at = Instant::now();
+            let seen = match event {
+                Ok(watcher::Event::Apply(app) | watcher::Event::InitApply(app)) => {
+                    let Some(status) = &app.status else { continue };
+                    let state = status.application_state.state;
+                    match state {
+                        ApplicationStateType::Submitted => Seen::Submitted {
+                            app: app.name_any(),
+                        },
+                        ApplicationStateType::SubmissionFailed | ApplicationStateType::Failed => {
+                            Seen::Failed {
+                                app: app.name_any(),
+                                state: format!("{state:?}"),
+                                error: status.application_state.error_message.clone(),
+                            }
+                        }
+                        _ => continue,
+                    }
+                }
+                Ok(watcher::Event::InitDone) => Seen::Synced("apps"),
+                Ok(watcher::Event::Init) => Seen::Restarted("apps"),
+                Ok(_) => continue,
+                Err(e) => Seen::WatchError(format!("sparkapplications: {e}")),
+            };
+            if tx.send((seen, at)).is_err() {
+                return;
+            }
+        }
+    });
+    [pod_watch, app_watch]
+}
+
+/// Aborts the watch tasks when dropped (on every exit path of the run).
+struct Watches([tokio::task::JoinHandle<()>; 2]);
+
+impl Drop for Watches {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+async fn operator_run(
+    client: &Client,
+    cluster: &Cluster,
+    template: &SparkApplication,
+    n: usize,
+    s: &Settings,
+) -> Result<OperatorRun, BoxError> {
+    let ns = create_namespace(client, "submit-scale-op").await?;
+    let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("submit_scale");
+    std::fs::create_dir_all(&log_dir)?;
+    let log_path = log_dir.join(format!("serve-{n}-{ns}.log"));
+    let mut operator = Operator::start(&cluster.kubeconfig, &ns, &log_path)?;
+    let fail = |operator: &Operator, what: String| -> BoxError {
+        format!(
+            "{what}\n--- last lines of the operator log ({}) ---\n{}",
+            operator.log.display(),
+            operator.log_tail(20)
+        )
+        .into()
+    };
+    operator.wait_ready(READY_TIMEOUT)?;
+
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _watches = Watches(spawn_watches(client, &ns, tx));
+    let mut observed = Observed::default();
+    let synced = wait_for(&mut rx, &mut observed, Instant::now() + SYNC_TIMEOUT, |o| {
+        o.synced.len() == 2
+    })
+    .await;
+    if !synced {
+        return Err(format!(
+            "the bench's watches did not sync in {SYNC_TIMEOUT:?}: {:?}",
+            observed.watch_errors
+        )
+        .into());
+    }
+
+    // Warm-up: one app through the whole path, so the operator's watches are live (and the
+    // CRD is served) before the clock starts.
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let mut warm_up = app_copy(template, &ns, 0);
+    warm_up.metadata.name = Some("warm-up".into());
+    let deadline = Instant::now() + WARM_UP_TIMEOUT;
+    loop {
+        match apps.create(&PostParams::default(), &warm_up).await {
+            Ok(_) => break,
+            // The CRD may be Established a moment before its resource is served.
+            Err(kube::Error::Api(e)) if e.code == 404 && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(format!("creating the warm-up app: {e}").into()),
+        }
+    }
+    let warm = wait_for(&mut rx, &mut observed, deadline, |o| {
+        o.failed.contains_key("warm-up")
+            || (o.submitted.contains_key("warm-up") && o.driver.contains_key("warm-up"))
+    })
+    .await;
+    if !warm || !observed.failed.is_empty() {
+        return Err(fail(
+            &operator,
+            format!(
+                "the warm-up app was not SUBMITTED with a driver within {WARM_UP_TIMEOUT:?} \
+                 (failures: {:?})",
+                observed.failed
+            ),
+        ));
+    }
+
+    let objects: Vec<SparkApplication> = (0..n).map(|i| app_copy(template, &ns, i)).collect();
+    let names: Vec<String> = (0..n).map(app_name).collect();
+    let sockets = SocketSampler::start(operator.pid());
+    let load_before = LoadMark::take(client, cluster).await?;
+    let cpu_before = operator.cpu_ticks()?;
+    let start = Instant::now();
+    let concurrency = s.concurrency;
+    let creating = tokio::spawn(async move {
+        let pp = PostParams::default();
+        stream::iter(objects)
+            .map(|app| {
+                let (apps, pp) = (&apps, &pp);
+                async move {
+                    let name = app.name_any();
+                    let sent = Instant::now();
+                    match apps.create(pp, &app).await {
+                        Ok(_) => Ok((name, sent, Instant::now())),
+                        Err(e) => Err(format!("creating {name}: {e}")),
+                    }
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<_>>()
+            .await
+    });
+    let deadline = start + s.timeout;
+    // Every app either has its driver and SUBMITTED, or has failed (a failure is an error of
+    // the run, reported after the figures of the others).
+    let resolved = |o: &Observed, a: &String| {
+        o.failed.contains_key(a) || (o.driver.contains_key(a) && o.submitted.contains_key(a))
+    };
+    let all = |o: &Observed| names.iter().all(|a| resolved(o, a));
+    let created = tokio::select! {
+        created = creating => created.map_err(|e| format!("create task: {e}"))??,
+        _ = wait_for(&mut rx, &mut observed, deadline, |_| false) => {
+            return Err(fail(&operator, format!("the apps were not all created in {:?}", s.timeout)));
+        }
+    };
+    let all_done = wait_for(&mut rx, &mut observed, deadline, all).await;
+    let finished = Instant::now();
+    if !all_done {
+        let missing: Vec<&String> = names.iter().filter(|a| !resolved(&observed, a)).collect();
+        let no_driver = names
+            .iter()
+            .filter(|a| !observed.driver.contains_key(*a))
+            .count();
+        let not_submitted = names
+            .iter()
+            .filter(|a| !observed.submitted.contains_key(*a))
+            .count();
+        return Err(fail(
+            &operator,
+            format!(
+                "after {:.1} s: {} of {n} apps incomplete ({no_driver} without a driver pod, \
+                 {not_submitted} not SUBMITTED; first: {:?}); failures: {:?}",
+                finished.duration_since(start).as_secs_f64(),
+                missing.len(),
+                missing.iter().take(5).collect::<Vec<_>>(),
+                observed.failed.iter().take(5).collect::<Vec<_>>(),
+            ),
+        ));
+    }
+    let failures: Vec<(String, String, String)> = observed
+        .failed
+        .iter()
+        .filter(|(a, _)| names.contains(a))
+        .map(|(a, (state, error))| (a.clone(), state.clone(), error.clone()))
+        .collect();
+    let (cpu_after, settled) = operator.settle(SETTLE_TIMEOUT).await?;
+    let peak_rss_kib = operator.peak_rss_kib()?;
+    let peak_sockets = sockets.peak();
+    let load = load_before.since(client, cluster).await?;
+
+    // Exactly one driver pod (and one Service, one ConfigMap) per app, the warm-up included.
+    let duplicates: Vec<(&String, &HashSet<String>)> = observed
+        .driver_pods
+        .iter()
+        .filter(|(_, pods)| pods.len() > 1)
+        .collect();
+    if !duplicates.is_empty() {
+        return Err(format!(
+            "apps with more than one driver pod: {:?}",
+            &duplicates[..duplicates.len().min(5)]
+        )
+        .into());
+    }
+    let lp = ListParams::default().labels(APP_NAME_LABEL);
+    let count_pods = Api::<Pod>::namespaced(client.clone(), &ns)
+        .list_metadata(&lp)
+        .await?
+        .items
+        .len();
+    let count_services = Api::<Service>::namespaced(client.clone(), &ns)
+        .list_metadata(&lp)
+        .await?
+        .items
+        .len();
+    let count_config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .list_metadata(&lp)
+        .await?
+        .items
+        .len();
+    let counts = [count_pods, count_services, count_config_maps];
+    // A failed attempt's driver may be gone: only a clean run must have all three of each.
+    if failures.is_empty() && counts != [n + 1; 3] {
+        return Err(format!(
+            "expected {} pods, Services and ConfigMaps (N + warm-up), found {count_pods}, \
+             {count_services}, {count_config_maps}",
+            n + 1
+        )
+        .into());
+    }
+
+    let status = operator.stop();
+    let log = LogSummary::read(&log_path, &ns);
+    if let Some(status) = status.filter(|s| !s.success()) {
+        eprintln!("submit_scale: note: the operator exited with {status} on SIGTERM");
+    }
+
+    let mut created_at = HashMap::with_capacity(n);
+    let mut last_ack = start;
+    for (name, _sent, ack) in created {
+        last_ack = last_ack.max(ack);
+        created_at.insert(name, ack);
+    }
+    // Over the apps that got there (all of them unless some failed).
+    let millis = |seen: &HashMap<String, Instant>| {
+        let mut v: Vec<f64> = names
+            .iter()
+            .filter_map(|a| Some(signed_ms(*created_at.get(a)?, *seen.get(a)?)))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let last = |seen: &HashMap<String, Instant>| {
+        names
+            .iter()
+            .filter_map(|a| seen.get(a))
+            .max()
+            .copied()
+            .unwrap_or(start)
+            .duration_since(start)
+    };
+    Ok(OperatorRun {
+        to_last_driver: last(&observed.driver),
+        to_last_submitted: last(&observed.submitted),
+        creates: last_ack.duration_since(start),
+        driver_ms: millis(&observed.driver),
+        status_ms: millis(&observed.submitted),
+        cpu_seconds: cpu_after.saturating_sub(cpu_before) as f64 / clock_ticks(),
+        settled,
+        peak_rss_kib,
+        peak_sockets,
+        load,
+        log,
+        log_path,
+        watch_errors: observed.watch_errors.len(),
+        watch_restarts: observed.starts.values().map(|n| n.saturating_sub(1)).sum(),
+        counts,
+        failures,
+    })
+}
+
+/// `to - from` in milliseconds, negative if `to` came first.
+fn signed_ms(from: Instant, to: Instant) -> f64 {
+    match to.checked_duration_since(from) {
+        Some(d) => d.as_secs_f64() * 1e3,
+        None => -(from.duration_since(to).as_secs_f64() * 1e3),
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The operator's log.
+
+#[derive(Default)]
+struct LogSummary {
+    lines: usize,
+    by_level: BTreeMap<String, usize>,
+    /// "reconcile failed" lines: status conflicts, and everything else.
+    conflicts: usize,
+    other_failures: usize,
+    /// Warnings, errors and failed reconciles, grouped after replacing names and numbers.
+    groups: Vec<(usize, String)>,
+    unparsed: Vec<String>,
+}
+
+impl LogSummary {
+    fn read(path: &Path, ns: &str) -> LogSummary {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut summary = LogSummary::default();
+        let mut groups: HashMap<String, usize> = HashMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            summary.lines += 1;
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                if summary.unparsed.len() < 3 {
+                    summary.unparsed.push(line.chars().take(200).collect());
+                }
+                continue;
+            };
+            let level = v["level"].as_str().unwrap_or("?").to_string();
+            let message = v["message"].as_str().unwrap_or("");
+            let error = v["error"].as_str().unwrap_or("");
+            *summary.by_level.entry(level.clone()).or_default() += 1;
+            let failed = message == "reconcile failed";
+            if failed {
+                if error.contains("changed meanwhile") {
+                    summary.conflicts += 1;
+                } else {
+                    summary.other_failures += 1;
+                }
+            }
+            if failed || level == "WARN" || level == "ERROR" {
+                let key = normalise(&format!("{level} {message}: {error}"), ns);
+                *groups.entry(key).or_default() += 1;
+            }
+        }
+        summary.groups = groups.into_iter().map(|(k, c)| (c, k)).collect();
+        summary.groups.sort_by(|a, b| b.cmp(a));
+        summary
+    }
+}
+
+/// Replaces the namespace and digit runs, so messages about different apps group together.
+fn normalise(s: &str, ns: &str) -> String {
+    let s = s.replace(ns, "<ns>");
+    let mut out = String::with_capacity(s.len());
+    let mut in_digits = false;
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out.chars().take(240).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The table.
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+fn rss_target(n: usize) -> Option<f64> {
+    RSS_TARGETS
+        .iter()
+        .find(|(max, _)| n <= *max)
+        .map(|(_, mib)| *mib)
+}
+
+fn print_table(results: &[Results], s: &Settings) {
+    println!();
+    println!(
+        "submit_scale: SparkApplications through `spark-webhook serve --webhook=false` on a local \
+         kube-apiserver 1.20.2 ({} apps in flight; times on this process's clock)",
+        s.concurrency
+    );
+    println!();
+    println!(
+        "{:>6} | {:<46} | {:>24} | {:>24} | verdict",
+        "N", "figure", "value", "target"
+    );
+    println!("{}", "-".repeat(6 + 3 + 46 + 3 + 24 + 3 + 24 + 3 + 7));
+    for r in results {
+        let n = r.n;
+        let op = &r.op;
+        let row = |figure: &str, value: String, target: &str, verdict: &str| {
+            println!("{n:>6} | {figure:<46} | {value:>24} | {target:>24} | {verdict}");
+        };
+        let rate = n as f64 / op.to_last_driver.as_secs_f64();
+        row(
+            "apps/s (first create -> last driver pod)",
+            format!("{rate:.1}/s ({:.2} s)", op.to_last_driver.as_secs_f64()),
+            &format!(">= {RATE_TARGET:.0}/s (1000 in 20 s)"),
+            verdict(rate >= RATE_TARGET),
+        );
+        row(
+            "  creates answered (first -> last)",
+            format!("{:.2} s", op.creates.as_secs_f64()),
+            "",
+            "",
+        );
+        row(
+            "  first create -> last SUBMITTED",
+            format!("{:.2} s", op.to_last_submitted.as_secs_f64()),
+            "",
+            "",
+        );
+        let p50 = percentile(&op.driver_ms, 0.5);
+        row(
+            "app created -> driver pod, p50",
+            format!("{p50:.1} ms"),
+            &format!("< {P50_TARGET_MS:.0} ms"),
+            verdict(p50 < P50_TARGET_MS),
+        );
+        row(
+            "app created -> driver pod, p99 / max",
+            format!(
+                "{:.1} / {:.1} ms",
+                percentile(&op.driver_ms, 0.99),
+                percentile(&op.driver_ms, 1.0)
+            ),
+            "",
+            "",
+        );
+        row(
+            "status lag (created -> SUBMITTED), p50 / p99",
+            format!(
+                "{:.1} / {:.1} ms",
+                percentile(&op.status_ms, 0.5),
+                percentile(&op.status_ms, 0.99)
+            ),
+            "",
+            "",
+        );
+        row(
+            "operator CPU: total / per app",
+            format!(
+                "{:.2} s / {:.2} ms{}",
+                op.cpu_seconds,
+                op.cpu_seconds * 1e3 / n as f64,
+                if op.settled { "" } else { " (busy)" }
+            ),
+            "",
+            "",
+        );
+        let rss_mib = op.peak_rss_kib as f64 / 1024.0;
+        let (target, v) = match rss_target(n) {
+            Some(t) => (format!("< {t:.0} MiB"), verdict(rss_mib < t)),
+            None => ("-".to_string(), "n/a"),
+        };
+        row(
+            "operator peak RSS (VmHWM)",
+            format!("{rss_mib:.1} MiB"),
+            &target,
+            v,
+        );
+        let floor_s = r.floor.total.as_secs_f64();
+        row(
+            "apiserver floor: pod+Service+ConfigMap per app",
+            format!(
+                "{:.0} obj/s ({floor_s:.2} s)",
+                r.floor.objects as f64 / floor_s
+            ),
+            "",
+            "",
+        );
+        let ratio = op.to_last_submitted.as_secs_f64() / floor_s;
+        row(
+            "last SUBMITTED / floor total",
+            format!("{ratio:.2}x"),
+            &format!("<= {FLOOR_RATIO_TARGET:.1}x"),
+            verdict(ratio <= FLOOR_RATIO_TARGET),
+        );
+        row(
+            "  last driver pod / floor total",
+            format!("{:.2}x", op.to_last_driver.as_secs_f64() / floor_s),
+            "",
+            "",
+        );
+        row(
+            "operator peak open sockets",
+            format!("{}", op.peak_sockets),
+            "",
+            "",
+        );
+        row(
+            "apiserver requests: floor / operator run",
+            format!("{} / {}", r.floor.load.total(), op.load.total()),
+            "",
+            "",
+        );
+        row(
+            "  answered 409 Conflict: floor / operator run",
+            format!(
+                "{} / {}",
+                r.floor.load.with_code("409"),
+                op.load.with_code("409")
+            ),
+            "",
+            "",
+        );
+        row(
+            "apiserver+etcd CPU: floor / operator run",
+            format!(
+                "{:.1} s / {:.1} s",
+                r.floor.load.cpu_seconds, op.load.cpu_seconds
+            ),
+            "",
+            "",
+        );
+        row(
+            "apps FAILED / SUBMISSION_FAILED (must be 0)",
+            format!("{}", op.failures.len()),
+            "0",
+            verdict(op.failures.is_empty()),
+        );
+        row(
+            "failed reconciles logged: conflict / other",
+            format!("{} / {}", op.log.conflicts, op.log.other_failures),
+            "",
+            "",
+        );
+    }
+    println!();
+    println!(
+        "Latency: from the apiserver's answer to the app's create to this process's watch seeing \
+         the driver pod (or the SUBMITTED status). Floor: the same pod, Service and ConfigMap \
+         created directly in another namespace, no operator running there."
+    );
+    for r in results {
+        let log = &r.op.log;
+        println!();
+        println!(
+            "N={}: operator log {} ({} lines; by level: {:?}); bench watches: {} errors, {} restarts; \
+             pods/Services/ConfigMaps at the end: {:?}",
+            r.n,
+            r.op.log_path.display(),
+            log.lines,
+            log.by_level,
+            r.op.watch_errors,
+            r.op.watch_restarts,
+            r.op.counts,
+        );
+        for (count, line) in log.groups.iter().take(8) {
+            println!("  {count:>6} x {line}");
+        }
+        let top = |load: &ApiLoad| {
+            load.requests
+                .iter()
+                .take(14)
+                .map(|(k, c)| format!("{k}: {c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "N={}: apiserver requests (verb resource code: count), operator run: {}",
+            r.n,
+            top(&r.op.load)
+        );
+        println!("N={}: ... floor: {}", r.n, top(&r.floor.load));
+        for (app, state, error) in r.op.failures.iter().take(5) {
+            println!("  failed: {app}: {state}: {error}");
+        }
+        for line in &log.unparsed {
+            println!("  unparsed: {line}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: the control plane and the operator, each stopped when its guard is dropped.
+
+struct Cluster {
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+    script: PathBuf,
+    /// Removed (with the apiserver's logs and certificates) after `down`.
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn up() -> Result<Cluster, BoxError> {
+        let tmp = tempfile::Builder::new().prefix("submit-scale-").tempdir()?;
+        let dir = tmp.path().join("cluster");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
+        let stderr_path = tmp.path().join("cluster-up.log");
+        // The guard exists before the start, so a half-started cluster is stopped too.
+        let cluster = Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            script,
+            _tmp: tmp,
+        };
+        eprintln!(
+            "submit_scale: starting etcd + kube-apiserver in {}",
+            cluster.dir.display()
+        );
+        let mut child = Command::new(&cluster.script)
+            .arg("up")
+            .arg(&cluster.dir)
+            .env("WATCH_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .spawn()?;
+        let status = wait_bounded(&mut child, CLUSTER_UP_TIMEOUT);
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        match status {
+            Some(s) if s.success() => Ok(cluster),
+            Some(s) => Err(format!("cluster.sh up exited with {s}:\n{log}").into()),
+            None => Err(
+                format!("cluster.sh up did not finish in {CLUSTER_UP_TIMEOUT:?}:\n{log}").into(),
+            ),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Keep the apiserver's log (its state folder is removed below).
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("submit_scale/apiserver.log");
+        if std::fs::create_dir_all(kept.parent().unwrap_or(Path::new("."))).is_ok()
+            && std::fs::copy(self.dir.join("apiserver.log"), &kept).is_ok()
+        {
+            eprintln!(
+                "submit_scale: kube-apiserver log kept in {}",
+                kept.display()
+            );
+        }
+        let child = Command::new(&self.script)
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child
+            && wait_bounded(&mut child, CLUSTER_DOWN_TIMEOUT).is_none()
+        {
+            eprintln!("submit_scale: cluster.sh down did not finish; the watchdog will stop it");
+        }
+    }
+}
+
+/// Waits for `child` at most `timeout`; kills it (by its own pid) if it is still running then.
+fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// `spark-webhook serve` as a child, reconciler only.
+struct Operator {
+    child: Child,
+    /// Sends SIGTERM to the operator should this process die without dropping the guard.
+    watchdog: Option<Child>,
+    admin_port: u16,
+    log: PathBuf,
+    stopped: bool,
+}
+
+impl Operator {
+    fn start(kubeconfig: &Path, ns: &str, log: &Path) -> Result<Operator, BoxError> {
+        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
+            .env("KUBECONFIG", kubeconfig)
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env_remove("SPARK_WEBHOOK_LOG")
+            .args([
+                "--log",
+                "info,spark_webhook::reconciler=debug",
+                "--log-format",
+                "json",
+            ])
+            .args(["serve", "--webhook=false", "--leader-election=false"])
+            .args(["--namespaces", ns])
+            .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log)?)
+            .spawn()?;
+        let pid = child.id();
+        let mut operator = Operator {
+            child,
+            watchdog: None,
+            admin_port,
+            log: log.to_path_buf(),
+            stopped: false,
+        };
+        operator.watchdog = Command::new("sh")
+            .args([
+                "-c",
+                r#"while kill -0 "$1" 2>/dev/null; do sleep 1; done; kill -TERM "$2" 2>/dev/null"#,
+                "sh",
+                &std::process::id().to_string(),
+                &pid.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .ok();
+        Ok(operator)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_ready(&mut self, timeout: Duration) -> Result<(), BoxError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "spark-webhook serve exited with {status}:\n{}",
+                    self.log_tail(20)
+                )
+                .into());
+            }
+            if self.admin_get("/readyz") == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(
+                    format!("serve not ready in {timeout:?}:\n{}", self.log_tail(20)).into(),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Status code of a GET on the admin port.
+    fn admin_get(&self, path: &str) -> Option<u16> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.admin_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        out.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    fn cpu_ticks(&self) -> Result<u64, BoxError> {
+        cpu_ticks(self.pid())
+    }
+
+    /// Waits until the operator used no CPU for a second (at most `timeout`); the CPU ticks
+    /// then, and whether it did become idle.
+    async fn settle(&self, timeout: Duration) -> Result<(u64, bool), BoxError> {
+        settle(self.pid(), timeout).await
+    }
+
+    fn peak_rss_kib(&self) -> Result<u64, BoxError> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let line = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .ok_or("no VmHWM in /proc/PID/status")?;
+        Ok(line.trim().trim_end_matches("kB").trim().parse()?)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT; the exit status.
+    fn stop(&mut self) -> Option<ExitStatus> {
+        if let Some(mut watchdog) = self.watchdog.take() {
+            let _ = watchdog.kill();
+            let _ = watchdog.wait();
+        }
+        if self.stopped {
+            return None;
+        }
+        self.stopped = true;
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return Some(status);
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status();
+        wait_bounded(&mut self.child, STOP_TIMEOUT)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("unexpected /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Result<u64, BoxError> {
+        Ok(fields
+            .get(n - 3)
+            .ok_or("short /proc/PID/stat")?
+            .parse::<u64>()?)
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// Waits until `pid` used no CPU for a second (at most `timeout`); its CPU ticks then, and
+/// whether it did become idle.
+async fn settle(pid: u32, timeout: Duration) -> Result<(u64, bool), BoxError> {
+    let deadline = Instant::now() + timeout;
+    let mut last = cpu_ticks(pid)?;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = cpu_ticks(pid)?;
+        // One tick of slack: timers and the admin server.
+        if now <= last + 1 {
+            return Ok((now, true));
+        }
+        if Instant::now() > deadline {
+            return Ok((now, false));
+        }
+        last = now;
+    }
+}
+
+impl Cluster {
+    /// The pids of kube-apiserver and etcd.
+    fn pids(&self) -> Vec<u32> {
+        ["apiserver.pid", "etcd.pid"]
+            .iter()
+            .filter_map(|f| std::fs::read_to_string(self.dir.join(f)).ok())
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    }
+
+    fn cpu_ticks(&self) -> Result<u64, BoxError> {
+        self.pids().into_iter().map(cpu_ticks).sum()
+    }
+}
+
+/// The control plane's counters at the start of a phase.
+struct LoadMark {
+    ticks: u64,
+    requests: HashMap<String, f64>,
+}
+
+impl LoadMark {
+    async fn take(client: &Client, cluster: &Cluster) -> Result<LoadMark, BoxError> {
+        Ok(LoadMark {
+            ticks: cluster.cpu_ticks()?,
+            requests: apiserver_requests(client).await?,
+        })
+    }
+
+    /// What the control plane did since the mark (the scrape itself included).
+    async fn since(self, client: &Client, cluster: &Cluster) -> Result<ApiLoad, BoxError> {
+        let ticks = cluster.cpu_ticks()?;
+        let after = apiserver_requests(client).await?;
+        let mut requests: Vec<(String, u64)> = after
+            .into_iter()
+            .map(|(k, v)| {
+                let d = v - self.requests.get(&k).copied().unwrap_or(0.0);
+                (k, d.round().max(0.0) as u64)
+            })
+            .filter(|(_, d)| *d > 0)
+            .collect();
+        requests.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(ApiLoad {
+            cpu_seconds: ticks.saturating_sub(self.ticks) as f64 / clock_ticks(),
+            requests,
+        })
+    }
+}
+
+/// `apiserver_request_total` from the apiserver's /metrics, summed by "VERB resource code"
+/// (resource with its subresource, e.g. `sparkapplications/status`).
+async fn apiserver_requests(client: &Client) -> Result<HashMap<String, f64>, BoxError> {
+    let request = axum::http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<f64>() else {
+            continue;
+        };
+        let labels: HashMap<&str, &str> = labels
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k, v.trim_matches('"')))
+            .collect();
+        let get = |k: &str| labels.get(k).copied().unwrap_or("");
+        let resource = match get("subresource") {
+            "" => get("resource").to_string(),
+            sub => format!("{}/{sub}", get("resource")),
+        };
+        let key = format!("{} {resource} {}", get("verb"), get("code"));
+        *out.entry(key).or_insert(0.0) += value;
+    }
+    Ok(out)
+}
+
+/// Samples how many sockets a process has open, every 100 ms, until dropped.
+struct SocketSampler {
+    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SocketSampler {
+    fn start(pid: u32) -> SocketSampler {
+        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let max = peak.clone();
+        let task = tokio::spawn(async move {
+            let dir = PathBuf::from(format!("/proc/{pid}/fd"));
+            loop {
+                let sockets = std::fs::read_dir(&dir)
+                    .map(|entries| {
+                        entries
+                            .filter_map(Result::ok)
+                            .filter_map(|e| std::fs::read_link(e.path()).ok())
+                            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+                            .count()
+                    })
+                    .unwrap_or(0);
+                max.fetch_max(sockets, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+        SocketSampler { peak, task }
+    }
+
+    fn peak(&self) -> usize {
+        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for SocketSampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
