@@ -26,6 +26,9 @@ use crate::submission::{self, SubmitOptions};
 use crate::validation;
 use crate::webhook::registration::LAUNCHED_BY_LABEL;
 
+/// Reconciles in flight at once per controller.
+const RECONCILE_CONCURRENCY: u16 = 32;
+
 /// Label carrying the submission id on every object of one attempt.
 pub const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
 
@@ -40,6 +43,45 @@ pub struct Context {
     pub metrics: Arc<AppMetrics>,
     /// Cancels in-flight spark-submit children at shutdown.
     pub shutdown: CancellationToken,
+    /// The objects our last status writes returned, until the cache shows them: a reconcile
+    /// triggered (by a pod event) before the app's watch caught up must not act on the stale
+    /// status, or it would resubmit and conflict over and over under load.
+    pub written:
+        std::sync::Mutex<std::collections::HashMap<(String, String), Arc<SparkApplication>>>,
+}
+
+impl Context {
+    fn remember(&self, app: SparkApplication) {
+        let key = (app.namespace().unwrap_or_default(), app.name_any());
+        if let Ok(mut w) = self.written.lock() {
+            w.insert(key, Arc::new(app));
+        }
+    }
+
+    /// Our own newer write of `app`, if the cache has not caught up with it yet.
+    fn newer_than_cache(&self, app: &SparkApplication) -> Option<Arc<SparkApplication>> {
+        let key = (app.namespace().unwrap_or_default(), app.name_any());
+        let mut w = self.written.lock().ok()?;
+        let written = w.get(&key)?.clone();
+        let rv = |a: &SparkApplication| {
+            a.metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse::<u64>().ok())
+        };
+        // resourceVersions are etcd revisions here; if either is not a number, trust the cache.
+        match (rv(&written), rv(app)) {
+            (Some(ours), Some(cached))
+                if ours > cached && written.metadata.uid == app.metadata.uid =>
+            {
+                Some(written)
+            }
+            _ => {
+                w.remove(&key);
+                None
+            }
+        }
+    }
 }
 
 /// How apps are submitted.
@@ -77,7 +119,11 @@ pub async fn run(
     .default_backoff()
     .reflect(pod_writer)
     .touched_objects();
-    let controller = Controller::new(apps, watcher::Config::default());
+    // Bounded concurrency: under a burst of apps, a few dozen reconciles in flight keep the
+    // apiserver busy without one connection (and its buffers) per app.
+    let controller = Controller::new(apps, watcher::Config::default()).with_config(
+        kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
+    );
     ctx_parts
         .metrics
         .add_source(controller.store(), pod_reader.clone());
@@ -90,6 +136,7 @@ pub async fn run(
         recorder: ctx_parts.recorder,
         metrics: ctx_parts.metrics,
         shutdown: shutdown.clone(),
+        written: Default::default(),
     });
     tokio::spawn(sweep_orphans(
         controller.store(),
@@ -187,9 +234,14 @@ fn error_policy(_: Arc<GuardedApp>, error: &ReconcileError, _: Arc<Context>) -> 
 }
 
 async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
-    let app = match &obj.0 {
-        Ok(app) => app,
-        Err(invalid) => {
+    let fresher = match &obj.0 {
+        Ok(app) => ctx.newer_than_cache(app),
+        Err(_) => None,
+    };
+    let app = match (&fresher, &obj.0) {
+        (Some(written), _) => written.as_ref(),
+        (None, Ok(app)) => app,
+        (None, Err(invalid)) => {
             tracing::warn!(
                 app = %invalid.metadata.name.clone().unwrap_or_default(),
                 error = %invalid.error,
@@ -208,12 +260,21 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
 
     let status = app.status.clone().unwrap_or_default();
     let spec_hash = super::spec_hash(app);
-    let driver = (!status.driver_info.pod_name.is_empty())
+    let mut driver = (!status.driver_info.pod_name.is_empty())
         .then(|| {
             ctx.pods
                 .get(&ObjectRef::new(&status.driver_info.pod_name).within(&ns))
         })
         .flatten();
+    if driver.is_none() && !status.driver_info.pod_name.is_empty() {
+        // The pod cache can lag far behind under load: never declare a driver missing
+        // without asking the apiserver.
+        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        driver = pods
+            .get_opt(&status.driver_info.pod_name)
+            .await?
+            .map(Arc::new);
+    }
     let executors = ctx.pods.state_filter(|p| {
         p.namespace().as_deref() == Some(ns.as_str())
             && p.labels().get(APP_NAME_LABEL) == Some(&name)
@@ -482,7 +543,10 @@ async fn write_status(
         .replace_status(&app.name_any(), &PostParams::default(), &obj)
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(written) => {
+            ctx.remember(written);
+            Ok(())
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Conflict(app.name_any())),
         Err(e) => Err(e.into()),
     }

@@ -13,7 +13,12 @@
 //!    --webhook=false --leader-election=false --namespaces NS` as a child, sends one warm-up app
 //!    through it (so its watches are live), then creates N apps at the same concurrency and
 //!    waits (at most `BENCH_TIMEOUT_SECS`, default 600) until every app has a driver pod and
-//!    shows status SUBMITTED.
+//!    shows status SUBMITTED (or has failed).
+//!
+//! Besides the targets, the table shows what each phase cost the control plane (requests the
+//! apiserver served by verb, resource and code, from its `apiserver_request_total`; CPU of
+//! kube-apiserver + etcd), the most sockets the operator had open, failed reconciles from its
+//! log (run at `info,spark_webhook::reconciler=debug`), and how the apps and events ended up.
 //!
 //! Clocks: every time is this process's monotonic clock. An app is "created" when the apiserver
 //! answered its create; a driver pod / a SUBMITTED status is "seen" when this process's watch
@@ -22,10 +27,12 @@
 //! just before the first create and the moment it is idle again afterwards; its peak RSS is
 //! `VmHWM` from `/proc/PID/status`.
 //!
-//! A target missed is printed as MISS and does not fail the run; an error (an app never
-//! submitted, a failed create, a missing or duplicate driver) does. Only the loopback apiserver
-//! is contacted; every wait is bounded; the operator and the control plane are stopped on every
-//! exit path (guards), and the operator's JSON log is kept under the target folder.
+//! A target missed is printed as MISS and does not fail the run; an error does: an app never
+//! submitted, an app that reached FAILED or SUBMISSION_FAILED (the table is printed first), a
+//! failed create, a missing or duplicate driver. Only the loopback apiserver is contacted; every
+//! wait is bounded; the operator and the control plane are stopped on every exit path (guards),
+//! and the operator's JSON log and the apiserver's log are kept in `target/tmp/submit_scale/`.
+//! Under a test harness (no `--bench` argument) it prints one line and exits 0.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read as _, Write as _};
@@ -34,7 +41,7 @@ use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt as _, TryStreamExt as _, stream};
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PartialObjectMeta, PostParams};
@@ -236,6 +243,10 @@ struct OperatorRun {
     watch_restarts: usize,
     /// Pods, Services, ConfigMaps labelled with an app name at the end (warm-up included).
     counts: [usize; 3],
+    /// "state attempts=N" -> apps, at the end (warm-up included).
+    end_states: BTreeMap<String, usize>,
+    /// Event reason -> count, in the operator's namespace.
+    event_reasons: BTreeMap<String, usize>,
     /// Apps that reached FAILED or SUBMISSION_FAILED: (app, state, error message).
     failures: Vec<(String, String, String)>,
 }
@@ -681,7 +692,21 @@ async fn operator_run(
             return Err(fail(&operator, format!("the apps were not all created in {:?}", s.timeout)));
         }
     };
-    let all_done = wait_for(&mut rx, &mut observed, deadline, all).await;
+    let all_done = loop {
+        let step = (Instant::now() + Duration::from_secs(1)).min(deadline);
+        if wait_for(&mut rx, &mut observed, step, &all).await {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        if let Ok(Some(status)) = operator.child.try_wait() {
+            return Err(fail(
+                &operator,
+                format!("the operator exited with {status} during the run"),
+            ));
+        }
+    };
     let finished = Instant::now();
     if !all_done {
         let missing: Vec<&String> = names.iter().filter(|a| !resolved(&observed, a)).collect();
@@ -746,6 +771,27 @@ async fn operator_run(
         .items
         .len();
     let counts = [count_pods, count_services, count_config_maps];
+    // How the apps ended up, and what the operator told about them.
+    let mut end_states: BTreeMap<String, usize> = BTreeMap::new();
+    for app in Api::<SparkApplication>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+    {
+        let status = app.status.unwrap_or_default();
+        let key = format!(
+            "{:?} attempts={}",
+            status.application_state.state, status.submission_attempts
+        );
+        *end_states.entry(key).or_default() += 1;
+    }
+    let mut event_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for event in Api::<Event>::namespaced(client.clone(), &ns)
+        .list(&ListParams::default())
+        .await?
+    {
+        let reason = event.reason.unwrap_or_default();
+        *event_reasons.entry(reason).or_default() += event.count.unwrap_or(1).max(1) as usize;
+    }
     // A failed attempt's driver may be gone: only a clean run must have all three of each.
     if failures.is_empty() && counts != [n + 1; 3] {
         return Err(format!(
@@ -802,6 +848,8 @@ async fn operator_run(
         watch_errors: observed.watch_errors.len(),
         watch_restarts: observed.starts.values().map(|n| n.saturating_sub(1)).sum(),
         counts,
+        end_states,
+        event_reasons,
         failures,
     })
 }
@@ -1109,6 +1157,10 @@ fn print_table(results: &[Results], s: &Settings) {
             top(&r.op.load)
         );
         println!("N={}: ... floor: {}", r.n, top(&r.floor.load));
+        println!(
+            "  apps at the end: {:?}; events by reason: {:?}",
+            r.op.end_states, r.op.event_reasons
+        );
         for (app, state, error) in r.op.failures.iter().take(5) {
             println!("  failed: {app}: {state}: {error}");
         }
