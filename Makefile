@@ -4,7 +4,7 @@ CARGO ?= cargo
 LOCAL := $(CURDIR)/.local
 BIN := target/release/spark-webhook
 
-.PHONY: run test build lint fmt manifests certs cluster-up cluster-down provision bench clean
+.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench clean
 
 ## run: build, start a local control plane, install the CRD and webhooks, serve (Ctrl-C stops all)
 run:
@@ -31,6 +31,12 @@ manifests:
 ## certs: create or rotate the webhook CA and serving certificate in certs/
 certs:
 	$(CARGO) run --locked --quiet -- certs --dir certs
+
+## install-certs: in the cluster kubectl points at, create/update Secret spark-operator/spark-webhook-certs
+## from certs/ (ca.crt, tls.crt, tls.key) and set the caBundle of both webhook configurations
+## (after `kubectl apply -k manifests/` and `make certs`)
+install-certs:
+	manifests/install-certs.sh
 
 ## bench: criterion micro-benchmarks of the mutation, then a TLS load run of the webhook against
 ## a no-op floor (prints a table; BENCH_SECONDS sets the measured seconds per run, default 5)

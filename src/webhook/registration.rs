@@ -88,7 +88,9 @@ pub enum RegistrationError {
 
 impl Registration {
     fn client_config(&self, path: &str) -> WebhookClientConfig {
-        let ca_bundle = Some(ByteString(self.ca_bundle.clone()));
+        // No caBundle rather than an empty one: `kubectl apply` of printed YAML then never
+        // clears the caBundle that registration or `make install-certs` put in.
+        let ca_bundle = (!self.ca_bundle.is_empty()).then(|| ByteString(self.ca_bundle.clone()));
         match &self.endpoint {
             Endpoint::Service {
                 namespace,

@@ -111,8 +111,12 @@ S
     # Build under a GOPATH symlink, as Debian's own debian/rules does.
     mkdir -p "$tree/.go/src/k8s.io" && ln -sfn ../../.. "$tree/.go/src/k8s.io/kubernetes"
     say "make WHAT=cmd/kube-apiserver (log: $cache/k8s/build.log)"
+    # A progress line a minute, so a first `make run` never looks stuck.
+    ( while sleep 60; do say "still building kube-apiserver ($(( $(date +%s) - started ))s so far)"; done ) >/dev/null &
+    ticker=$!
     (cd "$tree" && GOPATH=$tree/.go CGO_ENABLED=0 make WHAT=cmd/kube-apiserver >"$cache/k8s/build.log" 2>&1) \
-      || { tail -n 20 "$cache/k8s/build.log" >&2; fail "building kube-apiserver (see $cache/k8s/build.log)"; }
+      || { kill "$ticker" 2>/dev/null; tail -n 20 "$cache/k8s/build.log" >&2; fail "building kube-apiserver (see $cache/k8s/build.log)"; }
+    kill "$ticker" 2>/dev/null || true
     cp "$tree/_output/bin/kube-apiserver" "$p.tmp" && mv "$p.tmp" "$p"
     rm -rf "$work"
     say "kube-apiserver built in $(( $(date +%s) - started ))s, cached at $p"

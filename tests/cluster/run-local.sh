@@ -23,13 +23,20 @@ serve_pid=
 cleanup() {
   trap - EXIT INT TERM
   if [ -n "$serve_pid" ] && kill -0 "$serve_pid" 2>/dev/null; then
+    # Ctrl-C already reached serve (same process group): let it finish its graceful shutdown
+    # (a second signal would make it exit at once), then make sure it is gone.
+    if [ "${1:-}" = interrupted ]; then
+      for _ in $(seq 100); do kill -0 "$serve_pid" 2>/dev/null || break; sleep 0.1; done
+    fi
     kill -TERM "$serve_pid" 2>/dev/null || true
     wait "$serve_pid" 2>/dev/null || true
   fi
   step "stopping the control plane"
   tests/cluster/cluster.sh down "$dir" >/dev/null 2>&1 || true
+  step "stopped"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT TERM
+trap 'cleanup interrupted' INT
 
 step "certificates in certs/ (CA kept, serving certificate rotated)"
 "$bin" certs --dir certs >/dev/null
@@ -65,6 +72,14 @@ if [ -n "$driver" ]; then
   kubectl get pod "$driver" -o jsonpath='{"  container: "}{.spec.containers[0].name}{"  image: "}{.spec.containers[0].image}{"\n  seccomp: "}{.spec.securityContext.seccompProfile.type}{"  memory: "}{.spec.containers[0].resources.limits.memory}{"\n  owner: "}{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}{"\n"}' >&2
 fi
 
+# The driver is created already complete; executors come from Spark's driver and are completed
+# by the webhook. Create one as the driver would (tests/fixtures/executor-pod.json, Spark 3.3's
+# executor pod, which sets none of these) and show what the webhook added.
+step "creating an executor pod as the driver would: the webhook mutates it"
+exec_pod=$(kubectl create -f tests/fixtures/executor-pod.json -o jsonpath='{.metadata.name}')
+echo "executor pod $exec_pod, as stored after the webhook:" >&2
+kubectl get pod "$exec_pod" -o jsonpath='{"  seccomp: "}{.spec.securityContext.seccompProfile.type}{"\n  preStop: "}{.spec.containers[0].lifecycle.preStop.exec.command}{"\n  labels: version="}{.metadata.labels.version}{" (from the app'"'"'s executor.labels)\n"}' >&2
+
 cat >&2 <<MSG
 
 spark-webhook is serving against a local kube-apiserver (webhook + reconciler).
@@ -72,7 +87,9 @@ spark-webhook is serving against a local kube-apiserver (webhook + reconciler).
   kubectl get sparkapp
   kubectl describe sparkapp spark-pi          # events
   curl http://127.0.0.1:$admin_port/metrics
-Logs: .local/spark-webhook.log. Ctrl-C stops everything.
+  curl http://127.0.0.1:$admin_port/readyz
+  ${bin#"$root"/} render tests/fixtures/sparkapplication-pi.yaml   # what a submission creates, offline
+Logs: .local/spark-webhook.log (also below). Ctrl-C stops everything.
 
 MSG
 wait "$serve_pid"

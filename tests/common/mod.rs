@@ -218,12 +218,36 @@ impl Served {
     /// Starts `serve` for namespace `ns` with certificates in `cert_dir`, registered through a
     /// url clientConfig, plus `extra` flags; waits until /readyz answers 200.
     pub fn start(ns: &str, cert_dir: &Path, extra: &[&str]) -> Served {
+        Self::start_as(&cluster().kubeconfig, &[], ns, cert_dir, extra)
+    }
+
+    /// [`Served::start`] authenticated by `kubeconfig` (e.g. a ServiceAccount token), with
+    /// extra environment variables.
+    pub fn start_as(
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        ns: &str,
+        cert_dir: &Path,
+        extra: &[&str],
+    ) -> Served {
+        Self::wait_ready(Self::spawn_as(kubeconfig, env, ns, cert_dir, extra))
+    }
+
+    /// [`Served::start_as`] without waiting for readiness (for a serve that is expected to stop).
+    pub fn spawn_as(
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        ns: &str,
+        cert_dir: &Path,
+        extra: &[&str],
+    ) -> Served {
         let webhook_port = free_port();
         let admin_port = free_port();
         let config_name = format!("e2e-{ns}");
         let log = cert_dir.join("serve.log");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_spark-webhook"));
-        cmd.env("KUBECONFIG", &cluster().kubeconfig)
+        cmd.env("KUBECONFIG", kubeconfig)
+            .envs(env.iter().copied())
             .env_remove("KUBERNETES_SERVICE_HOST")
             .args(["serve", "--log", "info,spark_webhook=debug"])
             .arg("--cert-dir")
@@ -242,13 +266,30 @@ impl Served {
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("serve log file"));
         let child = cmd.spawn().expect("spawning spark-webhook serve");
-        let mut served = Served {
+        Served {
             child,
             webhook_port,
             admin_port,
             config_name,
             log,
-        };
+        }
+    }
+
+    /// The exit status once serve stops by itself within `timeout` (None: still running).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_ready(mut served: Served) -> Served {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = served.child.try_wait() {
