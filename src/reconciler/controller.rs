@@ -152,8 +152,18 @@ pub async fn run(
         .graceful_shutdown_on(async move { token.cancelled().await })
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
+            use kube::runtime::controller::Error as E;
             if let Err(e) = result {
-                tracing::debug!(error = %e, "reconcile failed");
+                // Expected: a status write raced another, or an app went away before its turn.
+                // Anything else (forbidden, an unreachable apiserver, a failing watch) is shown.
+                if matches!(
+                    &e,
+                    E::ReconcilerFailed(ReconcileError::Conflict(_), _) | E::ObjectNotFound(_)
+                ) {
+                    tracing::debug!(error = %e, "reconcile failed");
+                } else {
+                    tracing::warn!(error = %e, "reconcile failed");
+                }
             }
         })
         .await;
@@ -294,7 +304,10 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
             Action::Submit { attempt } => {
                 let outcome = match submit(&ctx, app, attempt, &spec_hash).await {
                     Ok(info) => Ok(info),
-                    Err(SubmitError::Failed(msg)) => Err(msg),
+                    Err(SubmitError::Failed(msg)) => {
+                        tracing::warn!(attempt, error = %msg, "submission failed");
+                        Err(msg)
+                    }
                     // Not the app's fault: keep the status, try again shortly.
                     Err(SubmitError::Transient(e)) => return Err(ReconcileError::Api(e)),
                 };
@@ -395,18 +408,29 @@ async fn submit(
         Err(e) => return Err(classify_api("creating the driver pod", e)),
     };
     submission::owned_by_driver(&mut sub, pod.metadata.uid.as_deref().unwrap_or_default());
-    create_if_absent(
-        &Api::<Service>::namespaced(ctx.client.clone(), &ns),
-        &sub.service,
-        "the driver Service",
-    )
-    .await?;
-    create_if_absent(
-        &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
-        &sub.config_map,
-        "the driver ConfigMap",
-    )
-    .await?;
+    let children = async {
+        create_if_absent(
+            &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+            &sub.service,
+            "the driver Service",
+        )
+        .await?;
+        create_if_absent(
+            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+            &sub.config_map,
+            "the driver ConfigMap",
+        )
+        .await
+    }
+    .await;
+    if let Err(SubmitError::Failed(_)) = &children {
+        // As spark-submit does: a driver without its Service or ConfigMap never starts, and the
+        // next attempt has other names, so do not leave this one behind.
+        if let Err(e) = pods.delete(&pod_name, &DeleteParams::background()).await {
+            tracing::warn!(error = %e, pod = %pod_name, "driver of a failed submission not deleted");
+        }
+    }
+    children?;
     let ui_port = 4040;
     Ok(SubmittedInfo {
         submission_id: sub.submission_id.clone(),
