@@ -39,6 +39,7 @@ mod lifecycle;
 mod metadata;
 mod monitoring;
 mod owner;
+mod patch;
 mod scheduling;
 mod security;
 mod util;
@@ -193,42 +194,51 @@ pub fn mutate_pod(
     RULES.iter().try_for_each(|rule| rule(&ctx, pod))
 }
 
-/// The JSON Patch that turns `pod_json` into the mutated pod.
+/// The JSON Patch that turns `pod_json` into the mutated pod (see [`patch_pod`]).
 ///
-/// Both sides of the diff are the *typed* pod (original and mutated), so fields unknown to
-/// k8s-openapi never show up as `remove` operations; every operation still applies to the raw
-/// `pod_json`, since the typed form is a projection of it (checked: a pod lacking members the
-/// patch needs, such as `metadata`, is refused). Empty when nothing changes.
+/// A pod without `metadata` is refused: the patch's metadata operations could not apply to it.
 pub fn pod_patch(
     app: &SparkApplication,
     role: SparkRole,
     pod_json: &serde_json::Value,
     opts: &MutationOptions,
 ) -> Result<json_patch::Patch, MutateError> {
-    let original: Pod =
-        serde_json::from_value(pod_json.clone()).map_err(|e| MutateError::InvalidPod {
-            app: app_ref(app),
-            role,
-            reason: e.to_string(),
-        })?;
-    let mut mutated = original.clone();
-    mutate_pod(app, role, &mut mutated, opts)?;
-    let to_json = |pod: &Pod| {
-        serde_json::to_value(pod).map_err(|e| MutateError::Serialize {
-            app: app_ref(app),
-            role,
-            reason: e.to_string(),
-        })
-    };
-    let patch = json_patch::diff(&to_json(&original)?, &to_json(&mutated)?);
-    // The typed pod can hold members the raw one lacks (required fields default to empty), so
-    // make sure the patch applies before the API server tries it.
-    json_patch::patch(&mut pod_json.clone(), &patch).map_err(|e| MutateError::InvalidPod {
+    let invalid = |reason: String| MutateError::InvalidPod {
         app: app_ref(app),
         role,
-        reason: format!("the patch does not apply to it ({e})"),
-    })?;
-    Ok(patch)
+        reason,
+    };
+    let original =
+        <Pod as serde::Deserialize>::deserialize(pod_json).map_err(|e| invalid(e.to_string()))?;
+    if !pod_json
+        .get("metadata")
+        .is_some_and(serde_json::Value::is_object)
+    {
+        return Err(invalid(
+            "it has no metadata, so the patch does not apply to it".to_string(),
+        ));
+    }
+    patch_pod(app, role, original, opts)
+}
+
+/// The JSON Patch that turns `original` into the mutated pod; empty when nothing changes.
+///
+/// The diff is taken between the typed original and the typed mutated pod ([`patch::diff_pod`]),
+/// so fields unknown to k8s-openapi never show up in it, and every operation applies to the
+/// raw pod the typed one was read from (the typed pod is a projection of it).
+pub fn patch_pod(
+    app: &SparkApplication,
+    role: SparkRole,
+    original: Pod,
+    opts: &MutationOptions,
+) -> Result<json_patch::Patch, MutateError> {
+    let mut mutated = original.clone();
+    mutate_pod(app, role, &mut mutated, opts)?;
+    patch::diff_pod(original, mutated).map_err(|e| MutateError::Serialize {
+        app: app_ref(app),
+        role,
+        reason: e.to_string(),
+    })
 }
 
 /// One rule: reads the app through `Ctx`, changes the pod.

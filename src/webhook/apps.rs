@@ -3,7 +3,7 @@
 
 use kube::core::admission::Operation;
 
-use super::review::{self, ReviewError, ReviewResponse};
+use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
 use crate::crd::SparkApplication;
 use crate::metrics::Outcome;
 use crate::validation;
@@ -14,22 +14,18 @@ pub fn review(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok((ReviewResponse::allow(uid), Outcome::Skipped));
     }
-    let Some(object) = req.object.as_ref() else {
+    let Some(object) = req.object else {
         return Ok((ReviewResponse::allow(uid), Outcome::Skipped));
     };
+    let head = ObjectHead::read(object)?;
     let namespace = req
         .namespace
         .as_deref()
-        .or(object.metadata.namespace.as_deref())
+        .or(head.meta().namespace.as_deref())
         .unwrap_or("default");
-    let name = object
-        .metadata
-        .name
-        .as_deref()
-        .or(object.metadata.generate_name.as_deref())
-        .unwrap_or("");
-    let value = serde_json::to_value(object)?;
-    let mut app: SparkApplication = match serde_path_to_error::deserialize(value) {
+    let name = head.name();
+    let mut deserializer = serde_json::Deserializer::from_str(object.get());
+    let mut app: SparkApplication = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(app) => app,
         Err(e) => {
             let message = format!(

@@ -1,5 +1,6 @@
 //! `/mutate-v1-pod`: patch Spark driver and executor pods from their SparkApplication.
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::api::Api;
 use kube::core::admission::Operation;
@@ -7,7 +8,7 @@ use kube::runtime::events::{Event, EventType};
 use std::sync::Arc;
 
 use super::WebhookState;
-use super::review::{self, ReviewError, ReviewResponse};
+use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
 use crate::appcache::GuardedApp;
 use crate::crd::SparkApplication;
 use crate::metrics::Outcome;
@@ -26,11 +27,13 @@ pub async fn review(
     if req.kind.kind != "Pod" || req.operation != Operation::Create {
         return skip();
     }
-    let Some(pod) = req.object.as_ref() else {
+    let Some(object) = req.object else {
         return skip();
     };
-    let Some((role, app_name)) = pod
-        .metadata
+    // Most pods are not Spark's: read only their metadata, and answer those in microseconds.
+    let head = ObjectHead::read(object)?;
+    let Some((role, app_name)) = head
+        .meta()
         .labels
         .as_ref()
         .and_then(mutate::classify_labels)
@@ -40,17 +43,12 @@ pub async fn review(
     let namespace = req
         .namespace
         .as_deref()
-        .or(pod.metadata.namespace.as_deref())
+        .or(head.meta().namespace.as_deref())
         .unwrap_or("default");
     if !state.namespaces.contains(namespace) {
         return skip();
     }
-    let pod_name = pod
-        .metadata
-        .name
-        .as_deref()
-        .or(pod.metadata.generate_name.as_deref())
-        .unwrap_or("");
+    let pod_name = head.name();
     let span = tracing::info_span!("pod_review", uid, namespace, pod = pod_name, app = %app_name, role = ?role);
     let _enter = span.enter();
 
@@ -74,8 +72,18 @@ pub async fn review(
             return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
         }
     };
-    let pod_json = serde_json::to_value(pod)?;
-    match mutate::pod_patch(app, role, &pod_json, &state.options) {
+    let pod: Pod = match serde_json::from_str(object.get()) {
+        Ok(pod) => pod,
+        Err(e) => {
+            let message = format!(
+                "SparkApplication {namespace}/{app_name}: the {role} pod {pod_name} cannot be read: {e}",
+                role = role.as_str()
+            );
+            tracing::warn!(error = %message, "pod refused");
+            return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
+        }
+    };
+    match mutate::patch_pod(app, role, pod, &state.options) {
         Ok(patch) => {
             let outcome = if patch.0.is_empty() {
                 Outcome::Unchanged
@@ -88,7 +96,7 @@ pub async fn review(
         Err(e) => {
             let message = e.to_string();
             tracing::warn!(error = %message, "pod refused");
-            if !req.dry_run {
+            if !req.is_dry_run() {
                 publish_refusal(state, app, role, &message);
             }
             Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied))

@@ -1,14 +1,17 @@
 //! AdmissionReview v1 on the wire.
 //!
-//! Requests are read with kube's `AdmissionReview<DynamicObject>` (it keeps the object as raw
-//! JSON). Responses use our own struct: kube-core serialises `patch` as a JSON array of numbers
+//! Requests are read into our own borrowed struct: the object stays raw JSON until a handler
+//! needs it typed, and most pods (not Spark's) are never typed at all, only their metadata is
+//! read. Responses use our own struct too: kube-core serialises `patch` as a JSON array of numbers
 //! (kube-rs #1781), which the apiserver tolerates but which is not the documented contract and is
 //! 3-4x larger than the base64 string the AdmissionReview v1 API specifies.
 
+use std::collections::BTreeMap;
+
 use base64::Engine as _;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
-use serde::Serialize;
+use kube::core::admission::Operation;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use thiserror::Error;
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
@@ -26,13 +29,98 @@ pub enum ReviewError {
     NoRequest,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow)]
+    request: Option<Request<'a>>,
+}
+
+/// The fields of an AdmissionReview v1 request that the handlers read.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: Kind,
+    pub operation: Operation,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    /// The object as sent; `None` for DELETE.
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+}
+
+/// The request's `kind` (group/version/kind of the object).
+#[derive(Debug, Deserialize)]
+pub struct Kind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    pub kind: String,
+}
+
+impl Request<'_> {
+    pub fn is_dry_run(&self) -> bool {
+        self.dry_run.unwrap_or(false)
+    }
+}
+
+/// An object's identity and labels, read without typing the rest of it.
+#[derive(Debug, Default, Deserialize)]
+pub struct ObjectHead {
+    #[serde(default)]
+    pub metadata: Option<HeadMeta>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HeadMeta {
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    pub namespace: Option<String>,
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+impl ObjectHead {
+    /// Reads the head of a raw object; a non-object is a malformed review.
+    pub fn read(object: &RawValue) -> Result<Self, ReviewError> {
+        Ok(serde_json::from_str(object.get())?)
+    }
+
+    pub fn meta(&self) -> &HeadMeta {
+        static EMPTY: HeadMeta = HeadMeta {
+            name: None,
+            generate_name: None,
+            namespace: None,
+            labels: None,
+        };
+        self.metadata.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// `metadata.name`, else `metadata.generateName`, else empty.
+    pub fn name(&self) -> &str {
+        let m = self.meta();
+        m.name
+            .as_deref()
+            .or(m.generate_name.as_deref())
+            .unwrap_or("")
+    }
+}
+
 /// Parses and checks a review body.
-pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)?;
-    if review.types.api_version != API_VERSION || review.types.kind != "AdmissionReview" {
+pub fn parse(body: &[u8]) -> Result<Request<'_>, ReviewError> {
+    let review: Envelope = serde_json::from_slice(body)?;
+    if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::Version(format!(
             "{} {}",
-            review.types.api_version, review.types.kind
+            review.api_version, review.kind
         )));
     }
     review.request.ok_or(ReviewError::NoRequest)
