@@ -230,3 +230,35 @@ async fn validation_names_fields_and_passes_kubeflow_examples() {
     let msg = resp["response"]["status"]["message"].as_str().unwrap();
     assert!(msg.contains("spec.executor.instances"), "{msg}");
 }
+
+#[tokio::test]
+async fn a_spark_pod_that_is_not_a_valid_pod_is_denied_other_pods_pass() {
+    let mut broken = driver_pod();
+    broken["spec"]["containers"] = json!("not a list");
+    let (status, out) = post(
+        state(JobNamespaces::all()),
+        MUTATE_POD_PATH,
+        review(broken.clone(), "CREATE").to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["allowed"], false, "{resp}");
+    let msg = resp["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("default/spark-pi") && msg.contains("cannot be read"),
+        "{msg}"
+    );
+
+    broken["metadata"]["labels"] = json!({"app": "not-spark"});
+    let (status, out) = post(
+        state(JobNamespaces::all()),
+        MUTATE_POD_PATH,
+        review(broken, "CREATE").to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let resp: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(resp["response"]["allowed"], true, "{resp}");
+    assert!(resp["response"].get("patch").is_none(), "{resp}");
+}

@@ -2,6 +2,7 @@
 //! cannot run, naming the field, before they reach the reconciler.
 
 use kube::core::admission::Operation;
+use serde_json::value::RawValue;
 
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
 use crate::crd::SparkApplication;
@@ -9,7 +10,7 @@ use crate::metrics::Outcome;
 use crate::validation;
 
 pub fn review(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
-    let req = review::parse(body)?;
+    let req = review::parse::<&RawValue>(body)?;
     let uid = req.uid.as_str();
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok((ReviewResponse::allow(uid), Outcome::Skipped));

@@ -5,6 +5,7 @@ use kube::Resource;
 use kube::api::Api;
 use kube::core::admission::Operation;
 use kube::runtime::events::{Event, EventType};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 use super::WebhookState;
@@ -20,20 +21,23 @@ pub async fn review(
     state: &WebhookState,
     body: &[u8],
 ) -> Result<(ReviewResponse, Outcome), ReviewError> {
-    let req = review::parse(body)?;
+    // The common case in one pass: the pod typed straight from the review's bytes. A review
+    // whose object does not read as a Pod takes the slower path that says why.
+    let Ok(req) = review::parse::<Pod>(body) else {
+        return untyped(state, body);
+    };
     let uid = req.uid.as_str();
+    let dry_run = req.is_dry_run();
     let skip = || Ok((ReviewResponse::allow(uid), Outcome::Skipped));
     // Mutate on CREATE only: patching again on UPDATE broke pods in the Go operator (#470).
     if req.kind.kind != "Pod" || req.operation != Operation::Create {
         return skip();
     }
-    let Some(object) = req.object else {
+    let Some(pod) = req.object else {
         return skip();
     };
-    // Most pods are not Spark's: read only their metadata, and answer those in microseconds.
-    let head = ObjectHead::read(object)?;
-    let Some((role, app_name)) = head
-        .meta()
+    let Some((role, app_name)) = pod
+        .metadata
         .labels
         .as_ref()
         .and_then(mutate::classify_labels)
@@ -43,12 +47,17 @@ pub async fn review(
     let namespace = req
         .namespace
         .as_deref()
-        .or(head.meta().namespace.as_deref())
+        .or(pod.metadata.namespace.as_deref())
         .unwrap_or("default");
     if !state.namespaces.contains(namespace) {
         return skip();
     }
-    let pod_name = head.name();
+    let pod_name = pod
+        .metadata
+        .name
+        .as_deref()
+        .or(pod.metadata.generate_name.as_deref())
+        .unwrap_or("");
     let span = tracing::info_span!("pod_review", uid, namespace, pod = pod_name, app = %app_name, role = ?role);
     let _enter = span.enter();
 
@@ -72,17 +81,6 @@ pub async fn review(
             return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
         }
     };
-    let pod: Pod = match serde_json::from_str(object.get()) {
-        Ok(pod) => pod,
-        Err(e) => {
-            let message = format!(
-                "SparkApplication {namespace}/{app_name}: the {role} pod {pod_name} cannot be read: {e}",
-                role = role.as_str()
-            );
-            tracing::warn!(error = %message, "pod refused");
-            return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
-        }
-    };
     match mutate::patch_pod(app, role, pod, &state.options) {
         Ok(patch) => {
             let outcome = if patch.0.is_empty() {
@@ -96,12 +94,53 @@ pub async fn review(
         Err(e) => {
             let message = e.to_string();
             tracing::warn!(error = %message, "pod refused");
-            if !req.is_dry_run() {
+            if !dry_run {
                 publish_refusal(state, app, role, &message);
             }
             Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied))
         }
     }
+}
+
+/// A review whose object does not read as a Pod: refused when it is labelled as a Spark pod of
+/// a job namespace (its app's settings cannot be applied to it, and it must not run without
+/// them), allowed otherwise. Only a body that is not an AdmissionReview at all is an error.
+fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
+    let req = review::parse::<&RawValue>(body)?;
+    let uid = req.uid.as_str();
+    let skip = || Ok((ReviewResponse::allow(uid), Outcome::Skipped));
+    let (Some(object), "Pod", Operation::Create) =
+        (req.object, req.kind.kind.as_str(), &req.operation)
+    else {
+        return skip();
+    };
+    let head = ObjectHead::read(object)?;
+    let Some((role, app_name)) = head
+        .meta()
+        .labels
+        .as_ref()
+        .and_then(mutate::classify_labels)
+    else {
+        return skip();
+    };
+    let namespace = req
+        .namespace
+        .as_deref()
+        .or(head.meta().namespace.as_deref())
+        .unwrap_or("default");
+    let Err(e) = serde_json::from_str::<Pod>(object.get()) else {
+        return skip();
+    };
+    if !state.namespaces.contains(namespace) {
+        return skip();
+    }
+    let message = format!(
+        "SparkApplication {namespace}/{app_name}: the {role} pod {pod} cannot be read: {e}",
+        role = role.as_str(),
+        pod = head.name()
+    );
+    tracing::warn!(uid, error = %message, "pod refused");
+    Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied))
 }
 
 /// The app from the reflector cache; on a miss (an app created a moment ago that the watch has

@@ -31,19 +31,19 @@ pub enum ReviewError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
+struct Envelope<O> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
-    #[serde(borrow)]
-    request: Option<Request<'a>>,
+    request: Option<Request<O>>,
 }
 
-/// The fields of an AdmissionReview v1 request that the handlers read.
+/// The fields of an AdmissionReview v1 request that the handlers read; the object as `O`
+/// (raw JSON, or a type the handler reads it as in the same pass).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request<'a> {
+pub struct Request<O> {
     pub uid: String,
     pub kind: Kind,
     pub operation: Operation,
@@ -52,8 +52,8 @@ pub struct Request<'a> {
     #[serde(default)]
     pub dry_run: Option<bool>,
     /// The object as sent; `None` for DELETE.
-    #[serde(borrow, default)]
-    pub object: Option<&'a RawValue>,
+    #[serde(default = "none")]
+    pub object: Option<O>,
 }
 
 /// The request's `kind` (group/version/kind of the object).
@@ -66,7 +66,11 @@ pub struct Kind {
     pub kind: String,
 }
 
-impl Request<'_> {
+fn none<O>() -> Option<O> {
+    None
+}
+
+impl<O> Request<O> {
     pub fn is_dry_run(&self) -> bool {
         self.dry_run.unwrap_or(false)
     }
@@ -114,9 +118,9 @@ impl ObjectHead {
     }
 }
 
-/// Parses and checks a review body.
-pub fn parse(body: &[u8]) -> Result<Request<'_>, ReviewError> {
-    let review: Envelope = serde_json::from_slice(body)?;
+/// Parses and checks a review body, reading its object as `O`.
+pub fn parse<'a, O: Deserialize<'a>>(body: &'a [u8]) -> Result<Request<O>, ReviewError> {
+    let review: Envelope<O> = serde_json::from_slice(body)?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::Version(format!(
             "{} {}",
@@ -241,14 +245,21 @@ mod tests {
 
     #[test]
     fn parses_v1_and_refuses_v1beta1() {
-        assert_eq!(parse(&review("admission.k8s.io/v1")).unwrap().uid, "u-1");
-        let err = parse(&review("admission.k8s.io/v1beta1")).unwrap_err();
+        type Raw<'a> = &'a RawValue;
+        let body = review("admission.k8s.io/v1");
+        let req = parse::<Raw>(&body).unwrap();
+        assert_eq!(req.uid, "u-1");
+        assert!(req.object.unwrap().get().contains("\"Pod\""));
+        let err = parse::<Raw>(&review("admission.k8s.io/v1beta1")).unwrap_err();
         assert!(
             err.to_string().contains("only admission.k8s.io/v1"),
             "{err}"
         );
-        assert!(matches!(parse(b"{not json"), Err(ReviewError::Json(_))));
-        assert!(matches!(parse(b"[]"), Err(ReviewError::Json(_))));
+        assert!(matches!(
+            parse::<Raw>(b"{not json"),
+            Err(ReviewError::Json(_))
+        ));
+        assert!(matches!(parse::<Raw>(b"[]"), Err(ReviewError::Json(_))));
     }
 
     #[test]
