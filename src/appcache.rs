@@ -21,6 +21,16 @@ use crate::namespaces::JobNamespaces;
 
 pub type GuardedApp = DeserializeGuard<SparkApplication>;
 
+/// Drops what no reader of a cached SparkApplication uses: `metadata.managedFields`. As parsed
+/// JSON it is often larger than the spec itself (one entry per writer, each listing every field
+/// it set), and every app sits in a cache for its whole life.
+pub fn slim_app(app: &mut GuardedApp) {
+    match &mut app.0 {
+        Ok(app) => app.metadata.managed_fields = None,
+        Err(invalid) => invalid.metadata.managed_fields = None,
+    }
+}
+
 /// Reflector stores of SparkApplications, by namespace.
 #[derive(Clone)]
 pub struct AppCache {
@@ -45,6 +55,7 @@ impl AppCache {
             let (reader, writer) = reflector::store();
             let stream = watcher(api, watcher::Config::default())
                 .default_backoff()
+                .modify(slim_app)
                 .reflect(writer)
                 .touched_objects();
             let scope = ns.clone().unwrap_or_else(|| "*".into());

@@ -51,7 +51,8 @@ pub struct Context {
 }
 
 impl Context {
-    fn remember(&self, app: SparkApplication) {
+    fn remember(&self, mut app: SparkApplication) {
+        app.metadata.managed_fields = None;
         let key = (app.namespace().unwrap_or_default(), app.name_any());
         if let Ok(mut w) = self.written.lock() {
             w.insert(key, Arc::new(app));
@@ -117,11 +118,18 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{LAUNCHED_BY_LABEL}=true")),
     )
     .default_backoff()
+    .modify(slim_pod)
     .reflect(pod_writer)
     .touched_objects();
+    // As `Controller::new` builds it, but the cached apps lose their managedFields first.
+    let (app_reader, app_writer) = reflector::store();
+    let app_stream = watcher(apps, watcher::Config::default())
+        .modify(crate::appcache::slim_app)
+        .reflect(app_writer)
+        .applied_objects();
     // Bounded concurrency: under a burst of apps, a few dozen reconciles in flight keep the
     // apiserver busy without one connection (and its buffers) per app.
-    let controller = Controller::new(apps, watcher::Config::default()).with_config(
+    let controller = Controller::for_stream(app_stream, app_reader).with_config(
         kube::runtime::controller::Config::default().concurrency(RECONCILE_CONCURRENCY),
     );
     ctx_parts
@@ -183,6 +191,10 @@ async fn sweep_orphans(apps: Store<GuardedApp>, ctx: Arc<Context>, shutdown: Can
             _ = shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
+        // An app deleted before its next reconcile would keep its entry forever.
+        if let Ok(mut w) = ctx.written.lock() {
+            w.retain(|(ns, name), _| apps.get(&ObjectRef::new(name).within(ns)).is_some());
+        }
         for pod in ctx.pods.state() {
             let Some(owner) = pod.owner_references().iter().find(|o| {
                 o.kind == "SparkApplication" && o.api_version.starts_with("sparkoperator.k8s.io/")
@@ -205,6 +217,41 @@ async fn sweep_orphans(apps: Store<GuardedApp>, ctx: Arc<Context>, shutdown: Can
             }
         }
     }
+}
+
+/// Keeps of a watched Spark pod only what the reconciler, the orphan sweep and the metrics read
+/// (metadata without managedFields, container names, phase, reason, message and container
+/// states): every Spark pod of every app sits in the cache until it is deleted, and the rest
+/// (managedFields above all) is most of a pod's size. Code that needs more must GET the pod.
+pub fn slim_pod(pod: &mut Pod) {
+    use k8s_openapi::api::core::v1::{Container, ContainerStatus, PodSpec, PodStatus};
+    pod.metadata.managed_fields = None;
+    pod.spec = pod.spec.take().map(|spec| PodSpec {
+        containers: spec
+            .containers
+            .into_iter()
+            .map(|c| Container {
+                name: c.name,
+                ..Container::default()
+            })
+            .collect(),
+        ..PodSpec::default()
+    });
+    pod.status = pod.status.take().map(|status| PodStatus {
+        phase: status.phase,
+        reason: status.reason,
+        message: status.message,
+        container_statuses: status.container_statuses.map(|cs| {
+            cs.into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    state: c.state,
+                    ..ContainerStatus::default()
+                })
+                .collect()
+        }),
+        ..PodStatus::default()
+    });
 }
 
 /// Waits until `store` has completed its first list (false on shutdown). Polls: kube-runtime's
@@ -361,6 +408,11 @@ fn classify_api(what: &str, e: kube::Error) -> SubmitError {
     match &e {
         kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
             SubmitError::Failed(format!("{what}: {}", s.message))
+        }
+        // A webhook with failurePolicy Fail that could not be called (ours down, say): the pod
+        // was refused. A submission failure with the reason, retried per the app's policy.
+        kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook") => {
+            SubmitError::Failed(format!("{what}: refused by admission: {}", s.message))
         }
         _ => SubmitError::Transient(e),
     }
