@@ -11,6 +11,10 @@
 
 mod common;
 
+/// The allocator the `spark-webhook` binary ships with.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::hint::black_box;
 use std::time::Duration;
 

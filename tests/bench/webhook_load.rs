@@ -23,6 +23,10 @@
 
 mod common;
 
+/// The allocator the `spark-webhook` binary ships with, for floor and webhook alike.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
