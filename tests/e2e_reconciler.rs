@@ -476,3 +476,72 @@ async fn deleting_an_app_stops_its_driver_even_without_garbage_collection() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-nowebhook").await;
+    // The reconciler alone: no webhook served, none registered.
+    let (_served, _certs) = start(&ns, &["--webhook=false"]);
+    let mut app = pi(&ns, "spark-pi", json!({"type": "Never"}));
+    app["spec"]["volumes"] = json!([{"name": "data", "emptyDir": {}}]);
+    app["spec"]["executor"] = json!({
+        "instances": 1, "cores": 1, "memory": "512m",
+        "env": [{"name": "EXEC_ENV", "value": "e"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+        "podSecurityContext": {"runAsNonRoot": true, "runAsUser": 185}
+    });
+    apply(&app);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let app = wait_state(&apps, "spark-pi", "SUBMITTED").await;
+    let opts = spark_webhook::mutate::MutationOptions::default();
+    let nothing_left = |role, pod: &Pod| {
+        let json = serde_json::to_value(pod).unwrap();
+        spark_webhook::mutate::pod_patch(&app, role, &json, &opts).expect("patch")
+    };
+
+    // The stored driver: the webhook would have nothing to add.
+    let driver = wait_pod(&pods, "spark-pi-driver").await;
+    let patch = nothing_left(spark_webhook::mutate::SparkRole::Driver, &driver);
+    assert!(patch.0.is_empty(), "driver: {patch:?}");
+
+    // An executor built from the shipped template as Spark's driver builds it, created
+    // through the apiserver (no webhook on the way), carries every executor mutation.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let cm = config_maps
+        .list(&ListParams::default().labels("sparkoperator.k8s.io/app-name=spark-pi"))
+        .await
+        .unwrap()
+        .items
+        .pop()
+        .expect("the driver's ConfigMap");
+    let data = cm.data.unwrap();
+    let template: Pod =
+        serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("template is a Pod");
+    let conf = common::spark_executor::plain_properties(&data["spark.properties"]);
+    let executor = common::spark_executor::from_template(&template, &conf, 1);
+    let stored = pods
+        .create(&Default::default(), &executor)
+        .await
+        .expect("executor created");
+    let patch = nothing_left(spark_webhook::mutate::SparkRole::Executor, &stored);
+    assert!(patch.0.is_empty(), "executor: {patch:?}");
+    let spec = stored.spec.unwrap();
+    assert_eq!(spec.enable_service_links, Some(false));
+    assert_eq!(
+        spec.security_context
+            .and_then(|s| s.seccomp_profile)
+            .map(|p| p.type_),
+        Some("RuntimeDefault".to_string())
+    );
+    let names: Vec<_> = spec.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.clone())
+        .collect();
+    assert!(names.contains(&"/data".to_string()), "{names:?}");
+}

@@ -1310,8 +1310,42 @@ fn nothing_to_do_gives_an_empty_patch() {
         default_seccomp_profile: false,
         executor_prestop_decommission: false,
     };
-    let patch =
-        pod_patch(&app, SparkRole::Executor, &raw(SparkRole::Executor), &opts).expect("patch");
+    let mut input = raw(SparkRole::Executor);
+    input["spec"]["enableServiceLinks"] = json!(false);
+    let patch = pod_patch(&app, SparkRole::Executor, &input, &opts).expect("patch");
     assert!(patch.0.is_empty(), "{patch:?}");
     assert_eq!(mutate::SPARK_ROLE_LABEL, "spark-role");
+}
+
+#[test]
+fn service_links_are_off_unless_the_role_template_turns_them_on() {
+    // The apiserver defaults enableServiceLinks to true before webhooks run.
+    let mut input = raw(SparkRole::Executor);
+    input["spec"]["enableServiceLinks"] = json!(true);
+    let mut app = app();
+    let patch = pod_patch(
+        &app,
+        SparkRole::Executor,
+        &input,
+        &MutationOptions::default(),
+    )
+    .expect("patch");
+    let mut patched = input.clone();
+    json_patch::patch(&mut patched, &patch).expect("applies");
+    assert_eq!(patched["spec"]["enableServiceLinks"], json!(false));
+
+    app.spec.executor.pod.template = Some(
+        serde_json::from_value(json!({"spec": {"enableServiceLinks": true, "containers": []}}))
+            .unwrap(),
+    );
+    let patch = pod_patch(
+        &app,
+        SparkRole::Executor,
+        &input,
+        &MutationOptions::default(),
+    )
+    .expect("patch");
+    let mut patched = input.clone();
+    json_patch::patch(&mut patched, &patch).expect("applies");
+    assert_eq!(patched["spec"]["enableServiceLinks"], json!(true));
 }

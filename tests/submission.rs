@@ -5,6 +5,9 @@
 //! pod, Service and ConfigMap with the recorded objects field by field. What is excluded from
 //! the comparison, and why, is listed next to each comparison.
 
+#[path = "common/spark_executor.rs"]
+mod spark_executor;
+
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -309,6 +312,16 @@ fn spark_pi_driver_pod_matches_spark_submit() {
             "blockOwnerDeletion": true,
         }])
     );
+    // Service links off (thousands of driver Services per namespace), and the executor pod
+    // template beside spark.properties in the conf volume.
+    assert_eq!(
+        take(&mut actual, "/spec/enableServiceLinks"),
+        serde_json::json!(false)
+    );
+    assert_eq!(
+        take(&mut actual, "/spec/volumes/1/configMap/items/1"),
+        serde_json::json!({"key": "executor-pod-template.yaml", "mode": 420, "path": "executor-pod-template.yaml"})
+    );
     assert_eq!(actual, expected);
 }
 
@@ -384,6 +397,12 @@ fn spark_pi_config_map_matches_spark_submit() {
     // spark.properties is compared key by key below; its text differs in order and comments.
     let theirs = take(&mut expected, "/data/spark.properties");
     let ours = take(&mut actual, "/data/spark.properties");
+    // Beyond spark-submit: the executor pod template (see executor_template_carries_every_mutation).
+    let template = take(&mut actual, "/data/executor-pod-template.yaml");
+    assert!(
+        template.as_str().is_some_and(|t| t.contains("kind: Pod")),
+        "{template}"
+    );
     assert_eq!(actual, expected);
 
     let ours = ours.as_str().expect("text");
@@ -410,6 +429,14 @@ fn spark_pi_config_map_matches_spark_submit() {
             "true".to_string(),
         ),
         (format!("{prefix}/submission-id"), sub.submission_id.clone()),
+        (
+            "spark.kubernetes.executor.podTemplateFile".to_string(),
+            "/opt/spark/conf/executor-pod-template.yaml".to_string(),
+        ),
+        (
+            "spark.kubernetes.executor.podTemplateContainerName".to_string(),
+            "spark-kubernetes-executor".to_string(),
+        ),
     ] {
         assert_eq!(ours.remove(&key), Some(value), "{key}");
     }
@@ -851,11 +878,14 @@ fn properties_escaping_round_trips() {
     let sub = built(&a);
     let text = &sub.config_map.data.as_ref().expect("data")["spark.properties"];
     assert!(text.is_ascii(), "non-ASCII is \\u-escaped");
-    assert_eq!(
-        parse_properties(text),
-        props(&a),
-        "the driver reads back what was built"
-    );
+    let mut read_back = parse_properties(text);
+    for shipped_template_key in [
+        "spark.kubernetes.executor.podTemplateFile",
+        "spark.kubernetes.executor.podTemplateContainerName",
+    ] {
+        assert!(read_back.remove(shipped_template_key).is_some());
+    }
+    assert_eq!(read_back, props(&a), "the driver reads back what was built");
     for (key, value) in tricky {
         assert_eq!(props(&a).get(key).map(String::as_str), Some(value), "{key}");
     }
@@ -1143,4 +1173,122 @@ fn spark_conf_driven_driver_settings() {
     );
     let err = build(&on_demand, 1, &SubmitOptions::default()).expect_err("OnDemand PVC");
     assert!(err.to_string().contains("PersistentVolumeClaims"), "{err}");
+}
+
+#[test]
+fn executor_template_carries_every_mutation() {
+    // The richest app of the mutation tests; its executors get volumes, secrets, config maps,
+    // env, tolerations, GPU, host network, security context, grace period and priority class.
+    let app = app(&read("sparkapplication.yaml"));
+    let sub = built(&app);
+    let data = sub.config_map.data.as_ref().expect("data");
+    let template: Pod =
+        serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("the template is a Pod");
+    let conf = parse_properties(&data["spark.properties"]);
+    assert_eq!(
+        conf["spark.kubernetes.executor.podTemplateFile"],
+        "/opt/spark/conf/executor-pod-template.yaml"
+    );
+    let executor = spark_executor::from_template(&template, &conf, 1);
+    let json = serde_json::to_value(&executor).expect("pod serialises");
+    let patch = pod_patch(
+        &app,
+        SparkRole::Executor,
+        &json,
+        &SubmitOptions::default().mutation,
+    )
+    .expect("patch");
+    // The webhook finds nothing left to do on an executor Spark builds from the template, but
+    // for one thing: Spark's executor builder appends SPARK_CONF_DIR=/opt/spark/conf after the
+    // template's env, so sparkConfigMap's SPARK_CONF_DIR on executors still takes the webhook
+    // (the rule drops Spark's duplicate). Every operation of the patch is about that entry.
+    let env = &executor.spec.as_ref().unwrap().containers[0]
+        .env
+        .as_ref()
+        .unwrap();
+    let conf_dirs: Vec<_> = env.iter().filter(|e| e.name == "SPARK_CONF_DIR").collect();
+    assert_eq!(conf_dirs.len(), 2, "template's and Spark's");
+    assert!(
+        patch
+            .0
+            .iter()
+            .all(|op| op.path().to_string().starts_with("/spec/containers/0/env/")),
+        "{patch:?}"
+    );
+    let mut without_conf_map = app.clone();
+    without_conf_map.spec.spark_config_map = None;
+    let sub = built(&without_conf_map);
+    let data = sub.config_map.data.as_ref().expect("data");
+    let template: Pod = serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("Pod");
+    let executor =
+        spark_executor::from_template(&template, &parse_properties(&data["spark.properties"]), 1);
+    let json = serde_json::to_value(&executor).expect("pod serialises");
+    let patch = pod_patch(
+        &without_conf_map,
+        SparkRole::Executor,
+        &json,
+        &SubmitOptions::default().mutation,
+    )
+    .expect("patch");
+    assert!(patch.0.is_empty(), "{patch:?}");
+    let spec = executor.spec.as_ref().expect("spec");
+    assert_eq!(spec.host_network, Some(true));
+    assert_eq!(spec.enable_service_links, Some(false));
+    assert_eq!(
+        spec.security_context
+            .as_ref()
+            .and_then(|s| s.seccomp_profile.as_ref())
+            .map(|p| p.type_.as_str()),
+        Some("RuntimeDefault")
+    );
+    let container = &spec.containers[0];
+    assert_eq!(container.name, "spark-kubernetes-executor");
+    assert!(
+        container
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| l.pre_stop.is_some())
+    );
+
+    // A custom executor container name (sparkConf podTemplateContainerName) is kept and named
+    // in the conf, so Spark picks that container.
+    let mut custom = without_conf_map.clone();
+    custom.spec.spark_conf.insert(
+        "spark.kubernetes.executor.podTemplateContainerName".into(),
+        "worker".into(),
+    );
+    let sub = built(&custom);
+    let data = sub.config_map.data.as_ref().expect("data");
+    let template: Pod = serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("Pod");
+    assert_eq!(template.spec.as_ref().unwrap().containers[0].name, "worker");
+    let conf = parse_properties(&data["spark.properties"]);
+    assert_eq!(
+        conf["spark.kubernetes.executor.podTemplateContainerName"],
+        "worker"
+    );
+    let executor = spark_executor::from_template(&template, &conf, 2);
+    let json = serde_json::to_value(&executor).expect("pod serialises");
+    let patch = pod_patch(
+        &custom,
+        SparkRole::Executor,
+        &json,
+        &SubmitOptions::default().mutation,
+    )
+    .expect("patch");
+    assert!(patch.0.is_empty(), "{patch:?}");
+
+    // An app that names its own template file keeps it: nothing is shipped.
+    let mut own = app.clone();
+    own.spec.spark_conf.insert(
+        "spark.kubernetes.executor.podTemplateFile".into(),
+        "/opt/templates/exec.yaml".into(),
+    );
+    let sub = built(&own);
+    assert!(
+        !sub.config_map
+            .data
+            .as_ref()
+            .unwrap()
+            .contains_key("executor-pod-template.yaml")
+    );
 }

@@ -186,6 +186,23 @@ pub(crate) fn share_process_namespace(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<()
     Ok(())
 }
 
+/// `enableServiceLinks`: what the role's pod template says, else `false`. With service links on,
+/// every Service of the namespace becomes env vars in every container: thousands of driver
+/// Services in one job namespace overflow the exec argument list (the Go operator broke at 6000
+/// apps with `argument list too long`). The apiserver defaults the field to `true` before any
+/// webhook runs, so the pod cannot tell whether a user chose it; the app's template can.
+pub(crate) fn enable_service_links(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+    let chosen = ctx
+        .spec
+        .pod
+        .template
+        .as_ref()
+        .and_then(|t| t.spec.as_ref())
+        .and_then(|s| s.enable_service_links);
+    pod_spec(pod).enable_service_links = Some(chosen.unwrap_or(false));
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,6 +23,7 @@
 //! 14. terminationGracePeriodSeconds ([`containers`]).
 //! 15. Role lifecycle, or the executor decommission preStop hook ([`lifecycle`]).
 //! 16. shareProcessNamespace ([`containers`]).
+//! 17. enableServiceLinks: the role template's choice, else `false` ([`containers`]).
 //!
 //! This is kubeflow's order (its webhook defaulter), with the settings kubeflow hands to
 //! spark-submit as `--conf` (labels, annotations, envVars, envSecretKeyRefs, secrets, the
@@ -278,6 +279,7 @@ const RULES: &[Rule] = &[
     containers::termination_grace_period,
     lifecycle::lifecycle,
     containers::share_process_namespace,
+    containers::enable_service_links,
 ];
 
 /// What every rule needs: the app, the role's part of it, and where the Spark container is.

@@ -18,7 +18,7 @@ use super::conf::{
     ui_port,
 };
 use super::names::app_name_label;
-use super::{Ctx, SubmissionError, volumes};
+use super::{Ctx, SubmissionError, executor_template, volumes};
 
 pub(crate) const DRIVER_CONTAINER: &str = "spark-kubernetes-driver";
 /// Where the `spark.properties` ConfigMap is mounted (Spark's `SPARK_CONF_DIR_INTERNAL`).
@@ -57,7 +57,7 @@ pub(crate) fn pod(ctx: &Ctx<'_>, conf: &Conf, main: &MainApp) -> Result<Pod, Sub
     volumes::mount_volumes(ctx, conf, &mut spec, &mut container)?;
     command(ctx, conf, main, &mut container);
     volumes::local_dirs(conf, &ctx.names.local_dir, &mut spec, &mut container);
-    conf_volume(ctx, &mut spec, &mut container);
+    conf_volume(ctx, conf, &mut spec, &mut container);
     spec.containers.push(container);
     pod.spec = Some(spec);
     Ok(pod)
@@ -322,7 +322,21 @@ fn command(ctx: &Ctx<'_>, conf: &Conf, main: &MainApp, container: &mut Container
 }
 
 /// The `spark.properties` ConfigMap at /opt/spark/conf, and SPARK_CONF_DIR pointing there.
-fn conf_volume(ctx: &Ctx<'_>, spec: &mut PodSpec, container: &mut Container) {
+fn conf_volume(ctx: &Ctx<'_>, conf: &Conf, spec: &mut PodSpec, container: &mut Container) {
+    let mut items = vec![KeyToPath {
+        key: SPARK_PROPERTIES.into(),
+        path: SPARK_PROPERTIES.into(),
+        mode: Some(CONF_FILE_MODE),
+    }];
+    // The executor template we ship (not a podTemplateFile the app named itself).
+    if conf.get(executor_template::TEMPLATE_FILE_CONF) == Some(&executor_template::template_path())
+    {
+        items.push(KeyToPath {
+            key: executor_template::TEMPLATE_KEY.into(),
+            path: executor_template::TEMPLATE_KEY.into(),
+            mode: Some(CONF_FILE_MODE),
+        });
+    }
     container
         .env
         .get_or_insert_with(Vec::new)
@@ -339,11 +353,7 @@ fn conf_volume(ctx: &Ctx<'_>, spec: &mut PodSpec, container: &mut Container) {
         name: CONF_VOLUME.into(),
         config_map: Some(ConfigMapVolumeSource {
             name: ctx.names.config_map.clone(),
-            items: Some(vec![KeyToPath {
-                key: SPARK_PROPERTIES.into(),
-                path: SPARK_PROPERTIES.into(),
-                mode: Some(CONF_FILE_MODE),
-            }]),
+            items: Some(items),
             default_mode: Some(CONF_FILE_MODE),
             optional: None,
         }),

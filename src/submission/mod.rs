@@ -18,6 +18,7 @@
 mod conf;
 mod driver;
 mod error;
+mod executor_template;
 mod kubeflow;
 mod names;
 mod objects;
@@ -85,12 +86,13 @@ pub fn build(
 ) -> Result<Submission, SubmissionError> {
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = conf::MainApp::of(&ctx)?;
-    let conf = conf::build(&ctx, &main)?;
+    let mut conf = conf::build(&ctx, &main)?;
+    let executor_template = executor_template::attach(&ctx, &mut conf)?;
     let selector = driver::spark_labels(&ctx, &conf);
     let mut driver_pod = driver::pod(&ctx, &conf, &main)?;
     mutate::mutate_pod(app, SparkRole::Driver, &mut driver_pod, &opts.mutation)?;
     let service = objects::service(&ctx, &conf, selector)?;
-    let config_map = objects::config_map(&ctx, &conf);
+    let config_map = objects::config_map(&ctx, &conf, executor_template);
     Ok(Submission {
         submission_id: ctx.names.submission_id.clone(),
         app_id: ctx.names.app_id.clone(),
@@ -100,8 +102,10 @@ pub fn build(
     })
 }
 
-/// The Spark configuration written to `spark.properties` for this attempt, sorted by key: the
-/// ConfigMap's content before rendering. Same errors as [`build`] (minus the driver pod's).
+/// The Spark configuration of this attempt, sorted by key, as the spark-submit submitter passes
+/// it: native submission's `spark.properties` minus the executor pod template, whose file only
+/// exists in the ConfigMap native submission creates. Same errors as [`build`] (minus the
+/// driver pod's).
 pub fn properties(
     app: &SparkApplication,
     attempt: u32,

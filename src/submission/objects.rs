@@ -12,7 +12,7 @@ use crate::mutate::APP_NAME_LABEL;
 use super::conf::{Conf, block_manager_port, driver_port, keys::*, prefixed, ui_port};
 use super::driver::SPARK_PROPERTIES;
 use super::kubeflow::SUBMISSION_ID_LABEL;
-use super::{Ctx, SubmissionError, props};
+use super::{Ctx, SubmissionError, executor_template, props};
 
 /// The headless Service executors reach the driver through (`spark.driver.host`). It selects
 /// the driver by Spark's driver labels, as Spark does. Labels: Spark's `spark-app-selector`,
@@ -59,14 +59,21 @@ pub(crate) fn service(
 }
 
 /// The immutable ConfigMap holding `spark.properties` (and, like Spark's, the namespace).
-pub(crate) fn config_map(ctx: &Ctx<'_>, conf: &Conf) -> ConfigMap {
-    let data = BTreeMap::from([
+pub(crate) fn config_map(
+    ctx: &Ctx<'_>,
+    conf: &Conf,
+    executor_template: Option<String>,
+) -> ConfigMap {
+    let mut data = BTreeMap::from([
         (
             SPARK_PROPERTIES.to_string(),
             props::render(conf, &ctx.names.config_map),
         ),
         (NAMESPACE.to_string(), ctx.namespace.to_string()),
     ]);
+    if let Some(template) = executor_template {
+        data.insert(executor_template::TEMPLATE_KEY.to_string(), template);
+    }
     ConfigMap {
         metadata: ObjectMeta {
             name: Some(ctx.names.config_map.clone()),

@@ -7,6 +7,8 @@
 //! `target/e2e-cluster` (kept running for the next run; `make cluster-down` stops it).
 #![allow(dead_code)]
 
+pub mod spark_executor;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
