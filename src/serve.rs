@@ -134,13 +134,15 @@ pub struct RegistrationArgs {
     #[arg(long, env = "SPARK_WEBHOOK_SERVICE_PORT", default_value_t = 443)]
     pub service_port: i32,
 
-    /// failurePolicy of the pod webhook. Ignore: if the webhook is down, pods are created
-    /// unmutated rather than refused.
+    /// failurePolicy of the pod webhook. Fail (default): with the webhook down, Spark pods we
+    /// launched are refused rather than created without their volumes, env or security
+    /// settings; the objectSelector keeps every other pod of the cluster out of its reach.
+    /// Ignore: such pods are created unmutated.
     #[arg(
         long,
         env = "SPARK_WEBHOOK_FAILURE_POLICY",
         value_enum,
-        default_value = "ignore"
+        default_value = "fail"
     )]
     pub webhook_failure_policy: FailurePolicy,
 

@@ -199,15 +199,64 @@ async fn stored_spark_pods_carry_the_mutations_and_other_pods_are_untouched() {
     assert_eq!(seccomp(&plain), None, "non-Spark pod must not be mutated");
     assert!(plain.metadata.owner_references.is_none());
 
-    // A Spark-labelled pod of an app that does not exist: allowed, unmutated.
-    let orphan = pods
+    // A pod launched by us whose app does not exist is refused, naming app and namespace
+    // (never created without its settings, kubeflow #2448).
+    let err = pods
         .create(
             &PostParams::default(),
             &spark_pod(DRIVER, &ns, "orphan-driver", "no-such-app"),
         )
         .await
-        .expect("orphan pod allowed");
-    assert_eq!(seccomp(&orphan), None);
+        .expect_err("orphan pod refused");
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("SparkApplication {ns}/no-such-app does not exist")),
+        "{text}"
+    );
+    // A Spark pod someone else launched (no launched-by label) never reaches the webhook.
+    let mut foreign = spark_pod(DRIVER, &ns, "foreign-driver", "no-such-app");
+    foreign
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .remove("sparkoperator.k8s.io/launched-by-spark-operator");
+    let foreign = pods
+        .create(&PostParams::default(), &foreign)
+        .await
+        .expect("foreign Spark pod allowed");
+    assert_eq!(seccomp(&foreign), None);
+}
+
+#[tokio::test]
+async fn webhook_down_refuses_spark_pods_only() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-down").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    apply(&app(&ns));
+    let mut served = Served::start(&ns, tmp.path(), &["--controller=false"]);
+    served.terminate();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // failurePolicy Fail: with the webhook down, our Spark pod is refused...
+    let err = pods
+        .create(
+            &PostParams::default(),
+            &spark_pod(DRIVER, &ns, "driver-down", "spark-pi"),
+        )
+        .await
+        .expect_err("Spark pod refused while the webhook is down");
+    assert!(err.to_string().contains("failed calling webhook"), "{err}");
+    // ...and every other pod of the namespace still creates.
+    let plain: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "plain", "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &plain)
+        .await
+        .expect("a non-Spark pod is never blocked");
 }
 
 #[tokio::test]
@@ -222,7 +271,7 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let before = configs.get(&first.config_name).await.expect("registered");
     let hook = &before.webhooks.as_ref().unwrap()[0];
-    assert_eq!(hook.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
     assert_eq!(
         hook.rules.as_ref().unwrap()[0].operations.as_ref().unwrap(),
         &vec!["CREATE".to_string()]
@@ -250,7 +299,7 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
             first.webhook_port
         )),
         ca_bundle: std::fs::read(tmp.path().join("ca.crt")).unwrap(),
-        pod_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Ignore,
+        pod_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Fail,
         app_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Ignore,
         timeout_seconds: 5,
         namespace_selector: [(common::NS_LABEL.to_string(), ns.clone())].into(),

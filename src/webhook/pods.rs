@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use std::sync::Arc;
 
 use super::WebhookState;
+use super::registration::LAUNCHED_BY_LABEL;
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
 use crate::appcache::GuardedApp;
 use crate::crd::SparkApplication;
@@ -61,12 +62,36 @@ pub async fn review(
     let span = tracing::info_span!("pod_review", uid, namespace, pod = pod_name, app = %app_name, role = ?role);
     let _enter = span.enter();
 
-    let Some(guarded) = find_app(state, namespace, app_name).await else {
-        tracing::warn!("no SparkApplication {namespace}/{app_name}: pod allowed unmutated");
-        let resp = ReviewResponse::allow(uid).with_warning(format!(
-            "spark-webhook: SparkApplication {namespace}/{app_name} not found; pod {pod_name} was not mutated"
-        ));
-        return Ok((resp, Outcome::Skipped));
+    let launched_by_us = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LAUNCHED_BY_LABEL))
+        .is_some_and(|v| v == "true");
+    let guarded = match find_app(state, namespace, app_name).await {
+        Ok(Some(app)) => app,
+        // A pod we launched must never run without its app's settings (kubeflow #2448): the
+        // app was deleted, or it cannot be read right now; either way, refuse.
+        found if launched_by_us => {
+            let why = match found {
+                Err(e) => format!("could not be read ({e})"),
+                _ => "does not exist".to_string(),
+            };
+            let message = format!(
+                "SparkApplication {namespace}/{app_name} {why}, so its {role} pod {pod_name} cannot be built",
+                role = role.as_str()
+            );
+            tracing::warn!(error = %message, "pod refused");
+            return Ok((ReviewResponse::deny(uid, 403, message), Outcome::Denied));
+        }
+        // Someone else's Spark pod naming an app: let it through as it is, and say so.
+        _ => {
+            tracing::warn!("no SparkApplication {namespace}/{app_name}: pod allowed unmutated");
+            let resp = ReviewResponse::allow(uid).with_warning(format!(
+                "spark-webhook: SparkApplication {namespace}/{app_name} not found; pod {pod_name} was not mutated"
+            ));
+            return Ok((resp, Outcome::Skipped));
+        }
     };
 
     let app = match &guarded.0 {
@@ -144,22 +169,23 @@ fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome
 }
 
 /// The app from the reflector cache; on a miss (an app created a moment ago that the watch has
-/// not delivered yet), one live GET.
-async fn find_app(state: &WebhookState, namespace: &str, name: &str) -> Option<Arc<GuardedApp>> {
+/// not delivered yet), one live GET. `Ok(None)`: it does not exist; `Err`: it cannot be known.
+async fn find_app(
+    state: &WebhookState,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Arc<GuardedApp>>, kube::Error> {
     if let Some(app) = state.apps.get(namespace, name) {
-        return Some(app);
+        return Ok(Some(app));
     }
-    let client = state.client.clone()?;
-    match Api::<GuardedApp>::namespaced(client, namespace)
+    let Some(client) = state.client.clone() else {
+        return Ok(None);
+    };
+    Api::<GuardedApp>::namespaced(client, namespace)
         .get_opt(name)
         .await
-    {
-        Ok(app) => app.map(Arc::new),
-        Err(e) => {
-            tracing::warn!(error = %e, "live GET of SparkApplication {namespace}/{name} failed");
-            None
-        }
-    }
+        .map(|app| app.map(Arc::new))
+        .inspect_err(|e| tracing::warn!(error = %e, "live GET of SparkApplication {namespace}/{name} failed"))
 }
 
 /// A Warning Event on the app, so `kubectl describe sparkapp` says why its pod was refused.
