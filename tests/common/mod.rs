@@ -243,10 +243,35 @@ impl Served {
         cert_dir: &Path,
         extra: &[&str],
     ) -> Served {
+        Self::spawn_replica(kubeconfig, env, ns, cert_dir, "", extra)
+    }
+
+    /// Another replica beside [`Served::start`]'s in the same namespace and certificate
+    /// directory: its own webhook configuration (`e2e-<ns><suffix>`, so the apiserver calls
+    /// both) and its own log file.
+    pub fn start_replica(ns: &str, cert_dir: &Path, suffix: &str, extra: &[&str]) -> Served {
+        Self::wait_ready(Self::spawn_replica(
+            &cluster().kubeconfig,
+            &[],
+            ns,
+            cert_dir,
+            suffix,
+            extra,
+        ))
+    }
+
+    fn spawn_replica(
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        ns: &str,
+        cert_dir: &Path,
+        suffix: &str,
+        extra: &[&str],
+    ) -> Served {
         let webhook_port = free_port();
         let admin_port = free_port();
-        let config_name = format!("e2e-{ns}");
-        let log = cert_dir.join("serve.log");
+        let config_name = format!("e2e-{ns}{suffix}");
+        let log = cert_dir.join(format!("serve{suffix}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_spark-webhook"));
         cmd.env("KUBECONFIG", kubeconfig)
             .envs(env.iter().copied())
