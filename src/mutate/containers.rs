@@ -6,23 +6,56 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::quantity::parse_kubernetes;
 
-use super::util::{ensure_port, pod_spec, spark_container};
-use super::{Ctx, MutateError};
+use super::util::{describe_port, ensure_port, pod_spec, spark_container};
+use super::{Ctx, MutateError, monitoring};
 
 /// Role `ports`: opened on the Spark container (empty protocol means TCP). See
 /// [`ensure_port`] for how ports the pod already has win.
 pub(crate) fn ports(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
-    for (i, port) in ctx.spec.ports.iter().enumerate() {
-        let protocol = Some(port.protocol.as_str())
-            .filter(|p| !p.is_empty())
-            .unwrap_or("TCP");
-        let wanted = ContainerPort {
-            name: Some(port.name.clone()).filter(|n| !n.is_empty()),
-            container_port: port.container_port,
-            protocol: Some(protocol.to_string()),
-            ..ContainerPort::default()
-        };
-        ensure_port(ctx, pod, wanted, &format!("{}.ports[{i}]", ctx.role))?;
+    let declared: Vec<(ContainerPort, String)> = ctx
+        .spec
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let protocol = Some(port.protocol.as_str())
+                .filter(|p| !p.is_empty())
+                .unwrap_or("TCP");
+            let wanted = ContainerPort {
+                name: Some(port.name.clone()).filter(|n| !n.is_empty()),
+                container_port: port.container_port,
+                protocol: Some(protocol.to_string()),
+                ..ContainerPort::default()
+            };
+            (wanted, format!("{}.ports[{i}]", ctx.role))
+        })
+        .collect();
+    // One name, two ports in the app itself: refused whatever the pod holds, so that a pod
+    // mutated once is never refused the second time (the pod's own ports can hide the clash).
+    let exporter = monitoring::exporter_port(ctx).map(|(p, f)| (p, f.to_string()));
+    for (i, (a, field_a)) in declared.iter().chain(exporter.iter()).enumerate() {
+        let clash = declared
+            .iter()
+            .chain(exporter.iter())
+            .skip(i + 1)
+            .find(|(b, _)| {
+                a.name.is_some() && a.name == b.name && describe_port(a) != describe_port(b)
+            });
+        if let Some((b, field_b)) = clash {
+            return Err(MutateError::PortDeclaredTwice {
+                app: ctx.app_ref.clone(),
+                role: ctx.role,
+                name: b.name.clone().unwrap_or_default(),
+                declarations: format!(
+                    "{field_a} {}, {field_b} {}",
+                    describe_port(a),
+                    describe_port(b)
+                ),
+            });
+        }
+    }
+    for (wanted, field) in declared {
+        ensure_port(ctx, pod, wanted, &field)?;
     }
     Ok(())
 }

@@ -66,6 +66,18 @@ pub enum MutateError {
     },
 
     #[error(
+        "SparkApplication {app}: {role} port \"{name}\" is declared twice with different numbers: \
+         {declarations}"
+    )]
+    PortDeclaredTwice {
+        app: String,
+        role: SparkRole,
+        name: String,
+        /// `field number/protocol` of both declarations.
+        declarations: String,
+    },
+
+    #[error(
         "SparkApplication {app}: {field} declares port \"{name}\" as {wanted}, but the {role} \
          container already has port \"{name}\" as {existing}"
     )]

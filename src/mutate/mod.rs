@@ -127,40 +127,40 @@ pub fn classify_labels(
 ///    (executors, Spark 3 and 2 names), the first container in pod order with such a name;
 /// 3. else the first container that is not one of the app's sidecars for the role.
 ///
-/// Kubeflow falls back to container 0 even when it is a declared sidecar; we skip sidecars so
-/// that a re-run after sidecars were added still finds the Spark container.
+/// In 1 and 2 a container named like one of the role's sidecars only counts when no other
+/// container qualifies: after a first pass appended that sidecar, a second pass must still find
+/// the same Spark container (mutation is idempotent). Kubeflow falls back to container 0 even
+/// when it is a declared sidecar; we skip sidecars for the same reason.
 pub fn spark_container_index(
     pod: &Pod,
     app: &SparkApplication,
     role: SparkRole,
 ) -> Result<usize, MutateError> {
     let containers: &[Container] = pod.spec.as_ref().map_or(&[], |s| &s.containers);
-    let by_name = |name: &str| containers.iter().position(|c| c.name == name);
-
+    let sidecars = &role_spec(app, role).pod.sidecars;
+    let is_sidecar = |c: &Container| sidecars.iter().any(|s| s.name == c.name);
     let template_key = format!("spark.kubernetes.{role}.podTemplateContainerName");
-    if let Some(i) = app
+    let template_name = app
         .spec
         .spark_conf
         .get(&template_key)
-        .filter(|name| !name.is_empty())
-        .and_then(|name| by_name(name))
-    {
-        return Ok(i);
-    }
+        .filter(|name| !name.is_empty());
     let defaults: &[&str] = match role {
         SparkRole::Driver => &["spark-kubernetes-driver"],
         SparkRole::Executor => &["spark-kubernetes-executor", "executor"],
     };
-    if let Some(i) = containers
-        .iter()
-        .position(|c| defaults.contains(&c.name.as_str()))
-    {
-        return Ok(i);
-    }
-    let sidecars = &role_spec(app, role).pod.sidecars;
-    containers
-        .iter()
-        .position(|c| !sidecars.iter().any(|s| s.name == c.name))
+    // By name: the template's, else Spark's defaults. A container that carries the name of one
+    // of the app's sidecars only counts when nothing else can be the Spark container: it is
+    // (most likely) the sidecar, appended by an earlier pass, and taking it would make a second
+    // pass mutate another container than the first.
+    let by_template = |c: &Container| template_name.is_some_and(|name| &c.name == name);
+    let by_default = |c: &Container| defaults.contains(&c.name.as_str());
+    let first = |pick: &dyn Fn(&Container) -> bool| containers.iter().position(pick);
+    first(&|c| by_template(c) && !is_sidecar(c))
+        .or_else(|| first(&|c| by_default(c) && !is_sidecar(c)))
+        .or_else(|| first(&|c| !is_sidecar(c)))
+        .or_else(|| first(&by_template))
+        .or_else(|| first(&by_default))
         .ok_or_else(|| MutateError::NoSparkContainer {
             app: app_ref(app),
             role,

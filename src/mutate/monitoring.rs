@@ -16,6 +16,31 @@ pub(crate) const PROMETHEUS_CONFIG_MOUNT_PATH: &str = "/etc/metrics/conf";
 const DEFAULT_PORT: i32 = 8090;
 const DEFAULT_PORT_NAME: &str = "jmx-exporter";
 
+/// The exporter's port on the role's Spark container, and the field declaring it; `None` when
+/// the role's metrics are not exposed.
+pub(crate) fn exporter_port(ctx: &Ctx<'_>) -> Option<(ContainerPort, &'static str)> {
+    let monitoring = ctx.app.spec.monitoring.as_ref()?;
+    let prometheus = monitoring.prometheus.as_ref()?;
+    let exposed = match ctx.role {
+        SparkRole::Driver => monitoring.expose_driver_metrics,
+        SparkRole::Executor => monitoring.expose_executor_metrics,
+    };
+    exposed.then(|| {
+        let name = prometheus
+            .port_name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| DEFAULT_PORT_NAME.to_string());
+        let port = ContainerPort {
+            name: Some(name),
+            container_port: prometheus.port.unwrap_or(DEFAULT_PORT),
+            protocol: Some("TCP".to_string()),
+            ..ContainerPort::default()
+        };
+        (port, "spec.monitoring.prometheus")
+    })
+}
+
 /// When `spec.monitoring.prometheus` is set and the role's metrics are exposed
 /// (`exposeDriverMetrics` / `exposeExecutorMetrics`):
 /// - annotations `prometheus.io/scrape=true`, `prometheus.io/port=<port>`,
@@ -27,33 +52,15 @@ const DEFAULT_PORT_NAME: &str = "jmx-exporter";
 ///   no ConfigMap exists): volume `<app>-prom-conf-vol` of ConfigMap `<app>-prom-conf`, mounted
 ///   read-only at /etc/metrics/conf.
 pub(crate) fn prometheus(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
-    let Some(monitoring) = ctx.app.spec.monitoring.as_ref() else {
+    let (Some(monitoring), Some((container_port, field))) =
+        (ctx.app.spec.monitoring.as_ref(), exporter_port(ctx))
+    else {
         return Ok(());
     };
     let Some(prometheus) = monitoring.prometheus.as_ref() else {
         return Ok(());
     };
-    let exposed = match ctx.role {
-        SparkRole::Driver => monitoring.expose_driver_metrics,
-        SparkRole::Executor => monitoring.expose_executor_metrics,
-    };
-    if !exposed {
-        return Ok(());
-    }
-    let port = prometheus.port.unwrap_or(DEFAULT_PORT);
-    annotate(pod, port);
-    let field = "spec.monitoring.prometheus";
-    let port_name = prometheus
-        .port_name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| DEFAULT_PORT_NAME.to_string());
-    let container_port = ContainerPort {
-        name: Some(port_name),
-        container_port: port,
-        protocol: Some("TCP".to_string()),
-        ..ContainerPort::default()
-    };
+    annotate(pod, container_port.container_port);
     ensure_port(ctx, pod, container_port, field)?;
     if config_in_image(monitoring, prometheus) {
         return Ok(());

@@ -185,7 +185,7 @@ pub(crate) fn ensure_port(
 }
 
 /// `8090/TCP`: number and protocol (empty means TCP, the API default).
-fn describe_port(port: &ContainerPort) -> String {
+pub(crate) fn describe_port(port: &ContainerPort) -> String {
     let protocol = port
         .protocol
         .as_deref()
