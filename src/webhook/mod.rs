@@ -155,7 +155,7 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
             "ns" => value / 1e9,
             _ => return None,
         };
-        total += Duration::try_from_secs_f64(secs).ok()?;
+        total = total.checked_add(Duration::try_from_secs_f64(secs).ok()?)?;
         rest = next;
     }
     Some(total)
