@@ -4,15 +4,16 @@ CARGO ?= cargo
 LOCAL := $(CURDIR)/.local
 BIN := target/release/spark-webhook
 
-.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench clean
+.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench fuzz fuzz-smoke clean
 
 ## run: build, start a local control plane, install the CRD and webhooks, serve (Ctrl-C stops all)
 run:
 	tests/cluster/run-local.sh
 
-## test: format check, clippy, unit + end-to-end tests on a real kube-apiserver
+## test: format check, clippy, unit + end-to-end tests on a real kube-apiserver, fuzz smoke
 test: lint
 	tests/run.sh
+	$(MAKE) fuzz-smoke
 
 build:
 	$(CARGO) build --release --locked
@@ -44,6 +45,16 @@ bench:
 	$(CARGO) bench --locked --bench mutation -- --noplot
 	$(CARGO) bench --locked --bench webhook_load
 	$(CARGO) bench --locked --bench submit_scale
+
+## fuzz: every fuzz target (fuzz/, cargo-fuzz on nightly) for FUZZ_SECONDS each (default 300);
+## prints executions per target. FUZZ_SANITIZER=address adds ASan, FUZZ_JOBS runs more processes
+## per target.
+fuzz:
+	fuzz/run.sh $${FUZZ_SECONDS:-300}
+
+## fuzz-smoke: the fuzz targets for FUZZ_SMOKE_SECONDS each (default 20; part of `make test`)
+fuzz-smoke:
+	fuzz/run.sh $${FUZZ_SMOKE_SECONDS:-20}
 
 ## provision: build/install etcd, kube-apiserver and kubectl (cached)
 provision:
