@@ -211,7 +211,7 @@ pub fn escape_token(key: &str) -> String {
 ///    refuses the pod (PortConflict). Reproduced by the ignored tests `port_name_declared_*`.
 ///
 /// Set to false once both are fixed.
-pub const SIDESTEP_KNOWN_BUGS: bool = true;
+pub const SIDESTEP_KNOWN_BUGS: bool = false;
 
 /// Changes what [`SIDESTEP_KNOWN_BUGS`] is about in a generated app (as JSON): renames the
 /// sidecars and role ports concerned.
