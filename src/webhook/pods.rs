@@ -6,6 +6,7 @@ use kube::api::Api;
 use kube::core::admission::Operation;
 use kube::runtime::events::{Event, EventType};
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::WebhookState;
@@ -37,22 +38,14 @@ pub async fn review(
     let Some(pod) = req.object else {
         return skip();
     };
-    let Some((role, app_name)) = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(mutate::classify_labels)
-    else {
+    let Some((role, app_name, namespace)) = ours(
+        state,
+        req.namespace.as_deref(),
+        pod.metadata.namespace.as_deref(),
+        pod.metadata.labels.as_ref(),
+    ) else {
         return skip();
     };
-    let namespace = req
-        .namespace
-        .as_deref()
-        .or(pod.metadata.namespace.as_deref())
-        .unwrap_or("default");
-    if !state.namespaces.contains(namespace) {
-        return skip();
-    }
     let pod_name = pod
         .metadata
         .name
@@ -127,6 +120,22 @@ pub async fn review(
     }
 }
 
+/// Role, app and namespace of a Spark pod in a job namespace; `None` for every other pod. The
+/// request's namespace wins over the object's (a pod being created may not carry one yet).
+fn ours<'a>(
+    state: &WebhookState,
+    request_namespace: Option<&'a str>,
+    object_namespace: Option<&'a str>,
+    labels: Option<&'a BTreeMap<String, String>>,
+) -> Option<(SparkRole, &'a str, &'a str)> {
+    let (role, app) = labels.and_then(mutate::classify_labels)?;
+    let namespace = request_namespace.or(object_namespace).unwrap_or("default");
+    state
+        .namespaces
+        .contains(namespace)
+        .then_some((role, app, namespace))
+}
+
 /// A review whose object does not read as a Pod: refused when it is labelled as a Spark pod of
 /// a job namespace (its app's settings cannot be applied to it, and it must not run without
 /// them), allowed otherwise. Only a body that is not an AdmissionReview at all is an error.
@@ -140,25 +149,17 @@ fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome
         return skip();
     };
     let head = ObjectHead::read(object)?;
-    let Some((role, app_name)) = head
-        .meta()
-        .labels
-        .as_ref()
-        .and_then(mutate::classify_labels)
-    else {
+    let Some((role, app_name, namespace)) = ours(
+        state,
+        req.namespace.as_deref(),
+        head.meta().namespace.as_deref(),
+        head.meta().labels.as_ref(),
+    ) else {
         return skip();
     };
-    let namespace = req
-        .namespace
-        .as_deref()
-        .or(head.meta().namespace.as_deref())
-        .unwrap_or("default");
     let Err(e) = serde_json::from_str::<Pod>(object.get()) else {
         return skip();
     };
-    if !state.namespaces.contains(namespace) {
-        return skip();
-    }
     let message = format!(
         "SparkApplication {namespace}/{app_name}: the {role} pod {pod} cannot be read: {e}",
         role = role.as_str(),
