@@ -10,8 +10,8 @@ BIN := target/release/spark-webhook
 run:
 	tests/cluster/run-local.sh
 
-## test: format check, clippy, unit + end-to-end + property tests on a real kube-apiserver
-## (the fuzz smoke is `make fuzz-smoke`: its nightly build adds 12-21 min on a fresh machine)
+## test: format check, clippy, unit + end-to-end + property tests on a real kube-apiserver,
+## then a fuzz smoke (FUZZ_SMOKE_SECONDS per target, default 15, from a dev build)
 test: lint
 	tests/run.sh
 
@@ -52,9 +52,9 @@ bench:
 fuzz:
 	fuzz/run.sh $${FUZZ_SECONDS:-300}
 
-## fuzz-smoke: the fuzz targets for FUZZ_SMOKE_SECONDS each (default 20)
+## fuzz-smoke: the fuzz targets for FUZZ_SMOKE_SECONDS each (default 15), as `make test` ends
 fuzz-smoke:
-	fuzz/run.sh $${FUZZ_SMOKE_SECONDS:-20}
+	FUZZ_BUILD=$${FUZZ_BUILD:-dev} fuzz/run.sh $${FUZZ_SMOKE_SECONDS:-15}
 
 ## provision: build/install etcd, kube-apiserver and kubectl (cached)
 provision:

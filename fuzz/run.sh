@@ -3,7 +3,9 @@
 #   fuzz/run.sh [SECONDS_PER_TARGET]       (default 300; `make fuzz`, FUZZ_SECONDS; 0 skips)
 # Environment: FUZZ_SANITIZER (default none: the code under test is safe Rust, and an ASan
 # build of every dependency costs another from-scratch build; `address` for ASan),
-# FUZZ_TARGETS (default: all), FUZZ_JOBS (parallel fuzzing processes per target, default 1).
+# FUZZ_TARGETS (default: all), FUZZ_JOBS (parallel fuzzing processes per target, default 1),
+# FUZZ_BUILD (release, the default, or dev: unoptimised, builds in about a third of the time and
+# fuzzes ~10x slower; what `make test`'s smoke uses: from the committed seeds only).
 # Each target starts from its committed seeds (fuzz/corpus/<target>/seed-*) plus what earlier
 # runs found (target/fuzz-corpus/<target>, kept between runs, never committed). A crash leaves
 # its input in fuzz/artifacts/<target>/ and fails the run.
@@ -25,11 +27,19 @@ rustup run nightly rustc --version >/dev/null 2>&1 ||
 
 cd "$root/fuzz"
 flags=(--sanitizer "$sanitizer")
+case ${FUZZ_BUILD:-release} in
+  release) ;;
+  dev) flags+=(--dev) ;;
+  *) echo "fuzz: FUZZ_BUILD=${FUZZ_BUILD} (expected release or dev)" >&2; exit 2 ;;
+esac
 cargo +nightly fuzz build "${flags[@]}" </dev/null
 
 summary=()
 for target in $targets; do
   work=$root/target/fuzz-corpus/$target
+  # A dev build replays a long run's grown corpus at a few hundred inputs a second: minutes
+  # before fuzzing starts. The smoke starts from the committed seeds alone.
+  if [ "${FUZZ_BUILD:-release}" = dev ]; then work=$root/target/fuzz-smoke-corpus/$target; rm -rf "$work"; fi
   mkdir -p "$work" "artifacts/$target"
   log=$root/target/fuzz-$target.log
   echo "fuzz: $target for ${seconds}s (sanitizer $sanitizer, $jobs job(s))"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite (unit, router, TLS and end-to-end) against a fresh local control plane
-# that lives exactly as long as this script. Extra arguments go to cargo nextest.
+# Runs the whole test suite (unit, router, TLS, end-to-end, then a fuzz smoke) against a fresh
+# local control plane that lives exactly as long as this script. Extra arguments go to cargo
+# nextest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,3 +16,9 @@ export SPARK_WEBHOOK_CLUSTER_DIR=$dir
 profile=default
 [ "${CI:-}" = true ] && profile=ci
 cargo nextest run --locked --all-targets --profile "$profile" "$@"
+# The fuzz smoke: both cargo-fuzz targets, coverage-guided, briefly, from a dev build (`make fuzz`
+# is the long run). Only for the whole suite: a filtered run (arguments given) skips it.
+if [ $# -eq 0 ]; then
+  "$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true
+  FUZZ_BUILD=${FUZZ_BUILD:-dev} "$root/fuzz/run.sh" "${FUZZ_SMOKE_SECONDS:-15}"
+fi

@@ -97,12 +97,28 @@ fn bench_review(c: &mut Criterion) {
     group.finish();
 }
 
+/// What merely reading the 8 KiB driver review costs, without acting on it: a JSON validity
+/// scan (`IgnoredAny`) and a parse into `serde_json::Value`. These bound from below what any
+/// review handler can cost, and so how close the TLS load run can come to its no-op floor.
+fn bench_json_floor(c: &mut Criterion) {
+    let body = common::driver_review_8k().0;
+    let mut group = c.benchmark_group("json-floor");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("scan-8KiB", |b| {
+        b.iter(|| serde_json::from_slice::<serde::de::IgnoredAny>(black_box(&body)).expect("JSON"))
+    });
+    group.bench_function("value-8KiB", |b| {
+        b.iter(|| serde_json::from_slice::<serde_json::Value>(black_box(&body)).expect("JSON"))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = bench_pod_patch, bench_review
+    targets = bench_pod_patch, bench_review, bench_json_floor
 }
 criterion_main!(benches);
