@@ -54,9 +54,11 @@ use crate::webhook::registration::{Registration, RegistrationError};
 pub const SECRET_TYPE: &str = "kubernetes.io/tls";
 /// Annotation naming the replica that wrote the current certificate.
 pub const ISSUED_BY_ANNOTATION: &str = "spark-webhook.sparkoperator.k8s.io/issued-by";
-/// A replica writes a new certificate at most this often, so a disagreement (two versions with
-/// incompatible settings) costs a write every few seconds, not a hot loop.
-const MIN_WRITE_INTERVAL: Duration = Duration::from_secs(5);
+/// A replica writes at most this many certificates per [`WRITE_WINDOW`], so a disagreement (two
+/// versions with incompatible settings rewriting each other's) costs a few writes a minute, not a
+/// hot loop; the other replicas still renew meanwhile.
+const MAX_WRITES_PER_WINDOW: usize = 5;
+const WRITE_WINDOW: Duration = Duration::from_secs(60);
 /// Backoff between failed checks (apiserver unreachable, Secret forbidden): 1 s doubling to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
@@ -363,7 +365,7 @@ pub fn regenerate(
 #[derive(Debug, thiserror::Error)]
 pub enum CertManagerError {
     /// An API call on the Secret failed.
-    #[error("{action} Secret {namespace}/{name}: {source}")]
+    #[error("{action} Secret {namespace}/{name}: {detail}")]
     Api {
         /// What was being done.
         action: &'static str,
@@ -373,7 +375,9 @@ pub enum CertManagerError {
         name: String,
         /// The client's error.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
+        /// The client's error in one line (the apiserver's message, without its Debug dump).
+        detail: String,
         /// What to do about it, when known (logged beside the error).
         hint: &'static str,
     },
@@ -460,10 +464,11 @@ impl CertManager {
                 }
                 Some(Ok(Event::Init | Event::InitDone)) => {}
                 Some(Err(e)) => {
-                    tracing::warn!(secret = %self.secret(), error = %e, hint = hint_for_watch(&e), "watching the certificate Secret failed; retrying with backoff");
+                    let error = brief_watch(&e);
+                    tracing::warn!(secret = %self.secret(), %error, hint = hint_for_watch(&e), "watching the certificate Secret failed; retrying with backoff");
                     if !self.resolver.is_loaded() {
                         self.resolver.set_last_error(Some(format!(
-                            "watching Secret {}: {e}",
+                            "watching Secret {}: {error}",
                             self.secret()
                         )));
                     }
@@ -497,9 +502,9 @@ impl CertManager {
     /// retried with a backoff of 1 s doubling to a minute.
     async fn check_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
-        let mut last_write = None;
+        let mut writes = WriteBudget::default();
         loop {
-            let wait = match self.ensure(&mut last_write).await {
+            let wait = match self.ensure(&mut writes).await {
                 Ok(()) => {
                     backoff = Duration::from_secs(1);
                     self.cfg.check_interval
@@ -527,7 +532,7 @@ impl CertManager {
     }
 
     /// One check: read the Secret, renew it if invalid (conflict-safe), serve it, register its CA.
-    async fn ensure(&self, last_write: &mut Option<Instant>) -> Result<(), CertManagerError> {
+    async fn ensure(&self, writes: &mut WriteBudget) -> Result<(), CertManagerError> {
         let required = self.cfg.required_names();
         for _ in 0..3 {
             let current = self
@@ -550,11 +555,8 @@ impl CertManager {
                 }
                 Err(why) => why,
             };
-            if let Some(wait) = last_write
-                .and_then(|t: Instant| MIN_WRITE_INTERVAL.checked_sub(t.elapsed()))
-                .filter(|w| !w.is_zero())
-            {
-                tracing::warn!(secret = %self.secret(), reason = %why, retry_in = ?wait, "the certificate this replica just wrote is invalid again; waiting before renewing");
+            if let Some(wait) = writes.exhausted() {
+                tracing::warn!(secret = %self.secret(), reason = %why, retry_in = ?wait, "this replica renewed the certificate {MAX_WRITES_PER_WINDOW} times within {WRITE_WINDOW:?} (do two versions disagree on what is valid?); waiting before renewing again");
                 tokio::time::sleep(wait).await;
                 continue;
             }
@@ -569,9 +571,9 @@ impl CertManager {
             } else {
                 self.api.create(&PostParams::default(), &secret).await
             };
-            *last_write = Some(Instant::now());
             match written {
                 Ok(written) => {
+                    writes.record();
                     let ca = match &generated.ca {
                         CaOutcome::Reused => "reused".to_string(),
                         CaOutcome::Created(reason) => format!("new ({reason})"),
@@ -661,15 +663,74 @@ impl CertManager {
             action,
             namespace: self.cfg.namespace.clone(),
             name: self.cfg.name.clone(),
-            source,
+            detail: brief(&source),
+            source: Box::new(source),
             hint,
         }
     }
 }
 
+/// This replica's recent certificate writes (the rate limit of [`MAX_WRITES_PER_WINDOW`]).
+#[derive(Default)]
+struct WriteBudget {
+    recent: std::collections::VecDeque<Instant>,
+}
+
+impl WriteBudget {
+    /// How long to wait before the next write is allowed, if the budget is used up.
+    fn exhausted(&mut self) -> Option<Duration> {
+        while self
+            .recent
+            .front()
+            .is_some_and(|t| t.elapsed() >= WRITE_WINDOW)
+        {
+            self.recent.pop_front();
+        }
+        (self.recent.len() >= MAX_WRITES_PER_WINDOW)
+            .then(|| {
+                self.recent
+                    .front()
+                    .map(|t| WRITE_WINDOW.saturating_sub(t.elapsed()))
+            })
+            .flatten()
+    }
+
+    fn record(&mut self) {
+        self.recent.push_back(Instant::now());
+    }
+}
+
+/// A client error in one line: the apiserver's own message for API errors (kube's `Display`
+/// appends the whole Status in Debug form).
+fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({} {})", s.message, s.code, s.reason),
+        other => other.to_string(),
+    }
+}
+
+/// A watch error in one line, as [`brief`].
+fn brief_watch(e: &watcher::Error) -> String {
+    match e {
+        watcher::Error::InitialListFailed(e) => format!("listing: {}", brief(e)),
+        watcher::Error::WatchStartFailed(e) => format!("starting the watch: {}", brief(e)),
+        watcher::Error::WatchFailed(e) => format!("watching: {}", brief(e)),
+        watcher::Error::WatchError(s) => {
+            format!("watching: {} ({} {})", s.message, s.code, s.reason)
+        }
+        other => other.to_string(),
+    }
+}
+
 fn hint_for_watch(e: &watcher::Error) -> &'static str {
-    let text = e.to_string();
-    if text.contains("forbidden") || text.contains("Forbidden") {
+    let forbidden = match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 403,
+        watcher::Error::WatchError(s) => s.code == 403,
+        _ => false,
+    };
+    if forbidden {
         "the operator's ServiceAccount needs list/watch on this Secret (manifests/rbac/operator.yaml)"
     } else {
         ""
@@ -844,6 +905,17 @@ mod tests {
         let g = regenerate(Some(&old), &cfg()).unwrap();
         assert_eq!(g.ca, CaOutcome::Created(certs::NewCaReason::Missing));
         assert_ne!(Some(g.ca_cert_pem.into_bytes()), old.ca_crt);
+    }
+
+    #[test]
+    fn writes_are_limited_per_window() {
+        let mut budget = WriteBudget::default();
+        for _ in 0..MAX_WRITES_PER_WINDOW {
+            assert_eq!(budget.exhausted(), None);
+            budget.record();
+        }
+        let wait = budget.exhausted().expect("budget used up");
+        assert!(wait > WRITE_WINDOW - Duration::from_secs(5) && wait <= WRITE_WINDOW);
     }
 
     #[test]

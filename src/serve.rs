@@ -504,7 +504,7 @@ pub enum ServeError {
     #[error(transparent)]
     Reconciler(#[from] runner::RunError),
     #[error("self-managed certificate: {0}")]
-    CertManager(#[from] CertManagerError),
+    CertManager(#[from] Box<CertManagerError>),
 }
 
 /// Runs until SIGTERM/SIGINT, then drains in-flight reviews and returns.
@@ -554,7 +554,8 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     );
                 }
                 let registration = register.then(|| args.registration.registration(Vec::new()));
-                CertManager::new(client.clone(), cfg, resolver.clone(), registration)?
+                CertManager::new(client.clone(), cfg, resolver.clone(), registration)
+                    .map_err(Box::new)?
                     .spawn(shutdown.clone());
                 resolver
             }
