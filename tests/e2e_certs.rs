@@ -3,7 +3,8 @@
 //! handshake to each, trusting only the Secret's CA), register its CA as the caBundle, renew it
 //! when it is replaced by an expiring or wrong-name certificate while Spark pods keep being
 //! admitted (failurePolicy Fail), and then stop writing anything. Without access to the
-//! apiserver or the Secret, serve stays unready and says why, and recovers once it can.
+//! apiserver or the Secret, serve stays unready and says why, and recovers once it can: under
+//! exactly the manifests' Role for the Secret, it creates, watches and renews it.
 
 mod common;
 
@@ -503,11 +504,33 @@ async fn forbidden_secret_keeps_serve_unready_with_a_clear_error_until_access_is
     .await;
     assert!(!served.logs().contains("panicked"), "{}", served.logs());
 
-    // Granted access, it recovers by itself (retries with backoff): Secret created, ready.
+    // Granted the manifests' Role for the Secret (moved into this namespace), plus what the
+    // rest of serve needs, it recovers by itself (retries with backoff): Secret created, ready.
+    let role = manifests_secret_role(&ns);
+    let role_name = role["metadata"]["name"].as_str().unwrap().to_string();
+    apply(&role);
+    apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": role_name, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]
+    }));
+    let others = format!("e2e-{ns}-not-secrets");
+    apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": others},
+        "rules": [
+            {"apiGroups": ["sparkoperator.k8s.io"], "resources": ["sparkapplications"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"],
+             "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+             "verbs": ["get", "create", "update"]}
+        ]
+    }));
     apply(&json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-        "metadata": {"name": format!("e2e-{ns}-admin")},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
+        "metadata": {"name": others},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": others},
         "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]
     }));
     let recovered = Instant::now();
@@ -527,13 +550,38 @@ async fn forbidden_secret_keeps_serve_unready_with_a_clear_error_until_access_is
         recovered.elapsed().as_millis()
     );
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    assert!(secrets.get_opt(SECRET).await.unwrap().is_some());
-    let _ = common::kubectl(&[
-        "delete",
-        "clusterrolebinding",
-        &format!("e2e-{ns}-admin"),
-        "--ignore-not-found",
-    ]);
+    let created = material(&secrets.get(SECRET).await.expect("created under the Role"));
+    all_serve(&[&served], &created).await;
+    // Renewal works under the Role too (update by name, with the resourceVersion read).
+    let mut expiring = CertOptions::new(tmp.path().join("expiring"));
+    expiring.validity_days = 1;
+    let bad = replace_pair(&secrets, expiring).await;
+    let renewed = material(&renewed(&secrets, &bad).await);
+    all_serve(&[&served], &renewed).await;
+    let logs = served.logs();
+    let since_served = logs
+        .split_once("serving the certificate from the Secret")
+        .map_or("", |(_, after)| after);
+    assert!(
+        !since_served.contains("403 Forbidden"),
+        "a call was denied under the manifests' Role:\n{logs}"
+    );
+    for (kind, name) in [("clusterrolebinding", &others), ("clusterrole", &others)] {
+        let _ = common::kubectl(&["delete", kind, name, "--ignore-not-found"]);
+    }
+}
+
+/// The base's Role for the certificate Secret, moved into `ns`.
+fn manifests_secret_role(ns: &str) -> Value {
+    use serde::Deserialize;
+    let text =
+        std::fs::read_to_string(common::repo_root().join("manifests/rbac/operator.yaml")).unwrap();
+    let mut role = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("a YAML document"))
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "spark-webhook-certs")
+        .expect("Role spark-webhook-certs in manifests/rbac/operator.yaml");
+    role["metadata"]["namespace"] = ns.into();
+    role
 }
 
 #[tokio::test]
