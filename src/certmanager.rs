@@ -22,6 +22,10 @@
 //! object instead of flapping, and a caBundle changed by hand is put back at the next check.
 //! The renewed certificate covers the names the old one had besides the required ones, so two
 //! versions requiring different names converge on a certificate valid for both.
+//!
+//! Not covered: a CA replacement (only when the CA is lost or expiring) is not staged. The
+//! replicas switch to the new certificate at the Secret's write and the apiserver trusts its CA
+//! only from the caBundle's write just after, so a call in between can fail its handshake.
 
 use std::collections::BTreeMap;
 use std::fmt;
