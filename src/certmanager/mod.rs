@@ -13,7 +13,7 @@
 //! `tls.key`, so whichever replica renews can sign with the same CA and the `caBundle` stays put
 //! across renewals. That adds no exposure: whoever can read the Secret already holds `tls.key` and
 //! can impersonate the webhook, and the CA is trusted only by this webhook's `caBundle`. Neither
-//! key is ever logged (`CertMaterial`'s `Debug` prints key names only).
+//! key is ever logged (`CertMaterial`'s `Debug` prints key names and sizes only).
 //!
 //! The Secret is the only source of truth for the `caBundle`: after every check each replica
 //! registers `ca.crt` as the caBundle through the idempotent
