@@ -4,7 +4,9 @@
 //! when it is replaced by an expiring or wrong-name certificate while Spark pods keep being
 //! admitted (failurePolicy Fail), and then stop writing anything. Without access to the
 //! apiserver or the Secret, serve stays unready and says why, and recovers once it can: under
-//! exactly the manifests' Role for the Secret, it creates, watches and renews it.
+//! exactly the manifests' Role for the Secret, it creates, watches and renews it. A certificate
+//! brought with `make install-certs` is served as it is; the own-certs Component switches the
+//! Deployment to the mounted Secret.
 
 mod common;
 
@@ -445,6 +447,69 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
     );
 }
 
+/// `make install-certs` (manifests/install-certs.sh) of `cert_dir` into `ns` and the
+/// configurations `config`.
+fn install_certs(cert_dir: &Path, ns: &str, config: &str) {
+    let c = common::cluster();
+    let out = std::process::Command::new(common::repo_root().join("manifests/install-certs.sh"))
+        .env("CERT_DIR", cert_dir)
+        .env("NAMESPACE", ns)
+        .env("SECRET", SECRET)
+        .env("WEBHOOK_CONFIG", config)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("KUBECTL", c.bin.join("kubectl"))
+        .output()
+        .expect("running manifests/install-certs.sh");
+    assert!(
+        out.status.success(),
+        "install-certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Bringing your own certificate into the self-managed mode: `make certs install-certs`
+/// replaces the Secret's content; the replica serves it as it is, registers its CA, and writes
+/// nothing while it is valid.
+#[tokio::test]
+async fn a_certificate_from_make_install_certs_is_served_as_is_and_never_rewritten() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "certs-own").await;
+    apply(&app(&ns));
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Served::start(&ns, tmp.path(), &self_managed(&ns));
+    let replicas = [&served];
+    assert_eq!(count(&replicas, WROTE), 1, "{}", served.logs());
+
+    let user = tmp.path().join("user");
+    generate(&CertOptions::new(&user)).expect("make certs");
+    install_certs(&user, &ns, &served.config_name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let installed = material(&secrets.get(SECRET).await.unwrap());
+    assert_eq!(
+        installed.tls_crt,
+        Some(std::fs::read(user.join("tls.crt")).unwrap())
+    );
+    assert_eq!(installed.ca_key, None, "ca.key stays on the user's machine");
+    all_serve(&replicas, &installed).await;
+    wait_ca_bundles(&client, &replicas, installed.ca_crt.as_deref().unwrap()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = pods
+        .create(&PostParams::default(), &driver_pod(&ns, "own-cert"))
+        .await
+        .expect("a Spark pod admitted with the user's certificate");
+    assert!(mutated(&pod));
+
+    let before = versions(&client, &ns, &replicas).await;
+    let done = served.logs().matches(CHECKED_VALID).count();
+    eventually("three more periodic checks", WAIT, || async {
+        (served.logs().matches(CHECKED_VALID).count() >= done + 3).then_some(())
+    })
+    .await;
+    assert_eq!(versions(&client, &ns, &replicas).await, before);
+    assert_eq!(count(&replicas, WROTE), 1, "{}", served.logs());
+}
+
 /// A kubeconfig like the admin's, but acting as `user` (impersonation) or calling `server`.
 fn kubeconfig_variant(dir: &Path, user: Option<&str>, server: Option<&str>) -> std::path::PathBuf {
     let mut kc: Value = serde_yaml::from_str(
@@ -602,4 +667,81 @@ async fn unreachable_apiserver_keeps_serve_unready_and_alive() {
     })
     .await;
     assert!(!served.logs().contains("panicked"), "{}", served.logs());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn rendered(dir: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let yaml = common::kubectl_ok(&["kustomize", dir.to_str().unwrap()], None);
+    serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| Value::deserialize(d).expect("a YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The README's way to bring your own certificate: uncommenting the base's two `components`
+/// lines changes only the Deployment, to `--cert-dir` with the Secret mounted there.
+#[test]
+fn uncommenting_the_own_certs_component_switches_the_deployment_to_the_mounted_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("manifests");
+    copy_dir(&common::repo_root().join("manifests"), &copy);
+    let base = rendered(&copy);
+    let kustomization = copy.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let commented = "# components:\n# - own-certs\n";
+    assert!(text.contains(commented), "{text}");
+    std::fs::write(
+        &kustomization,
+        text.replace(commented, "components:\n- own-certs\n"),
+    )
+    .unwrap();
+    let own = rendered(&copy);
+    assert_eq!(base.len(), own.len());
+    for (b, o) in base.iter().zip(&own) {
+        if b["kind"] != "Deployment" {
+            assert_eq!(b, o);
+            continue;
+        }
+        let (bc, oc) = (
+            &b["spec"]["template"]["spec"]["containers"][0],
+            &o["spec"]["template"]["spec"]["containers"][0],
+        );
+        let args =
+            |c: &Value| -> Vec<String> { serde_json::from_value(c["args"].clone()).unwrap() };
+        let (bargs, oargs) = (args(bc), args(oc));
+        assert!(bargs.contains(&format!("--cert-secret={SECRET}")));
+        assert!(oargs.contains(&"--cert-dir=/etc/spark-webhook/certs".to_string()));
+        assert_eq!(
+            oc["volumeMounts"][0]["mountPath"],
+            "/etc/spark-webhook/certs"
+        );
+        assert_eq!(
+            o["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+            SECRET
+        );
+        // Everything else of the pod is the base's.
+        let strip = |d: &Value| {
+            let mut d = d.clone();
+            let pod = &mut d["spec"]["template"]["spec"];
+            pod.as_object_mut().unwrap().remove("volumes");
+            let c = pod["containers"][0].as_object_mut().unwrap();
+            c.remove("args");
+            c.remove("volumeMounts");
+            d
+        };
+        assert_eq!(strip(b), strip(o));
+    }
 }
