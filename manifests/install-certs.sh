@@ -2,8 +2,10 @@
 # `make install-certs`: puts the webhook's certificate (as `make certs` writes it) where the
 # manifests expect it, in the cluster kubectl points at:
 #   - Secret spark-webhook-certs in spark-operator (type kubernetes.io/tls) with ca.crt, tls.crt and
-#     tls.key, mounted by the Deployment as its --cert-dir; created, or replaced when it exists
-#     (running pods pick the new files up within a minute, without a restart);
+#     tls.key; created, or replaced when it exists. The base's self-managed operator serves it as
+#     it is while it is valid (then renews it, with a new CA: ca.key is not in it); with the
+#     own-certs Component it is mounted as the --cert-dir (running pods pick the new files up
+#     within a minute, without a restart);
 #   - the caBundle (base64 of ca.crt) of both webhook configurations.
 # ca.key stays on this machine. Environment: CERT_DIR (certs), NAMESPACE (spark-operator),
 # SECRET (spark-webhook-certs), WEBHOOK_CONFIG (spark-webhook), KUBECTL (kubectl).

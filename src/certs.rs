@@ -279,14 +279,91 @@ pub fn generate(opts: &CertOptions) -> Result<CertReport, CertError> {
     let cert_path = dir.join(TLS_CERT_FILE);
     let key_path = dir.join(TLS_KEY_FILE);
 
-    let now = OffsetDateTime::now_utc();
-    let leaf_not_after = now + Duration::days(i64::from(opts.validity_days));
-
     let existing = if opts.new_ca {
         Err(NewCaReason::Requested)
     } else {
-        load_ca(&ca_cert_path, &ca_key_path, now, leaf_not_after)
+        read_ca_files(&ca_cert_path, &ca_key_path)
     };
+    let generated = generate_with_ca(opts, existing)?;
+
+    if let CaOutcome::Created(_) = generated.ca {
+        write_atomic(&ca_key_path, generated.ca_key_pem.as_bytes(), 0o600)?;
+        write_atomic(&ca_cert_path, generated.ca_cert_pem.as_bytes(), 0o644)?;
+    }
+    // Key first: a reader seeing the new key with the old cert detects the mismatch and retries.
+    write_atomic(&key_path, generated.key_pem.as_bytes(), 0o600)?;
+    write_atomic(&cert_path, generated.cert_pem.as_bytes(), 0o644)?;
+
+    Ok(CertReport {
+        ca_cert_path,
+        ca_key_path,
+        cert_path,
+        key_path,
+        ca: generated.ca,
+        ca_not_after: generated.ca_not_after,
+        not_after: generated.not_after,
+        sans: generated.sans,
+        ca_pem: generated.ca_cert_pem,
+    })
+}
+
+/// A CA and serving certificate built in memory (PEM), for callers that store them elsewhere
+/// than in files (the self-managed Secret, [`crate::certmanager`]).
+///
+/// `Debug` prints no key material.
+#[derive(Clone)]
+pub struct Generated {
+    /// The CA certificate (the `caBundle`).
+    pub ca_cert_pem: String,
+    /// The CA private key.
+    pub ca_key_pem: String,
+    /// The serving certificate.
+    pub cert_pem: String,
+    /// The serving private key.
+    pub key_pem: String,
+    /// Whether the given CA was reused or a new one created (and why).
+    pub ca: CaOutcome,
+    /// Expiry of the CA in use.
+    pub ca_not_after: OffsetDateTime,
+    /// Expiry of the serving certificate.
+    pub not_after: OffsetDateTime,
+    /// Subject alternative names of the serving certificate.
+    pub sans: Vec<String>,
+}
+
+impl fmt::Debug for Generated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Generated")
+            .field("ca", &self.ca)
+            .field("ca_not_after", &self.ca_not_after)
+            .field("not_after", &self.not_after)
+            .field("sans", &self.sans)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a fresh serving key and certificate in memory, signed by the CA given as
+/// `(ca.crt PEM, ca.key PEM)` when it is usable and outlives the new certificate, else by a new
+/// CA. `opts.dir` and `opts.new_ca` are not used: pass `None` for a new CA.
+pub fn generate_pem(
+    opts: &CertOptions,
+    existing_ca: Option<(&[u8], &[u8])>,
+) -> Result<Generated, CertError> {
+    opts.validate()?;
+    let existing = match existing_ca {
+        None => Err(NewCaReason::Missing),
+        Some((cert, key)) => Ok((cert.to_vec(), key.to_vec())),
+    };
+    generate_with_ca(opts, existing)
+}
+
+fn generate_with_ca(
+    opts: &CertOptions,
+    existing: Result<(Vec<u8>, Vec<u8>), NewCaReason>,
+) -> Result<Generated, CertError> {
+    let now = OffsetDateTime::now_utc();
+    let leaf_not_after = now + Duration::days(i64::from(opts.validity_days));
+    let existing = existing.and_then(|(cert, key)| parse_ca(&cert, &key, now, leaf_not_after));
     let (ca, outcome) = match existing {
         Ok(ca) => (ca, CaOutcome::Reused),
         Err(reason) => (new_ca(opts, now)?, CaOutcome::Created(reason)),
@@ -322,29 +399,15 @@ pub fn generate(opts: &CertOptions) -> Result<CertReport, CertError> {
             step: "sign the serving certificate with the CA",
             source,
         })?;
-
-    if let CaOutcome::Created(_) = outcome {
-        write_atomic(
-            &ca_key_path,
-            ca.issuer.key().serialize_pem().as_bytes(),
-            0o600,
-        )?;
-        write_atomic(&ca_cert_path, ca.pem.as_bytes(), 0o644)?;
-    }
-    // Key first: a reader seeing the new key with the old cert detects the mismatch and retries.
-    write_atomic(&key_path, leaf_key.serialize_pem().as_bytes(), 0o600)?;
-    write_atomic(&cert_path, leaf.pem().as_bytes(), 0o644)?;
-
-    Ok(CertReport {
-        ca_cert_path,
-        ca_key_path,
-        cert_path,
-        key_path,
+    Ok(Generated {
+        ca_key_pem: ca.issuer.key().serialize_pem(),
+        ca_cert_pem: ca.pem,
+        cert_pem: leaf.pem(),
+        key_pem: leaf_key.serialize_pem(),
         ca: outcome,
         ca_not_after: ca.not_after,
         not_after: leaf_not_after,
         sans,
-        ca_pem: ca.pem,
     })
 }
 
@@ -386,13 +449,8 @@ fn new_ca(opts: &CertOptions, now: OffsetDateTime) -> Result<Ca, CertError> {
     })
 }
 
-/// Loads the CA from disk; the error says why it cannot be reused.
-fn load_ca(
-    cert_path: &Path,
-    key_path: &Path,
-    now: OffsetDateTime,
-    must_outlive: OffsetDateTime,
-) -> Result<Ca, NewCaReason> {
+/// Reads `ca.crt` and `ca.key`; the error says why they cannot be used.
+fn read_ca_files(cert_path: &Path, key_path: &Path) -> Result<(Vec<u8>, Vec<u8>), NewCaReason> {
     let read = |path: &Path| match fs::read(path) {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Err(NewCaReason::Missing),
@@ -401,41 +459,48 @@ fn load_ca(
             path.display()
         ))),
     };
-    let unusable =
-        |path: &Path, what: String| NewCaReason::Unusable(format!("{}: {what}", path.display()));
-    let cert_pem = read(cert_path)?;
-    let key_pem = read(key_path)?;
+    Ok((read(cert_path)?, read(key_path)?))
+}
 
-    let cert_pem =
-        String::from_utf8(cert_pem).map_err(|_| unusable(cert_path, "not UTF-8 PEM".into()))?;
+/// Parses a CA (the first certificate of `cert_pem`) and its key; the error says why it cannot
+/// be reused.
+fn parse_ca(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    now: OffsetDateTime,
+    must_outlive: OffsetDateTime,
+) -> Result<Ca, NewCaReason> {
+    let unusable = |file: &str, what: String| NewCaReason::Unusable(format!("{file}: {what}"));
+    let cert_pem = std::str::from_utf8(cert_pem)
+        .map_err(|_| unusable(CA_CERT_FILE, "not UTF-8 PEM".into()))?;
     let key_pem =
-        String::from_utf8(key_pem).map_err(|_| unusable(key_path, "not UTF-8 PEM".into()))?;
+        std::str::from_utf8(key_pem).map_err(|_| unusable(CA_KEY_FILE, "not UTF-8 PEM".into()))?;
     let der = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-        .map_err(|e| unusable(cert_path, format!("no PEM certificate: {e}")))?;
-    let key = KeyPair::from_pem(&key_pem)
-        .map_err(|e| unusable(key_path, format!("cannot parse private key: {e}")))?;
+        .map_err(|e| unusable(CA_CERT_FILE, format!("no PEM certificate: {e}")))?;
+    let key = KeyPair::from_pem(key_pem)
+        .map_err(|e| unusable(CA_KEY_FILE, format!("cannot parse private key: {e}")))?;
 
     let (_, x509) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| unusable(cert_path, format!("cannot parse certificate: {e}")))?;
+        .map_err(|e| unusable(CA_CERT_FILE, format!("cannot parse certificate: {e}")))?;
     if !x509.is_ca() {
-        return Err(unusable(cert_path, "not a CA certificate".into()));
+        return Err(unusable(CA_CERT_FILE, "not a CA certificate".into()));
     }
     if x509.public_key().raw != key.subject_public_key_info().as_slice() {
         return Err(unusable(
-            key_path,
-            format!("does not match {}", cert_path.display()),
+            CA_KEY_FILE,
+            format!("does not match {CA_CERT_FILE}"),
         ));
     }
     let not_after = OffsetDateTime::from_unix_timestamp(x509.validity().not_after.timestamp())
-        .map_err(|e| unusable(cert_path, format!("invalid notAfter: {e}")))?;
+        .map_err(|e| unusable(CA_CERT_FILE, format!("invalid notAfter: {e}")))?;
     if not_after <= now || not_after < must_outlive {
         return Err(NewCaReason::Expiring { not_after });
     }
     let issuer = Issuer::from_ca_cert_der(&der, key)
-        .map_err(|e| unusable(cert_path, format!("cannot use as issuer: {e}")))?;
+        .map_err(|e| unusable(CA_CERT_FILE, format!("cannot use as issuer: {e}")))?;
     Ok(Ca {
         issuer,
-        pem: cert_pem,
+        pem: cert_pem.to_owned(),
         not_after,
     })
 }

@@ -2,6 +2,7 @@
 //! compatible with kubeflow spark-operator's `sparkoperator.k8s.io/v1beta2` API.
 
 pub mod appcache;
+pub mod certmanager;
 pub mod certs;
 pub mod cli;
 pub mod crd;

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::appcache::AppCache;
+use crate::certmanager::{CertManager, CertManagerError, SecretCertConfig};
 use crate::metrics::{AppMetrics, Metrics};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
@@ -56,6 +57,36 @@ pub struct ServeArgs {
     /// How often the certificate files are checked for changes (Go duration, e.g. 1s).
     #[arg(long, env = "SPARK_WEBHOOK_CERT_RELOAD_INTERVAL", default_value = "1s", value_parser = duration)]
     pub cert_reload_interval: Duration,
+
+    /// Self-managed certificate: keep the serving certificate (and its CA, with ca.key) in this
+    /// Secret, create and renew it, set the caBundle from it, and serve its current content on
+    /// every replica (watched through the API); --cert-dir is then not used. Unset: serve the
+    /// files in --cert-dir (a mounted Secret, cert-manager, `spark-webhook certs`).
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_SECRET")]
+    pub cert_secret: Option<String>,
+
+    /// Namespace of --cert-secret (default: POD_NAMESPACE, else --service-namespace).
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_SECRET_NAMESPACE")]
+    pub cert_secret_namespace: Option<String>,
+
+    /// How often the self-managed certificate is checked, besides at start and whenever its
+    /// Secret changes (Go duration).
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_CHECK_INTERVAL", default_value = "1h", value_parser = duration)]
+    pub cert_check_interval: Duration,
+
+    /// Renew the self-managed certificate when it expires within this (Go duration; 720h = 30
+    /// days).
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_RENEW_BEFORE", default_value = "720h", value_parser = duration)]
+    pub cert_renew_before: Duration,
+
+    /// Validity of a self-managed serving certificate, in days.
+    #[arg(long, env = "SPARK_WEBHOOK_CERT_VALIDITY_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub cert_validity_days: u32,
+
+    /// Validity of a self-managed CA, in days (a CA is only replaced when it is lost or would
+    /// expire before a new serving certificate).
+    #[arg(long, env = "SPARK_WEBHOOK_CA_VALIDITY_DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
+    pub ca_validity_days: u32,
 
     /// Spark job namespaces (comma-separated). Empty: every namespace.
     #[arg(long, env = "SPARK_WEBHOOK_NAMESPACES", value_delimiter = ',')]
@@ -368,6 +399,55 @@ impl ReconcilerArgs {
     }
 }
 
+impl ServeArgs {
+    /// The self-managed mode's settings for Secret `name`.
+    fn secret_cert_config(&self, name: &str) -> SecretCertConfig {
+        let reg = &self.registration;
+        let (mut extra_dns, mut extra_ips) = (Vec::new(), Vec::new());
+        // A url clientConfig is called by its host: the certificate must cover it too.
+        if let Some(host) = reg.webhook_url.as_deref().and_then(url_host) {
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => extra_ips.push(ip),
+                Err(_) => extra_dns.push(host),
+            }
+        }
+        SecretCertConfig {
+            namespace: self
+                .cert_secret_namespace
+                .clone()
+                .or_else(|| {
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
+                .unwrap_or_else(|| reg.service_namespace.clone()),
+            name: name.to_string(),
+            service_name: reg.service_name.clone(),
+            service_namespace: reg.service_namespace.clone(),
+            extra_dns,
+            extra_ips,
+            renew_before: self.cert_renew_before,
+            check_interval: self.cert_check_interval,
+            validity_days: self.cert_validity_days,
+            ca_validity_days: self.ca_validity_days,
+            identity: identity(),
+        }
+    }
+}
+
+/// The host of `https://host[:port]/path` (brackets of an IPv6 literal removed).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SeccompDefault {
     /// seccompProfile RuntimeDefault on Spark pods that set no profile.
@@ -423,6 +503,8 @@ pub enum ServeError {
     NoSparkSubmit(String),
     #[error(transparent)]
     Reconciler(#[from] runner::RunError),
+    #[error("self-managed certificate: {0}")]
+    CertManager(#[from] Box<CertManagerError>),
 }
 
 /// Runs until SIGTERM/SIGINT, then drains in-flight reviews and returns.
@@ -449,21 +531,48 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
 
     let mut webhook_part = None;
     if args.webhook {
+        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+        let register = args.register_webhook.unwrap_or(in_cluster);
         let dir = args.cert_dir.display().to_string();
         let cert_err = |source| ServeError::Certificate {
             dir: dir.clone(),
             source: Box::new(source),
         };
-        let resolver = ReloadingCertResolver::load(
-            args.cert_dir.join("tls.crt"),
-            args.cert_dir.join("tls.key"),
-        )
-        .map(Arc::new)
-        .map_err(cert_err)?;
+        let resolver = match &args.cert_secret {
+            // Self-managed: no certificate until the Secret is read (readiness says so); the
+            // manager registers the caBundle from the Secret.
+            Some(name) => {
+                let cfg = args.secret_cert_config(name);
+                let resolver = Arc::new(ReloadingCertResolver::in_memory(&format!(
+                    "Secret {}/{}",
+                    cfg.namespace, cfg.name
+                )));
+                tracing::info!(secret = %format!("{}/{}", cfg.namespace, cfg.name), required_names = ?cfg.required_names(), "self-managed certificate");
+                if !register {
+                    tracing::warn!(
+                        "--register-webhook is off: the caBundle of the webhook configurations must be set from the Secret's ca.crt by other means"
+                    );
+                }
+                let registration = register.then(|| args.registration.registration(Vec::new()));
+                CertManager::new(client.clone(), cfg, resolver.clone(), registration)
+                    .map_err(Box::new)?
+                    .spawn(shutdown.clone());
+                resolver
+            }
+            None => {
+                let resolver = ReloadingCertResolver::load(
+                    args.cert_dir.join("tls.crt"),
+                    args.cert_dir.join("tls.key"),
+                )
+                .map(Arc::new)
+                .map_err(cert_err)?;
+                resolver
+                    .clone()
+                    .spawn_reloader(args.cert_reload_interval, shutdown.clone());
+                resolver
+            }
+        };
         let tls_config = tls::server_config(resolver.clone()).map_err(cert_err)?;
-        resolver
-            .clone()
-            .spawn_reloader(args.cert_reload_interval, shutdown.clone());
         let apps = AppCache::start(&client, &namespaces, shutdown.clone());
         let state = WebhookState {
             apps: apps.clone(),
@@ -474,8 +583,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             recorder: Some(Recorder::new(client.clone(), reporter.clone())),
         };
         let listener = bind(args.webhook_addr).await?;
-        let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
-        if args.register_webhook.unwrap_or(in_cluster) {
+        if register && args.cert_secret.is_none() {
             keep_registered(&args, client.clone(), shutdown.clone()).await?;
         }
         webhook_part = Some((listener, tls_config, state, resolver, apps));
@@ -669,11 +777,18 @@ fn admin_router(state: AdminState) -> Router {
 /// Ready once the certificate is loaded and valid and the SparkApplication cache has synced.
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let mut missing = Vec::new();
-    if s.resolver.as_ref().is_some_and(|r| !r.is_valid_now()) {
-        missing.push("serving certificate expired");
+    if let Some(r) = s.resolver.as_ref().filter(|r| !r.is_valid_now()) {
+        missing.push(if r.is_loaded() {
+            "serving certificate expired".to_string()
+        } else {
+            match r.last_error() {
+                Some(e) => format!("no serving certificate yet ({e})"),
+                None => "no serving certificate yet".to_string(),
+            }
+        });
     }
     if s.apps.as_ref().is_some_and(|a| !a.is_ready()) {
-        missing.push("SparkApplication cache not synced");
+        missing.push("SparkApplication cache not synced".to_string());
     }
     if missing.is_empty() {
         (StatusCode::OK, "ok\n".to_string())
@@ -696,4 +811,22 @@ async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
         )],
         s.metrics.encode(s.app_metrics.as_deref()),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts() {
+        for (url, host) in [
+            ("https://127.0.0.1:9443", Some("127.0.0.1")),
+            ("https://webhook.example.com/x", Some("webhook.example.com")),
+            ("https://[::1]:9443/", Some("::1")),
+            ("webhook:443", Some("webhook")),
+            ("https://", None),
+        ] {
+            assert_eq!(url_host(url).as_deref(), host, "{url}");
+        }
+    }
 }

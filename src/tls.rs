@@ -7,6 +7,12 @@
 //! and re-reading two small files once a second is cheap. A new pair is only installed when
 //! both files parse and the key matches the certificate, so a half-written or mid-rotation
 //! pair is skipped and retried on the next poll while the previous certificate keeps serving.
+//!
+//! The same resolver also serves certificates handed to it in memory
+//! ([`ReloadingCertResolver::in_memory`], [`ReloadingCertResolver::install_pem`]): the
+//! self-managed mode ([`crate::certmanager`]) watches its Secret through the API and swaps each
+//! new pair in at once, without the minute a kubelet takes to update a mounted volume. Until a
+//! first pair arrives it has none, and handshakes fail (readiness stays false meanwhile).
 
 use std::fmt;
 use std::io;
@@ -15,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -155,12 +161,16 @@ struct Loaded {
     key_pem: Vec<u8>,
 }
 
-/// A [`ResolvesServerCert`] serving the pair at `cert_path`/`key_path`, reloadable at runtime.
+/// A [`ResolvesServerCert`] serving the pair at `cert_path`/`key_path` (or handed over in
+/// memory), reloadable at runtime.
 pub struct ReloadingCertResolver {
+    /// The files, or for an in-memory resolver, names used in logs and errors only.
     cert_path: PathBuf,
     key_path: PathBuf,
+    /// False for an in-memory resolver: [`Self::reload`] then never reads files.
+    from_files: bool,
     provider: Arc<CryptoProvider>,
-    current: ArcSwap<Loaded>,
+    current: ArcSwapOption<Loaded>,
     /// Only touched by reloads, never by handshakes.
     last_error: Mutex<Option<String>>,
 }
@@ -171,7 +181,7 @@ impl fmt::Debug for ReloadingCertResolver {
         f.debug_struct("ReloadingCertResolver")
             .field("cert_path", &self.cert_path)
             .field("key_path", &self.key_path)
-            .field("info", &current.info)
+            .field("info", &current.as_ref().map(|c| &c.info))
             .finish_non_exhaustive()
     }
 }
@@ -196,10 +206,46 @@ impl ReloadingCertResolver {
         Ok(Self {
             cert_path,
             key_path,
+            from_files: true,
             provider,
-            current: ArcSwap::from_pointee(loaded),
+            current: ArcSwapOption::from_pointee(loaded),
             last_error: Mutex::new(None),
         })
+    }
+
+    /// A resolver with no certificate yet, fed by [`Self::install_pem`]; `source` names where the
+    /// pairs come from in logs and errors (e.g. `secret ns/name`).
+    pub fn in_memory(source: &str) -> Self {
+        Self {
+            cert_path: PathBuf::from(format!("{source} tls.crt")),
+            key_path: PathBuf::from(format!("{source} tls.key")),
+            from_files: false,
+            provider: ring_provider(),
+            current: ArcSwapOption::empty(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Installs the pair if it differs from the one served and is valid (parses, key matches).
+    ///
+    /// Returns `Ok(true)` when a new pair was installed, `Ok(false)` when it is the one already
+    /// served. On error the current pair keeps serving.
+    pub fn install_pem(&self, cert_pem: &[u8], key_pem: &[u8]) -> Result<bool, TlsError> {
+        if let Some(current) = self.current.load().as_ref()
+            && current.cert_pem == cert_pem
+            && current.key_pem == key_pem
+        {
+            return Ok(false);
+        }
+        let loaded = build(
+            &self.cert_path,
+            &self.key_path,
+            cert_pem.to_vec(),
+            key_pem.to_vec(),
+            &self.provider,
+        )?;
+        self.store(loaded);
+        Ok(true)
     }
 
     /// Re-reads both files and installs the pair if it changed and is valid.
@@ -208,13 +254,19 @@ impl ReloadingCertResolver {
     /// unchanged. On error the current pair keeps serving. Paths are opened anew each time,
     /// so a swapped `..data` symlink is followed.
     pub fn reload(&self) -> Result<bool, TlsError> {
-        let current = self.current.load();
+        if !self.from_files {
+            return Ok(false);
+        }
+        let current = self.current.load_full();
         let mut attempt = 0;
         let loaded = loop {
             attempt += 1;
             let cert_pem = read(&self.cert_path)?;
             let key_pem = read(&self.key_path)?;
-            if cert_pem == current.cert_pem && key_pem == current.key_pem {
+            if current
+                .as_ref()
+                .is_some_and(|c| cert_pem == c.cert_pem && key_pem == c.key_pem)
+            {
                 return Ok(false);
             }
             match build(
@@ -230,8 +282,14 @@ impl ReloadingCertResolver {
                 Err(e) => return Err(e),
             }
         };
+        self.store(loaded);
+        Ok(true)
+    }
+
+    /// Serves `loaded` from the next handshake on, and logs what it is.
+    fn store(&self, loaded: Loaded) {
         let info = loaded.info.clone();
-        self.current.store(Arc::new(loaded));
+        self.current.store(Some(Arc::new(loaded)));
         if info.not_after_unix <= time::OffsetDateTime::now_utc().unix_timestamp() {
             tracing::warn!(
                 cert = %self.cert_path.display(),
@@ -246,7 +304,6 @@ impl ReloadingCertResolver {
             serial = %info.serial,
             "reloaded serving certificate"
         );
-        Ok(true)
     }
 
     /// Polls the files every `interval` until `shutdown` is cancelled.
@@ -302,7 +359,9 @@ impl ReloadingCertResolver {
         })
     }
 
-    fn set_last_error(&self, error: Option<String>) {
+    /// Records (or clears) the error readiness reports while no usable pair is served; the
+    /// in-memory mode's loader sets it.
+    pub fn set_last_error(&self, error: Option<String>) {
         if let Ok(mut guard) = self.last_error.lock() {
             *guard = error;
         }
@@ -313,24 +372,33 @@ impl ReloadingCertResolver {
         self.last_error.lock().ok().and_then(|g| g.clone())
     }
 
-    /// Expiry of the certificate being served, seconds since the Unix epoch.
+    /// Expiry of the certificate being served, seconds since the Unix epoch (0 while an
+    /// in-memory resolver has none yet).
     pub fn not_after_unix(&self) -> i64 {
-        self.current.load().info.not_after_unix
+        self.current
+            .load()
+            .as_ref()
+            .map_or(0, |c| c.info.not_after_unix)
     }
 
-    /// Whether the served certificate is currently within its validity end.
+    /// Whether a certificate is served and within its validity end.
     pub fn is_valid_now(&self) -> bool {
         self.not_after_unix() > time::OffsetDateTime::now_utc().unix_timestamp()
     }
 
+    /// Whether a certificate is served at all.
+    pub fn is_loaded(&self) -> bool {
+        self.current.load().is_some()
+    }
+
     /// Facts about the certificate being served.
-    pub fn cert_info(&self) -> CertInfo {
-        self.current.load().info.clone()
+    pub fn cert_info(&self) -> Option<CertInfo> {
+        self.current.load().as_ref().map(|c| c.info.clone())
     }
 
     /// The certificate chain and key being served.
-    pub fn current(&self) -> Arc<CertifiedKey> {
-        Arc::clone(&self.current.load().key)
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
+        self.current.load().as_ref().map(|c| Arc::clone(&c.key))
     }
 
     /// The watched certificate path.
@@ -346,7 +414,7 @@ impl ReloadingCertResolver {
 
 impl ResolvesServerCert for ReloadingCertResolver {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.current.load().key))
+        self.current()
     }
 }
 
@@ -363,6 +431,19 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Checks that `cert_pem` (leaf first) and `key_pem` form a pair this server could serve (both
+/// parse, the key is supported and belongs to the leaf); `source` names them in errors.
+pub fn check_pair(cert_pem: &[u8], key_pem: &[u8], source: &str) -> Result<CertInfo, TlsError> {
+    let loaded = build(
+        &PathBuf::from(format!("{source} tls.crt")),
+        &PathBuf::from(format!("{source} tls.key")),
+        cert_pem.to_vec(),
+        key_pem.to_vec(),
+        &ring_provider(),
+    )?;
+    Ok(loaded.info)
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -457,7 +538,7 @@ mod tests {
         let r = ReloadingCertResolver::load(&report.cert_path, &report.key_path).unwrap();
         assert_eq!(r.not_after_unix(), report.not_after.unix_timestamp());
         assert!(r.is_valid_now());
-        let info = r.cert_info();
+        let info = r.cert_info().unwrap();
         assert!(
             info.sans
                 .contains(&"spark-webhook.spark-operator.svc".to_owned())
@@ -470,13 +551,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let report = generate(&CertOptions::new(dir.path())).unwrap();
         let r = ReloadingCertResolver::load(&report.cert_path, &report.key_path).unwrap();
-        let before = r.current();
+        let before = r.current().unwrap();
         assert!(!r.reload().unwrap());
-        assert!(Arc::ptr_eq(&before, &r.current()));
+        assert!(Arc::ptr_eq(&before, &r.current().unwrap()));
 
         generate(&CertOptions::new(dir.path())).unwrap();
         assert!(r.reload().unwrap());
-        assert_ne!(before.cert[0], r.current().cert[0]);
+        assert_ne!(before.cert[0], r.current().unwrap().cert[0]);
         assert!(!r.reload().unwrap());
     }
 
@@ -492,31 +573,56 @@ mod tests {
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
 
         let r = ReloadingCertResolver::load(&ra.cert_path, &ra.key_path).unwrap();
-        let served = r.current().cert[0].clone();
+        let served = r.current().unwrap().cert[0].clone();
 
         std::fs::copy(&rb.key_path, &ra.key_path).unwrap();
         let err = r.reload().unwrap_err();
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
-        assert_eq!(r.current().cert[0], served);
+        assert_eq!(r.current().unwrap().cert[0], served);
 
         std::fs::write(&ra.cert_path, b"-----BEGIN CERTIFICATE-----\ntrunc").unwrap();
         let err = r.reload().unwrap_err();
         assert!(matches!(err, TlsError::CertPem { .. }), "{err}");
         assert!(err.to_string().contains("tls.crt"), "{err}");
-        assert_eq!(r.current().cert[0], served);
+        assert_eq!(r.current().unwrap().cert[0], served);
 
         std::fs::write(&ra.cert_path, b"").unwrap();
         assert!(matches!(r.reload(), Err(TlsError::CertPem { .. })));
 
         std::fs::remove_file(&ra.key_path).unwrap();
         assert!(matches!(r.reload(), Err(TlsError::Read { .. })));
-        assert_eq!(r.current().cert[0], served);
+        assert_eq!(r.current().unwrap().cert[0], served);
 
         // The matching new pair is accepted.
         std::fs::copy(&rb.cert_path, &ra.cert_path).unwrap();
         std::fs::copy(&rb.key_path, &ra.key_path).unwrap();
         assert!(r.reload().unwrap());
-        assert_ne!(r.current().cert[0], served);
+        assert_ne!(r.current().unwrap().cert[0], served);
+    }
+
+    #[test]
+    fn in_memory_resolver_serves_nothing_until_a_valid_pair_is_installed() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let ra = generate(&CertOptions::new(a.path())).unwrap();
+        let rb = generate(&CertOptions::new(b.path())).unwrap();
+        let (crt, key) = (
+            std::fs::read(&ra.cert_path).unwrap(),
+            std::fs::read(&ra.key_path).unwrap(),
+        );
+        let r = ReloadingCertResolver::in_memory("Secret ns/name");
+        assert!(!r.is_loaded() && !r.is_valid_now() && r.current().is_none());
+        assert_eq!(r.not_after_unix(), 0);
+        let err = r
+            .install_pem(&crt, &std::fs::read(&rb.key_path).unwrap())
+            .unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        assert!(err.to_string().contains("Secret ns/name tls.key"), "{err}");
+        assert!(!r.is_loaded());
+        assert!(r.install_pem(&crt, &key).unwrap());
+        assert!(r.is_valid_now());
+        assert!(!r.install_pem(&crt, &key).unwrap(), "unchanged pair");
+        assert!(!r.reload().unwrap(), "an in-memory resolver reads no files");
     }
 
     #[test]

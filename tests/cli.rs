@@ -64,6 +64,18 @@ fn configuration_errors_end_in_one_error_line_without_a_panic() {
             "nothing to run",
         ),
         (
+            vec![
+                "serve",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--cert-secret",
+                "certs",
+                "--cert-renew-before",
+                "9000h",
+            ],
+            "must be shorter than the certificate's validity",
+        ),
+        (
             vec!["render", "/no/such/app.yaml"],
             "reading /no/such/app.yaml",
         ),

@@ -10,6 +10,8 @@ use spark_webhook::cli::{Cli, Command};
 
 const PATH: &str = "manifests/webhook/webhook-configurations.yaml";
 const DEPLOYMENT: &str = "manifests/operator/deployment.yaml";
+/// The opt-in Component serving a certificate the user brings (mounted Secret, --cert-dir).
+const OWN_CERTS_PATCH: &str = "manifests/own-certs/deployment-patch.yaml";
 /// The flags the committed configurations are generated with: the base's job-namespace label.
 const FLAGS: [&str; 2] = [
     "--webhook-namespace-selector",
@@ -58,10 +60,20 @@ fn committed_webhook_configurations_are_current() {
 }
 
 /// The Deployment is configured by args only; parsed as `serve` would parse them, they must
-/// register exactly the committed configurations (apart from the caBundle, read at run time).
+/// register exactly the committed configurations (apart from the caBundle, read at run time),
+/// with the self-managed certificate of the base and with the own-certs Component's args.
 #[test]
 fn the_deployment_registers_exactly_the_committed_configurations() {
-    let text = std::fs::read_to_string(repo(DEPLOYMENT)).unwrap();
+    let base = registered_by(DEPLOYMENT);
+    assert_eq!(base.cert_secret.as_deref(), Some("spark-webhook-certs"));
+    let own = registered_by(OWN_CERTS_PATCH);
+    assert_eq!(own.cert_secret, None, "own-certs serves the mounted files");
+}
+
+/// `serve`'s options from the first container's args in `path`, checked to register exactly the
+/// committed configurations.
+fn registered_by(path: &str) -> Box<spark_webhook::serve::ServeArgs> {
+    let text = std::fs::read_to_string(repo(path)).unwrap();
     let deployment: serde_json::Value = serde_yaml::from_str(&text).unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
@@ -92,8 +104,9 @@ fn the_deployment_registers_exactly_the_committed_configurations() {
     let body = committed.strip_prefix(HEADER).expect("generated header");
     assert!(
         body == registered,
-        "the Deployment's serve flags would register something else than {PATH}:\n{registered}"
+        "{path}'s serve flags would register something else than {PATH}:\n{registered}"
     );
+    serve
 }
 
 #[test]
@@ -197,15 +210,58 @@ fn the_operator_pod_is_locked_down_and_its_parts_agree() {
         assert_eq!(c[probe]["httpGet"]["path"], path);
         assert_eq!(c[probe]["httpGet"]["port"], "admin");
     }
-    let mount = &c["volumeMounts"][0];
-    assert_eq!(mount["mountPath"], flag("cert-dir").as_str());
-    assert_eq!(mount["readOnly"], true);
-    let volume = &pod["volumes"][0];
-    assert_eq!(volume["name"], mount["name"]);
-    // The Secret `make install-certs` writes (manifests/install-certs.sh's default).
-    assert_eq!(volume["secret"]["secretName"], "spark-webhook-certs");
+    // Self-managed certificate: read through the API, so no volume; the Secret is the one the
+    // Role grants by name and the one `make install-certs` writes (its default).
+    let secret = flag("cert-secret");
+    assert!(
+        c["volumeMounts"].is_null() && pod["volumes"].is_null(),
+        "the self-managed mode mounts nothing"
+    );
+    let rbac = yaml_docs("manifests/rbac/operator.yaml");
+    let role = rbac
+        .iter()
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "spark-webhook-certs")
+        .expect("Role spark-webhook-certs");
+    assert_eq!(
+        role["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    let by_name = &role["rules"][0];
+    assert_eq!(by_name["resources"], json!(["secrets"]));
+    assert_eq!(by_name["resourceNames"], json!([secret]));
+    assert_eq!(by_name["verbs"], json!(["get", "list", "watch", "update"]));
+    assert_eq!(role["rules"][1]["verbs"], json!(["create"]));
     let script = std::fs::read_to_string(repo("manifests/install-certs.sh")).unwrap();
-    assert!(script.contains("secret=${SECRET:-spark-webhook-certs}"));
+    assert!(script.contains(&format!("secret=${{SECRET:-{secret}}}")));
+
+    // The own-certs Component: the base's args but --cert-dir for --cert-secret, and that
+    // Secret mounted read-only there.
+    let patch = &yaml_docs(OWN_CERTS_PATCH)[0];
+    let own_pod = &patch["spec"]["template"]["spec"];
+    let own = &own_pod["containers"][0];
+    assert_eq!(own["name"], c["name"]);
+    let own_args: Vec<String> = serde_json::from_value(own["args"].clone()).unwrap();
+    let cert_dir = own_args
+        .iter()
+        .find_map(|a| a.strip_prefix("--cert-dir="))
+        .expect("--cert-dir= in the own-certs args");
+    let without = |args: &[String], prefix: &str| -> Vec<String> {
+        args.iter()
+            .filter(|a| !a.starts_with(prefix))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(
+        without(&own_args, "--cert-dir="),
+        without(&args, "--cert-secret="),
+        "{OWN_CERTS_PATCH} args out of step with {DEPLOYMENT}"
+    );
+    let mount = &own["volumeMounts"][0];
+    assert_eq!(mount["mountPath"], cert_dir);
+    assert_eq!(mount["readOnly"], true);
+    let volume = &own_pod["volumes"][0];
+    assert_eq!(volume["name"], mount["name"]);
+    assert_eq!(volume["secret"]["secretName"], secret.as_str());
     // The job namespace the Deployment serves is the one the base labels for the webhooks.
     assert_eq!(flag("namespaces"), "spark-jobs");
     let namespaces = yaml_docs("manifests/namespaces/namespaces.yaml");

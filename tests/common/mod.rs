@@ -260,7 +260,7 @@ impl Served {
         ))
     }
 
-    fn spawn_replica(
+    pub fn spawn_replica(
         kubeconfig: &Path,
         env: &[(&str, &str)],
         ns: &str,
@@ -316,7 +316,7 @@ impl Served {
         }
     }
 
-    fn wait_ready(mut served: Served) -> Served {
+    pub fn wait_ready(mut served: Served) -> Served {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(Some(status)) = served.child.try_wait() {

@@ -1,0 +1,747 @@
+//! End-to-end, self-managed certificate (`serve --cert-secret`): two replicas against a real
+//! kube-apiserver share one Secret. They create it once, both serve it (checked by a TLS
+//! handshake to each, trusting only the Secret's CA), register its CA as the caBundle, renew it
+//! when it is replaced by an expiring or wrong-name certificate while Spark pods keep being
+//! admitted (failurePolicy Fail), and then stop writing anything. Without access to the
+//! apiserver or the Secret, serve stays unready and says why, and recovers once it can: under
+//! exactly the manifests' Role for the Secret, it creates, watches and renews it. A certificate
+//! brought with `make install-certs` is served as it is; the own-certs Component switches the
+//! Deployment to the mounted Secret.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::{Served, eventually, install_crd, kubectl_stdin, namespace};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+};
+use k8s_openapi::api::core::v1::{Pod, Secret};
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use spark_webhook::certmanager::{CertMaterial, ISSUED_BY_ANNOTATION, check};
+use spark_webhook::certs::{CertOptions, generate};
+
+const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
+const SECRET: &str = "spark-webhook-certs";
+const WAIT: Duration = Duration::from_secs(30);
+const WROTE: &str = "wrote a new certificate to the Secret";
+const CHECKED_VALID: &str = "certificate in the Secret is valid";
+
+fn app(ns: &str) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2",
+        "kind": "SparkApplication",
+        "metadata": {"name": "spark-pi", "namespace": ns},
+        "spec": {
+            "type": "Scala", "mode": "cluster", "sparkVersion": "3.5.3", "image": "spark:3.5.3",
+            "mainClass": "org.apache.spark.examples.SparkPi",
+            "mainApplicationFile": "local:///opt/spark/examples/jars/spark-examples.jar",
+            "driver": {"cores": 1, "memory": "512m", "serviceAccount": "spark"},
+            "executor": {"instances": 1, "cores": 1, "memory": "512m"}
+        }
+    })
+}
+
+fn apply(obj: &Value) {
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The driver pod as Spark sends it, renamed into `ns` for app spark-pi.
+fn driver_pod(ns: &str, name: &str) -> Pod {
+    let mut v: Value = serde_json::from_str(DRIVER).expect("fixture");
+    let meta = v["metadata"].as_object_mut().expect("metadata");
+    meta.remove("uid");
+    meta.remove("creationTimestamp");
+    meta.insert("name".into(), name.into());
+    meta.insert("namespace".into(), ns.into());
+    v["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = "spark-pi".into();
+    v.as_object_mut().expect("pod").remove("status");
+    serde_json::from_value(v).expect("pod")
+}
+
+fn mutated(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.security_context.as_ref())
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .is_some_and(|p| p.type_ == "RuntimeDefault")
+}
+
+/// The flags of a self-managed replica keeping its certificate in `ns`/SECRET.
+fn self_managed(ns: &str) -> [&str; 7] {
+    [
+        "--controller=false",
+        "--cert-secret",
+        SECRET,
+        "--cert-secret-namespace",
+        ns,
+        "--cert-check-interval",
+        "1s",
+    ]
+}
+
+fn material(secret: &Secret) -> CertMaterial {
+    CertMaterial::from_secret(secret)
+}
+
+fn leaf_der(pem: &[u8]) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem)
+        .expect("a PEM certificate")
+        .to_vec()
+}
+
+/// The leaf a replica presents in a TLS handshake on `port`, trusting only `ca_pem` for
+/// 127.0.0.1; None when the handshake fails (e.g. the certificate is not signed by that CA).
+async fn served_leaf(port: u16, ca_pem: &[u8]) -> Option<Vec<u8>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for der in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(der.ok()?).ok()?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .ok()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    let name = ServerName::try_from("127.0.0.1").ok()?;
+    let tls = tokio::time::timeout(Duration::from_secs(5), connector.connect(name, tcp))
+        .await
+        .ok()?
+        .ok()?;
+    let (_, conn) = tls.get_ref();
+    conn.peer_certificates()?.first().map(|c| c.to_vec())
+}
+
+/// Waits until every replica's handshake presents `tls.crt` of `m`, trusted by its `ca.crt`.
+async fn all_serve(replicas: &[&Served], m: &CertMaterial) {
+    let want = leaf_der(m.tls_crt.as_deref().expect("tls.crt"));
+    let ca = m.ca_crt.clone().expect("ca.crt");
+    for served in replicas {
+        eventually(
+            &format!(
+                "replica on port {} serving the Secret's certificate",
+                served.webhook_port
+            ),
+            WAIT,
+            || async { (served_leaf(served.webhook_port, &ca).await? == want).then_some(()) },
+        )
+        .await;
+    }
+}
+
+/// The four names a self-managed certificate must cover, plus the url clientConfig's host.
+fn required_names() -> Vec<String> {
+    [
+        "spark-webhook",
+        "spark-webhook.spark-operator",
+        "spark-webhook.spark-operator.svc",
+        "spark-webhook.spark-operator.svc.cluster.local",
+        "127.0.0.1",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// Waits until the Secret holds a valid certificate other than `than` (the replaced one).
+async fn renewed(secrets: &Api<Secret>, than: &[u8]) -> Secret {
+    eventually("a renewed certificate in the Secret", WAIT, || async {
+        let s = secrets.get_opt(SECRET).await.ok()??;
+        let m = material(&s);
+        let valid = check(
+            Some(&m),
+            &required_names(),
+            Duration::from_secs(30 * 86_400),
+            time::OffsetDateTime::now_utc(),
+        )
+        .is_ok();
+        (valid && m.tls_crt.as_deref() != Some(than)).then_some(s)
+    })
+    .await
+}
+
+/// Replaces the Secret's serving pair with one `spark-webhook certs` makes with `opts`, signed
+/// by the Secret's own CA (so the caBundle stays right and pods keep being admitted).
+async fn replace_pair(secrets: &Api<Secret>, mut opts: CertOptions) -> Vec<u8> {
+    let mut secret = secrets.get(SECRET).await.expect("the Secret");
+    let m = material(&secret);
+    std::fs::create_dir_all(&opts.dir).unwrap();
+    std::fs::write(opts.dir.join("ca.crt"), m.ca_crt.unwrap()).unwrap();
+    std::fs::write(opts.dir.join("ca.key"), m.ca_key.unwrap()).unwrap();
+    opts.new_ca = false;
+    generate(&opts).expect("a replacement certificate");
+    let crt = std::fs::read(opts.dir.join("tls.crt")).unwrap();
+    let data = secret.data.as_mut().unwrap();
+    data.insert("tls.crt".into(), ByteString(crt.clone()));
+    data.insert(
+        "tls.key".into(),
+        ByteString(std::fs::read(opts.dir.join("tls.key")).unwrap()),
+    );
+    secrets
+        .replace(SECRET, &PostParams::default(), &secret)
+        .await
+        .expect("replacing the Secret");
+    crt
+}
+
+fn count(replicas: &[&Served], needle: &str) -> usize {
+    replicas
+        .iter()
+        .map(|s| s.logs().matches(needle).count())
+        .sum()
+}
+
+/// caBundle of both configurations of every replica.
+async fn ca_bundles(client: &Client, replicas: &[&Served]) -> Vec<Option<Vec<u8>>> {
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let mut out = Vec::new();
+    for s in replicas {
+        let m = mutating.get(&s.config_name).await.expect("mutating");
+        out.push(
+            m.webhooks.unwrap()[0]
+                .client_config
+                .ca_bundle
+                .clone()
+                .map(|b| b.0),
+        );
+        let v = validating.get(&s.config_name).await.expect("validating");
+        out.push(
+            v.webhooks.unwrap()[0]
+                .client_config
+                .ca_bundle
+                .clone()
+                .map(|b| b.0),
+        );
+    }
+    out
+}
+
+/// resourceVersions of the Secret and of every replica's two configurations.
+async fn versions(client: &Client, ns: &str, replicas: &[&Served]) -> Vec<Option<String>> {
+    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut out = vec![secrets.get(SECRET).await.unwrap().resource_version()];
+    for s in replicas {
+        out.push(
+            mutating
+                .get(&s.config_name)
+                .await
+                .unwrap()
+                .resource_version(),
+        );
+        out.push(
+            validating
+                .get(&s.config_name)
+                .await
+                .unwrap()
+                .resource_version(),
+        );
+    }
+    out
+}
+
+async fn wait_ca_bundles(client: &Client, replicas: &[&Served], ca: &[u8]) {
+    eventually(
+        "every caBundle equal to the Secret's ca.crt",
+        WAIT,
+        || async {
+            ca_bundles(client, replicas)
+                .await
+                .iter()
+                .all(|b| b.as_deref() == Some(ca))
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refused_pod() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "certs").await;
+    apply(&app(&ns));
+    let tmp = tempfile::tempdir().unwrap();
+    let flags = self_managed(&ns);
+    let kubeconfig = &common::cluster().kubeconfig;
+    // Both start at once, with no Secret: they race to create it.
+    let a = Served::spawn_replica(kubeconfig, &[], &ns, tmp.path(), "", &flags);
+    let b = Served::spawn_replica(kubeconfig, &[], &ns, tmp.path(), "-b", &flags);
+    let started = Instant::now();
+    let (a, b) = (Served::wait_ready(a), Served::wait_ready(b));
+    let replicas = [&a, &b];
+    eprintln!(
+        "both replicas ready with a new Secret in {} ms",
+        started.elapsed().as_millis()
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let secret = secrets.get(SECRET).await.expect("the Secret was created");
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert!(
+        secret.annotations().contains_key(ISSUED_BY_ANNOTATION),
+        "{:?}",
+        secret.annotations()
+    );
+    let first = material(&secret);
+    assert!(first.ca_key.is_some(), "ca.key is kept for renewals");
+    assert_eq!(
+        count(&replicas, WROTE),
+        1,
+        "exactly one replica writes the certificate:\n{}\n{}",
+        a.logs(),
+        b.logs()
+    );
+    all_serve(&replicas, &first).await;
+    let ca = first.ca_crt.clone().unwrap();
+    wait_ca_bundles(&client, &replicas, &ca).await;
+
+    // Spark pods are created, 4 at a time, through both replicas' webhooks (failurePolicy
+    // Fail) until the renewals are done; `created` counts the admitted ones.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let stop = Arc::new(AtomicBool::new(false));
+    let created = Arc::new(AtomicUsize::new(0));
+    let creators: Vec<_> = (0..4)
+        .map(|worker| {
+            let (pods, ns) = (pods.clone(), ns.clone());
+            let (stop, created) = (Arc::clone(&stop), Arc::clone(&created));
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for i in 0.. {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("during-{worker}-{i}");
+                    match pods
+                        .create(&PostParams::default(), &driver_pod(&ns, &name))
+                        .await
+                    {
+                        Ok(p) if mutated(&p) => {
+                            created.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(_) => failures.push(format!("{name}: created unmutated")),
+                        Err(e) => failures.push(format!("{name}: {e}")),
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    // Pods admitted since `from`: proof they kept being admitted around each renewal.
+    let admitted_more = |from: usize| {
+        let created = Arc::clone(&created);
+        async move {
+            eventually("10 more Spark pods admitted", WAIT, || async {
+                (created.load(Ordering::Relaxed) >= from + 10).then_some(())
+            })
+            .await
+        }
+    };
+
+    // An expiring certificate (1 day, inside the 30-day window), then one for other names: each
+    // is renewed by one replica, and both serve the renewal.
+    let mut expiring = CertOptions::new(tmp.path().join("expiring"));
+    expiring.validity_days = 1;
+    let mut other_names = CertOptions::new(tmp.path().join("other"));
+    other_names.service_name = "other".into();
+    let mut current = first.clone();
+    for (round, (what, opts)) in [("expiring", expiring), ("wrong-name", other_names)]
+        .into_iter()
+        .enumerate()
+    {
+        admitted_more(created.load(Ordering::Relaxed)).await;
+        let replaced_at = Instant::now();
+        let bad = replace_pair(&secrets, opts).await;
+        let secret = renewed(&secrets, &bad).await;
+        let renewed_after = replaced_at.elapsed();
+        current = material(&secret);
+        all_serve(&replicas, &current).await;
+        admitted_more(created.load(Ordering::Relaxed)).await;
+        eprintln!(
+            "{what} certificate: renewed in the Secret after {} ms, served by both replicas after {} ms",
+            renewed_after.as_millis(),
+            replaced_at.elapsed().as_millis()
+        );
+        assert_eq!(
+            current.ca_crt.as_deref(),
+            Some(ca.as_slice()),
+            "renewal keeps the CA"
+        );
+        assert_eq!(
+            count(&replicas, WROTE),
+            round + 2,
+            "one renewal per replaced certificate:\n{}\n{}",
+            a.logs(),
+            b.logs()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut failures = Vec::new();
+    for creator in creators {
+        failures.extend(creator.await.expect("pod creator"));
+    }
+    let created = created.load(Ordering::Relaxed);
+    eprintln!("{created} Spark pods admitted around and during the renewals");
+    assert!(
+        failures.is_empty(),
+        "{} of {created} Spark pods refused or unmutated during renewals, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    wait_ca_bundles(&client, &replicas, &ca).await;
+
+    // Converged: several more checks by each replica write nothing.
+    let before = versions(&client, &ns, &replicas).await;
+    let checks = [a.logs(), b.logs()].map(|l| l.matches(CHECKED_VALID).count());
+    for (served, done) in replicas.iter().zip(checks) {
+        eventually("three more periodic checks", WAIT, || async {
+            (served.logs().matches(CHECKED_VALID).count() >= done + 3).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        versions(&client, &ns, &replicas).await,
+        before,
+        "the Secret or a webhook configuration was rewritten after convergence"
+    );
+
+    // A deleted Secret (CA key lost with it) comes back with a new CA, and the caBundles follow.
+    secrets
+        .delete(SECRET, &Default::default())
+        .await
+        .expect("deleting the Secret");
+    let recreated = eventually("the Secret re-created", WAIT, || async {
+        secrets.get_opt(SECRET).await.ok()?
+    })
+    .await;
+    let recreated = material(&recreated);
+    assert_ne!(recreated.ca_crt, current.ca_crt, "a new CA");
+    all_serve(&replicas, &recreated).await;
+    wait_ca_bundles(&client, &replicas, recreated.ca_crt.as_deref().unwrap()).await;
+    let pod = pods
+        .create(&PostParams::default(), &driver_pod(&ns, "after-new-ca"))
+        .await
+        .expect("a Spark pod admitted under the new CA");
+    assert!(mutated(&pod));
+    let metrics = a.admin_get("/metrics").expect("metrics").1;
+    assert!(
+        metrics.contains("spark_webhook_certificate_not_after_timestamp_seconds"),
+        "{metrics}"
+    );
+}
+
+/// `make install-certs` (manifests/install-certs.sh) of `cert_dir` into `ns` and the
+/// configurations `config`.
+fn install_certs(cert_dir: &Path, ns: &str, config: &str) {
+    let c = common::cluster();
+    let out = std::process::Command::new(common::repo_root().join("manifests/install-certs.sh"))
+        .env("CERT_DIR", cert_dir)
+        .env("NAMESPACE", ns)
+        .env("SECRET", SECRET)
+        .env("WEBHOOK_CONFIG", config)
+        .env("KUBECONFIG", &c.kubeconfig)
+        .env("KUBECTL", c.bin.join("kubectl"))
+        .output()
+        .expect("running manifests/install-certs.sh");
+    assert!(
+        out.status.success(),
+        "install-certs: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Bringing your own certificate into the self-managed mode: `make certs install-certs`
+/// replaces the Secret's content; the replica serves it as it is, registers its CA, and writes
+/// nothing while it is valid.
+#[tokio::test]
+async fn a_certificate_from_make_install_certs_is_served_as_is_and_never_rewritten() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "certs-own").await;
+    apply(&app(&ns));
+    let tmp = tempfile::tempdir().unwrap();
+    let served = Served::start(&ns, tmp.path(), &self_managed(&ns));
+    let replicas = [&served];
+    assert_eq!(count(&replicas, WROTE), 1, "{}", served.logs());
+
+    let user = tmp.path().join("user");
+    generate(&CertOptions::new(&user)).expect("make certs");
+    install_certs(&user, &ns, &served.config_name);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let installed = material(&secrets.get(SECRET).await.unwrap());
+    assert_eq!(
+        installed.tls_crt,
+        Some(std::fs::read(user.join("tls.crt")).unwrap())
+    );
+    assert_eq!(installed.ca_key, None, "ca.key stays on the user's machine");
+    all_serve(&replicas, &installed).await;
+    wait_ca_bundles(&client, &replicas, installed.ca_crt.as_deref().unwrap()).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = pods
+        .create(&PostParams::default(), &driver_pod(&ns, "own-cert"))
+        .await
+        .expect("a Spark pod admitted with the user's certificate");
+    assert!(mutated(&pod));
+
+    let before = versions(&client, &ns, &replicas).await;
+    let done = served.logs().matches(CHECKED_VALID).count();
+    eventually("three more periodic checks", WAIT, || async {
+        (served.logs().matches(CHECKED_VALID).count() >= done + 3).then_some(())
+    })
+    .await;
+    assert_eq!(versions(&client, &ns, &replicas).await, before);
+    assert_eq!(count(&replicas, WROTE), 1, "{}", served.logs());
+}
+
+/// A kubeconfig like the admin's, but acting as `user` (impersonation) or calling `server`.
+fn kubeconfig_variant(dir: &Path, user: Option<&str>, server: Option<&str>) -> std::path::PathBuf {
+    let mut kc: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(&common::cluster().kubeconfig).expect("admin kubeconfig"),
+    )
+    .expect("kubeconfig yaml");
+    if let Some(user) = user {
+        for u in kc["users"].as_array_mut().expect("users") {
+            u["user"]["as"] = user.into();
+        }
+    }
+    if let Some(server) = server {
+        for c in kc["clusters"].as_array_mut().expect("clusters") {
+            c["cluster"]["server"] = server.into();
+        }
+    }
+    let path = dir.join("variant.kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    path
+}
+
+/// Polls /readyz until its body contains every needle (it must stay 503 meanwhile).
+async fn unready_saying(served: &mut Served, needles: &[&str]) -> String {
+    let found = eventually("readiness naming the problem", WAIT, || {
+        let answer = served.admin_get("/readyz");
+        async move {
+            let (code, body) = answer?;
+            assert_eq!(code, 503, "ready without a certificate: {body}");
+            needles.iter().all(|n| body.contains(n)).then_some(body)
+        }
+    })
+    .await;
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "serve exited:\n{}",
+        served.logs()
+    );
+    found
+}
+
+#[tokio::test]
+async fn forbidden_secret_keeps_serve_unready_with_a_clear_error_until_access_is_granted() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "certs-denied").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let sa = format!("system:serviceaccount:{ns}:operator");
+    let kubeconfig = kubeconfig_variant(tmp.path(), Some(&sa), None);
+    let mut served = Served::spawn_as(&kubeconfig, &[], &ns, tmp.path(), &self_managed(&ns));
+    let secret = format!("Secret {ns}/{SECRET}");
+    let body = unready_saying(&mut served, &[&secret, "forbidden"]).await;
+    eprintln!("readiness while forbidden: {}", body.trim());
+    eventually("a clear log line", WAIT, || async {
+        let logs = served.logs();
+        (logs.contains("certificate check failed") && logs.contains("forbidden")).then_some(())
+    })
+    .await;
+    assert!(!served.logs().contains("panicked"), "{}", served.logs());
+
+    // Granted the manifests' Role for the Secret (moved into this namespace), plus what the
+    // rest of serve needs, it recovers by itself (retries with backoff): Secret created, ready.
+    let role = manifests_secret_role(&ns);
+    let role_name = role["metadata"]["name"].as_str().unwrap().to_string();
+    apply(&role);
+    apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": role_name, "namespace": ns},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]
+    }));
+    let others = format!("e2e-{ns}-not-secrets");
+    apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+        "metadata": {"name": others},
+        "rules": [
+            {"apiGroups": ["sparkoperator.k8s.io"], "resources": ["sparkapplications"],
+             "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["admissionregistration.k8s.io"],
+             "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
+             "verbs": ["get", "create", "update"]}
+        ]
+    }));
+    apply(&json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": others},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": others},
+        "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]
+    }));
+    let recovered = Instant::now();
+    eventually(
+        "ready after access is granted",
+        Duration::from_secs(90),
+        || async {
+            served
+                .admin_get("/readyz")
+                .is_some_and(|(code, _)| code == 200)
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "ready {} ms after access was granted",
+        recovered.elapsed().as_millis()
+    );
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let created = material(&secrets.get(SECRET).await.expect("created under the Role"));
+    all_serve(&[&served], &created).await;
+    // Renewal works under the Role too (update by name, with the resourceVersion read).
+    let mut expiring = CertOptions::new(tmp.path().join("expiring"));
+    expiring.validity_days = 1;
+    let bad = replace_pair(&secrets, expiring).await;
+    let renewed = material(&renewed(&secrets, &bad).await);
+    all_serve(&[&served], &renewed).await;
+    let logs = served.logs();
+    let since_served = logs
+        .split_once("serving the certificate from the Secret")
+        .map_or("", |(_, after)| after);
+    assert!(
+        !since_served.contains("403 Forbidden"),
+        "a call was denied under the manifests' Role:\n{logs}"
+    );
+    for (kind, name) in [("clusterrolebinding", &others), ("clusterrole", &others)] {
+        let _ = common::kubectl(&["delete", kind, name, "--ignore-not-found"]);
+    }
+}
+
+/// The base's Role for the certificate Secret, moved into `ns`.
+fn manifests_secret_role(ns: &str) -> Value {
+    use serde::Deserialize;
+    let text =
+        std::fs::read_to_string(common::repo_root().join("manifests/rbac/operator.yaml")).unwrap();
+    let mut role = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).expect("a YAML document"))
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "spark-webhook-certs")
+        .expect("Role spark-webhook-certs in manifests/rbac/operator.yaml");
+    role["metadata"]["namespace"] = ns.into();
+    role
+}
+
+#[tokio::test]
+async fn unreachable_apiserver_keeps_serve_unready_and_alive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let kubeconfig =
+        kubeconfig_variant(tmp.path(), None, Some(&format!("https://127.0.0.1:{port}")));
+    let ns = "certs-unreachable";
+    let mut served = Served::spawn_as(&kubeconfig, &[], ns, tmp.path(), &self_managed(ns));
+    let secret = format!("Secret {ns}/{SECRET}");
+    unready_saying(&mut served, &[&secret]).await;
+    eventually("a clear log line", WAIT, || async {
+        served
+            .logs()
+            .contains("certificate check failed")
+            .then_some(())
+    })
+    .await;
+    assert!(!served.logs().contains("panicked"), "{}", served.logs());
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn rendered(dir: &Path) -> Vec<Value> {
+    use serde::Deserialize;
+    let yaml = common::kubectl_ok(&["kustomize", dir.to_str().unwrap()], None);
+    serde_yaml::Deserializer::from_str(&yaml)
+        .map(|d| Value::deserialize(d).expect("a YAML document"))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The README's way to bring your own certificate: uncommenting the base's two `components`
+/// lines changes only the Deployment, to `--cert-dir` with the Secret mounted there.
+#[test]
+fn uncommenting_the_own_certs_component_switches_the_deployment_to_the_mounted_secret() {
+    let tmp = tempfile::tempdir().unwrap();
+    let copy = tmp.path().join("manifests");
+    copy_dir(&common::repo_root().join("manifests"), &copy);
+    let base = rendered(&copy);
+    let kustomization = copy.join("kustomization.yaml");
+    let text = std::fs::read_to_string(&kustomization).unwrap();
+    let commented = "# components:\n# - own-certs\n";
+    assert!(text.contains(commented), "{text}");
+    std::fs::write(
+        &kustomization,
+        text.replace(commented, "components:\n- own-certs\n"),
+    )
+    .unwrap();
+    let own = rendered(&copy);
+    assert_eq!(base.len(), own.len());
+    for (b, o) in base.iter().zip(&own) {
+        if b["kind"] != "Deployment" {
+            assert_eq!(b, o);
+            continue;
+        }
+        let (bc, oc) = (
+            &b["spec"]["template"]["spec"]["containers"][0],
+            &o["spec"]["template"]["spec"]["containers"][0],
+        );
+        let args =
+            |c: &Value| -> Vec<String> { serde_json::from_value(c["args"].clone()).unwrap() };
+        let (bargs, oargs) = (args(bc), args(oc));
+        assert!(bargs.contains(&format!("--cert-secret={SECRET}")));
+        assert!(oargs.contains(&"--cert-dir=/etc/spark-webhook/certs".to_string()));
+        assert_eq!(
+            oc["volumeMounts"][0]["mountPath"],
+            "/etc/spark-webhook/certs"
+        );
+        assert_eq!(
+            o["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"],
+            SECRET
+        );
+        // Everything else of the pod is the base's.
+        let strip = |d: &Value| {
+            let mut d = d.clone();
+            let pod = &mut d["spec"]["template"]["spec"];
+            pod.as_object_mut().unwrap().remove("volumes");
+            let c = pod["containers"][0].as_object_mut().unwrap();
+            c.remove("args");
+            c.remove("volumeMounts");
+            d
+        };
+        assert_eq!(strip(b), strip(o));
+    }
+}
