@@ -1,0 +1,221 @@
+//! End-to-end on a real node: Spark really runs. Needs the one-node cluster of
+//! `tests/cluster/realnode.sh up DIR` (kubelet, containerd, the local spark:3.5.3 image) named by
+//! `SPARK_WEBHOOK_REALNODE_DIR=DIR`; without it every test here says so and passes.
+//!
+//! `spark-webhook serve` runs on the host (webhook registered by url on 127.0.0.1, reconciler
+//! submitting natively); the driver pod reaches the apiserver through the `kubernetes` Service,
+//! creates its executor pods (mutated by the webhook), and they find the driver through the
+//! cluster DNS name of its headless Service.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Served, install_crd, kubectl, kubectl_ok, kubectl_stdin, namespace};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::{Value, json};
+use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::crd::SparkApplication;
+
+/// A pi run takes about a minute on an idle 2-core machine; leave room for a busy one.
+const RUN: Duration = Duration::from_secs(300);
+
+fn skip() -> bool {
+    if common::real_node().is_none() {
+        eprintln!(
+            "skipped: no real node (tests/cluster/realnode.sh up DIR, then SPARK_WEBHOOK_REALNODE_DIR=DIR)"
+        );
+        return true;
+    }
+    false
+}
+
+/// The driver's identity in `ns`, as the shipped manifests/rbac/job-namespace.yaml gives it in
+/// spark-jobs; waits until its token exists (pods are refused before).
+fn driver_rbac(ns: &str) {
+    let manifest =
+        std::fs::read_to_string(common::repo_root().join("manifests/rbac/job-namespace.yaml"))
+            .expect("manifests/rbac/job-namespace.yaml")
+            .replace("namespace: spark-jobs", &format!("namespace: {ns}"));
+    kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kubectl_ok(
+        &[
+            "get",
+            "serviceaccount",
+            "spark",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.secrets[0].name}",
+        ],
+        None,
+    )
+    .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no token for ServiceAccount spark in {ns} after 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn start(ns: &str) -> (Served, tempfile::TempDir) {
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(tmp.path())).unwrap();
+    let served = Served::start(ns, tmp.path(), &["--leader-election=false"]);
+    (served, tmp)
+}
+
+fn pyspark_pi(ns: &str, name: &str) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "type": "Python", "pythonVersion": "3", "mode": "cluster",
+            "image": "spark:3.5.3", "imagePullPolicy": "IfNotPresent", "sparkVersion": "3.5.3",
+            "mainApplicationFile": "local:///opt/spark/examples/src/main/python/pi.py",
+            "arguments": ["4"],
+            "restartPolicy": {"type": "Never"},
+            // Two pods on a 2-CPU node: request less than a core each.
+            "driver": {"cores": 1, "coreRequest": "500m", "memory": "512m", "serviceAccount": "spark"},
+            "executor": {"instances": 1, "cores": 1, "coreRequest": "500m", "memory": "512m"}
+        }
+    })
+}
+
+/// What to show when a run goes wrong: the app, the pods, the driver log, serve's log.
+fn diagnostics(ns: &str, driver: &str, served: &Served) -> String {
+    let out = |args: &[&str]| {
+        let o = kubectl(args);
+        format!(
+            "$ kubectl {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let serve_log = served.logs();
+    let tail: Vec<&str> = serve_log.lines().rev().take(40).collect();
+    format!(
+        "{}\n{}\n{}\n{}\n--- serve log (tail) ---\n{}",
+        out(&["get", "sparkapp", "-n", ns, "-o", "yaml"]),
+        out(&["get", "pods", "-n", ns, "-o", "wide"]),
+        out(&["get", "events", "-n", ns]),
+        out(&["logs", "-n", ns, driver, "--tail", "60"]),
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    )
+}
+
+/// A finished run: how long from apply to COMPLETED, and the executor pods seen meanwhile (Spark
+/// deletes them when the app ends).
+struct Run {
+    took: Duration,
+    executors: Vec<Pod>,
+}
+
+/// Waits until the app reaches COMPLETED; panics with diagnostics on FAILED or after `RUN`.
+async fn wait_completed(client: &kube::Client, ns: &str, name: &str, served: &Served) -> Run {
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let started = Instant::now();
+    let driver = format!("{name}-driver");
+    let mut last = String::new();
+    let mut executors: Vec<Pod> = Vec::new();
+    loop {
+        let selector = format!("spark-role=executor,sparkoperator.k8s.io/app-name={name}");
+        if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+            for p in list.items {
+                if !executors.iter().any(|e| e.metadata.name == p.metadata.name) {
+                    executors.push(p);
+                }
+            }
+        }
+        let state = apps
+            .get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|a| a.status)
+            .map(|s| s.application_state.state.to_string())
+            .unwrap_or_default();
+        if state != last {
+            eprintln!("{:>6.1}s {name}: {state}", started.elapsed().as_secs_f64());
+            last = state.clone();
+        }
+        match state.as_str() {
+            "COMPLETED" => {
+                return Run {
+                    took: started.elapsed(),
+                    executors,
+                };
+            }
+            "FAILED" | "SUBMISSION_FAILED" | "FAILING" => {
+                panic!("{name} {state}:\n{}", diagnostics(ns, &driver, served))
+            }
+            _ => {}
+        }
+        assert!(
+            started.elapsed() < RUN,
+            "{name} not COMPLETED after {RUN:?} (state {state:?}):\n{}",
+            diagnostics(ns, &driver, served)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_pyspark_pi_app_runs_to_completed_and_its_driver_prints_pi() {
+    if skip() {
+        return;
+    }
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-pi").await;
+    driver_rbac(&ns);
+    let (served, _certs) = start(&ns);
+    let out = kubectl_stdin(
+        &["apply", "-f", "-"],
+        Some(&pyspark_pi(&ns, "pi").to_string()),
+    );
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = wait_completed(&client, &ns, "pi", &served).await;
+    eprintln!(
+        "pi: kubectl apply -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+
+    let log = kubectl_ok(&["logs", "-n", &ns, "pi-driver"], None);
+    assert!(
+        log.contains("Pi is roughly 3.1"),
+        "the driver log has no 'Pi is roughly 3.1':\n{log}"
+    );
+    // The driver created its executor, and the webhook completed it on the way in.
+    assert_eq!(run.executors.len(), 1, "executor pods seen during the run");
+    let spec = run.executors[0].spec.as_ref().expect("executor spec");
+    let seccomp = spec
+        .security_context
+        .as_ref()
+        .and_then(|s| s.seccomp_profile.as_ref())
+        .map(|p| p.type_.as_str());
+    assert_eq!(seccomp, Some("RuntimeDefault"), "executor seccomp");
+    let pre_stop = spec.containers[0]
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.exec.as_ref())
+        .and_then(|e| e.command.clone());
+    assert_eq!(
+        pre_stop,
+        Some(vec!["/opt/decom.sh".to_string()]),
+        "executor preStop"
+    );
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
