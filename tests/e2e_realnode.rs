@@ -219,3 +219,125 @@ async fn a_pyspark_pi_app_runs_to_completed_and_its_driver_prints_pi() {
     );
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// The job of the volumes-and-archives app: on the driver and in tasks on every executor, check
+/// that the ConfigMap volume is mounted, that seccomp filters the process (`Seccomp: 2`, our
+/// RuntimeDefault default, really enforced by runc), and that the remote archive is unpacked
+/// under its `#deps` alias. Exits non-zero (the app FAILS) unless all hold.
+const CHECK_PY: &str = r#"
+import os, socket, sys, time
+from pyspark import SparkFiles
+from pyspark.sql import SparkSession
+
+def check(_):
+    vol = open("/opt/app/data.txt").read().strip() == "volume-ok"
+    seccomp = [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")][0]
+    places = [os.path.join(d, "deps", "marker.txt") for d in (".", SparkFiles.getRootDirectory())]
+    deps = any(os.path.isfile(p) and open(p).read().strip() == "deps-ok" for p in places)
+    time.sleep(0.2)
+    return (socket.gethostname(), vol, seccomp, deps)
+
+spark = SparkSession.builder.appName("checks").getOrCreate()
+n = int(spark.conf.get("spark.executor.instances"))
+results = [("driver:" + r[0],) + r[1:] for r in [check(0)]]
+results += spark.sparkContext.parallelize(range(40), 40).map(check).distinct().collect()
+for r in sorted(set(results)):
+    print("CHECK", *r, flush=True)
+hosts = {r[0] for r in results if not r[0].startswith("driver:")}
+bad = [r for r in results if not (r[1] and r[2] == "2" and r[3])]
+spark.stop()
+if bad or len(hosts) != n:
+    print(f"CHECKS FAILED: bad={bad} executors={sorted(hosts)} want {n}", flush=True)
+    sys.exit(1)
+print(f"CHECKS OK on the driver and {n} executors", flush=True)
+"#;
+
+/// An HTTP server pod (python3 in the Spark image) serving deps.zip (marker.txt = "deps-ok"),
+/// behind a ClusterIP Service `deps` on port 80.
+fn deps_server(ns: &str) -> Value {
+    let script = "mkdir -p /tmp/www && cd /tmp/www && python3 -c 'import zipfile; \
+                  z = zipfile.ZipFile(\"deps.zip\", \"w\"); z.writestr(\"marker.txt\", \"deps-ok\"); z.close()' \
+                  && exec python3 -m http.server 8000";
+    json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "deps-http", "namespace": ns, "labels": {"app": "deps-http"}},
+         "spec": {"containers": [{
+             "name": "http", "image": "spark:3.5.3", "imagePullPolicy": "IfNotPresent",
+             "command": ["/bin/bash", "-c", script],
+             "ports": [{"containerPort": 8000}],
+             "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1}
+         }]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "deps", "namespace": ns},
+         "spec": {"selector": {"app": "deps-http"}, "ports": [{"port": 80, "targetPort": 8000}]}}
+    ]})
+}
+
+fn volumes_and_archives_app(ns: &str, name: &str) -> Value {
+    let mount = json!([{"name": "app", "mountPath": "/opt/app"}]);
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "type": "Python", "pythonVersion": "3", "mode": "cluster",
+            "image": "spark:3.5.3", "imagePullPolicy": "IfNotPresent", "sparkVersion": "3.5.3",
+            "mainApplicationFile": "local:///opt/app/check.py",
+            "deps": {"archives": [format!("http://deps.{ns}.svc.cluster.local/deps.zip#deps")]},
+            "sparkConf": {
+                // Every executor must be there before the job, so each one runs checks.
+                "spark.scheduler.minRegisteredResourcesRatio": "1.0",
+                "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s"
+            },
+            "volumes": [{"name": "app", "configMap": {"name": "app-code"}}],
+            "restartPolicy": {"type": "Never"},
+            "driver": {"cores": 1, "coreRequest": "400m", "memory": "512m", "serviceAccount": "spark",
+                       "volumeMounts": mount},
+            "executor": {"instances": 2, "cores": 1, "coreRequest": "400m", "memory": "512m",
+                         "volumeMounts": mount}
+        }
+    })
+}
+
+#[tokio::test]
+async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver_and_executors() {
+    if skip() {
+        return;
+    }
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-deps").await;
+    driver_rbac(&ns);
+    let code = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "app-code", "namespace": ns},
+        "data": {"check.py": CHECK_PY, "data.txt": "volume-ok\n"}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&code.to_string()));
+    kubectl_ok(&["apply", "-f", "-"], Some(&deps_server(&ns).to_string()));
+    kubectl_ok(
+        &[
+            "wait",
+            "-n",
+            &ns,
+            "--for=condition=Ready",
+            "--timeout=120s",
+            "pod/deps-http",
+        ],
+        None,
+    );
+    let (served, _certs) = start(&ns);
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&volumes_and_archives_app(&ns, "checks").to_string()),
+    );
+    let run = wait_completed(&client, &ns, "checks", &served).await;
+    eprintln!(
+        "checks: kubectl apply -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", &ns, "checks-driver"], None);
+    assert!(
+        log.contains("CHECKS OK on the driver and 2 executors"),
+        "driver log:\n{log}"
+    );
+    assert_eq!(run.executors.len(), 2, "executor pods seen during the run");
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
