@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use spark_webhook::certs::{CertOptions, generate};
 use spark_webhook::crd::SparkApplication;
 
-/// A pi run takes about a minute on an idle 2-core machine; leave room for a busy one.
-const RUN: Duration = Duration::from_secs(300);
+/// A pi run takes about a minute on an idle 2-core machine, several on a busy one.
+const RUN: Duration = Duration::from_secs(420);
 
 fn skip() -> bool {
     if common::real_node().is_none() {
@@ -339,5 +339,100 @@ async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver
         "driver log:\n{log}"
     );
     assert_eq!(run.executors.len(), 2, "executor pods seen during the run");
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+#[tokio::test]
+async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_still_completes() {
+    if skip() {
+        return;
+    }
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-decom").await;
+    driver_rbac(&ns);
+    let (served, _certs) = start(&ns);
+    let mut app = pyspark_pi(&ns, "decom");
+    // Long enough to delete an executor mid-run; decommissioning on SIGPWR is what the
+    // webhook's preStop (/opt/decom.sh) asks for.
+    app["spec"]["arguments"] = json!(["120"]);
+    app["spec"]["executor"]["instances"] = json!(2);
+    app["spec"]["executor"]["coreRequest"] = json!("400m");
+    app["spec"]["driver"]["coreRequest"] = json!("400m");
+    app["spec"]["sparkConf"] = json!({"spark.decommission.enabled": "true"});
+    kubectl_ok(&["apply", "-f", "-"], Some(&app.to_string()));
+
+    // Once a registered executor runs tasks, delete its pod the way a user or the cluster would.
+    let deadline = Instant::now() + RUN;
+    let victim = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no executor running tasks:\n{}",
+            diagnostics(&ns, "decom-driver", &served)
+        );
+        let log = kubectl(&["logs", "-n", &ns, "decom-driver"]);
+        let log = String::from_utf8_lossy(&log.stdout);
+        // "Starting task 3.0 in stage 0.0 (TID 3) (10.88.0.12, executor 2, partition 3, ..."
+        let busy = log.lines().find_map(|l| {
+            let rest = l.split_once("Starting task")?.1;
+            let id = rest.split_once(", executor ")?.1.split(',').next()?;
+            Some(id.trim().to_string())
+        });
+        if let Some(id) = busy {
+            let pods = kubectl_ok(
+                &[
+                    "get",
+                    "pods",
+                    "-n",
+                    &ns,
+                    "-l",
+                    &format!("spark-role=executor,spark-exec-id={id}"),
+                    "-o",
+                    "jsonpath={.items[*].metadata.name}",
+                ],
+                None,
+            );
+            if let Some(p) = pods.split_whitespace().next() {
+                break p.to_string();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!("deleting executor pod {victim}");
+    kubectl_ok(&["delete", "pod", "-n", &ns, &victim, "--wait=false"], None);
+
+    let run = wait_completed(&client, &ns, "decom", &served).await;
+    eprintln!(
+        "decom: kubectl apply -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", &ns, "decom-driver"], None);
+    assert!(log.contains("Pi is roughly 3.1"), "driver log:\n{log}");
+    // The hook ran: decom.sh's SIGPWR made the executor decommission itself and tell the driver
+    // ("Received executor N decommissioned message"); a failed hook would leave a
+    // FailedPreStopHook event. (With spark.decommission.enabled Spark puts the same preStop on
+    // its executor pods itself; without, the webhook adds it, as e2e_webhook checks.)
+    let decom: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("decommissioned message") || l.contains("Decommission executors"))
+        .collect();
+    assert!(
+        !decom.is_empty(),
+        "the driver never heard of a decommissioning executor:\n{log}"
+    );
+    eprintln!("driver saw:\n{}", decom.join("\n"));
+    // decom.sh waits for its JVM to exit, and is killed with the container then (exit 137): that
+    // is success. Any other failure of the victim's hook is not.
+    let events = kubectl_ok(&["get", "events", "-n", &ns], None);
+    let bad: Vec<&str> = events
+        .lines()
+        .filter(|l| l.contains("FailedPreStopHook") && l.contains(&victim))
+        .filter(|l| !l.contains("exited with 137"))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the victim's preStop hook failed:\n{}",
+        bad.join("\n")
+    );
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
