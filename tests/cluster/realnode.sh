@@ -77,7 +77,16 @@ provision() {
   command -v kubectl >/dev/null || need+=(kubernetes-client)
   [ ${#need[@]} = 0 ] || apt_install "${need[@]}"
 
+  # The Spark image (mostly downloads) builds beside the Kubernetes binaries (mostly CPU).
+  local image_pid=
+  if [ -z "$(ls "$cache"/images/spark-3.5.3-*.tar 2>/dev/null)" ]; then
+    "$here/spark-image/build.sh" >/dev/null &
+    image_pid=$!
+  fi
   "$here/k8s-build.sh" "${K8S_BINARIES[@]}" || fail "building the Kubernetes binaries (k8s-build.sh)"
+  if [ -n "$image_pid" ]; then
+    wait "$image_pid" || fail "building the spark:3.5.3 image (spark-image/build.sh)"
+  fi
 
   if [ ! -f "$(pause_tar)" ]; then
     say "pause image ($PAUSE_IMAGE) from the pause binary built from source"
