@@ -107,10 +107,12 @@ provision() {
 n= # DIR/node, set by main
 alive() { [ -f "$n/$1.pid" ] && kill -0 "$(cat "$n/$1.pid")" 2>/dev/null; }
 # start NAME CMD...: run CMD in the background, logging to $n/NAME.log; its pid in $n/NAME.pid.
+# In a session of its own: a Ctrl-C meant for the caller (`make run`) must not kill the node
+# under `down`'s feet. (setsid execs in place here: a background job of a script leads no group.)
 start() {
   local name=$1
   shift
-  "$@" >"$n/$name.log" 2>&1 </dev/null 9>&- &
+  setsid "$@" >"$n/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$n/$name.pid"
 }
 # stop NAME...: SIGTERM, then SIGKILL after 5 s.
@@ -257,7 +259,7 @@ up() {
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 || fail "sysctl net.bridge.bridge-nf-call-iptables=1 (br_netfilter loaded?)"
 
   say "control plane"
-  REAL_NODE=1 NODE_IP=$NODE_IP "$here/cluster.sh" up "$dir" >/dev/null || fail "control plane (cluster.sh up $dir)"
+  REAL_NODE=1 NODE_IP=$NODE_IP setsid "$here/cluster.sh" up "$dir" >/dev/null </dev/null || fail "control plane (cluster.sh up $dir)"
   local kcfg=$dir/kubeconfig server
   server=$(awk '/server:/ {print $2}' "$kcfg")
 
