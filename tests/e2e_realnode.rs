@@ -436,3 +436,75 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
     );
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// The same pi app through `--submitter=spark-submit` (Spark 3.3.4's client from
+/// tests/cluster/pyspark.sh: 3.4+ cannot create its driver Service on a 1.20 apiserver), for
+/// the wall time of a JVM submission beside the native one.
+#[tokio::test]
+async fn a_pyspark_pi_app_submitted_by_spark_submit_runs_to_completed() {
+    if skip() {
+        return;
+    }
+    let out = std::process::Command::new(common::repo_root().join("tests/cluster/pyspark.sh"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running tests/cluster/pyspark.sh");
+    assert!(
+        out.status.success(),
+        "pyspark.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-submit").await;
+    driver_rbac(&ns);
+    let dir = &common::cluster().dir;
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .unwrap_or_else(|e| panic!("{f}: {e}"))
+            .trim()
+            .to_string()
+    };
+    // The apiserver's own address: the submitting JVM on the host and the driver in its pod
+    // both reach it there, and its certificate names it.
+    let master = format!(
+        "k8s://https://{}:{}",
+        read("apiserver.host"),
+        read("apiserver.port")
+    );
+    let certs = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(certs.path())).unwrap();
+    let token_file = certs.path().join("token");
+    std::fs::write(&token_file, read("admin.token")).unwrap();
+    let ca = dir.join("pki/apiserver.crt");
+    let served = Served::start(
+        &ns,
+        certs.path(),
+        &[
+            "--leader-election=false",
+            "--submitter",
+            "spark-submit",
+            "--spark-home",
+            &home,
+            "--spark-submit-token-file",
+            token_file.to_str().unwrap(),
+            "--spark-submit-ca-file",
+            ca.to_str().unwrap(),
+            "--spark-master",
+            &master,
+        ],
+    );
+    kubectl_ok(
+        &["apply", "-f", "-"],
+        Some(&pyspark_pi(&ns, "pi-submit").to_string()),
+    );
+    let run = wait_completed(&client, &ns, "pi-submit", &served).await;
+    eprintln!(
+        "pi-submit (spark-submit): kubectl apply -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", &ns, "pi-submit-driver"], None);
+    assert!(log.contains("Pi is roughly 3.1"), "driver log:\n{log}");
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
