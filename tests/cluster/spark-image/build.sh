@@ -40,7 +40,7 @@ debootstrap --variant=minbase --include=openjdk-17-jre-headless,python3,tini,pro
   bookworm "$root" "$mirror" >>"$log" 2>&1 || fail "debootstrap (see $log)"
 say "pip install pyspark==3.5.3 (~1-2 min)"
 python3 -m venv "$work/venv" >>"$log" 2>&1 || fail "python3 -m venv (install python3-venv?)"
-"$work/venv/bin/pip" install -q --no-compile pyspark==3.5.3 >>"$log" 2>&1 || fail "pip install pyspark==3.5.3 (see $log)"
+"$work/venv/bin/pip" install -q --no-compile --no-cache-dir pyspark==3.5.3 >>"$log" 2>&1 || fail "pip install pyspark==3.5.3 (see $log)"
 site=$("$work/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 [ -x "$site/pyspark/bin/spark-submit" ] && [ -f "$site/pyspark/examples/src/main/python/pi.py" ] \
   || fail "pyspark 3.5.3 has no bin/spark-submit or examples/src/main/python/pi.py"
