@@ -4,7 +4,8 @@ CARGO ?= cargo
 LOCAL := $(CURDIR)/.local
 BIN := target/release/spark-webhook
 
-.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench fuzz fuzz-smoke clean
+.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench fuzz fuzz-smoke clean \
+	node-provision node-up node-down test-realnode
 
 ## run: build, start a local control plane, install the CRD and webhooks, serve (Ctrl-C stops all)
 run:
@@ -62,6 +63,24 @@ provision:
 
 cluster-up:
 	tests/cluster/cluster.sh up $(LOCAL)/cluster
+
+## node-provision: everything a real one-node cluster needs (Debian packages, kubelet & co. built
+## from source, the pause and spark:3.5.3 images; cached, ~20 min the first time)
+node-provision:
+	tests/cluster/realnode.sh provision
+
+## node-up / node-down: a real one-node cluster in .local/node (kubelet, containerd, kube-proxy,
+## DNS; Spark pods really run). `source .local/node/env` points kubectl at it.
+node-up:
+	tests/cluster/realnode.sh up $(LOCAL)/node
+
+node-down:
+	tests/cluster/realnode.sh down $(LOCAL)/node
+
+## test-realnode: real Spark apps on the real node (brought up if needed and left running;
+## REALNODE_DOWN=1 tears it down afterwards)
+test-realnode:
+	tests/run-realnode.sh
 
 cluster-down:
 	tests/cluster/cluster.sh down $(LOCAL)/cluster

@@ -10,6 +10,11 @@
 # Environment: APISERVER_PORT / ETCD_PORT to pin ports (else free ones are picked);
 # WATCH_PID=<pid> makes the cluster stop by itself once that process is gone (used by test
 # binaries that start their own cluster, so nothing outlives them).
+# REAL_NODE=1 (set by realnode.sh) starts the control plane of a real one-node cluster instead:
+# the apiserver listens on the node's bridge address NODE_IP (10.88.0.1; the bridge must exist),
+# where pods reach it directly and through the `kubernetes` Service, whose endpoints it keeps; and
+# the ServiceAccount admission plugin mounts tokens into pods. Its certificate is valid for NODE_IP,
+# not 127.0.0.1, so the kubeconfig names NODE_IP.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}; dir=${2:-}
@@ -28,7 +33,8 @@ free_port() { # a port not listening now, in a range away from ephemeral ports
   done
   fail "no free loopback port found"
 }
-readyz() { curl -sk --max-time 2 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$dir/admin.token")" "https://127.0.0.1:$(cat "$dir/apiserver.port")/readyz" 2>/dev/null || true; }
+api_host() { cat "$dir/apiserver.host" 2>/dev/null || echo 127.0.0.1; }
+readyz() { curl -sk --max-time 2 -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(cat "$dir/admin.token")" "https://$(api_host):$(cat "$dir/apiserver.port")/readyz" 2>/dev/null || true; }
 
 stop() {
   for p in watchdog apiserver etcd; do
@@ -76,17 +82,24 @@ up)
     --initial-cluster "local=http://127.0.0.1:$((eport + 1))" \
     --quota-backend-bytes=4294967296 --log-level=warn > "$dir/etcd.log" 2>&1 9>&- &
   echo $! > "$dir/etcd.pid"
+  if [ "${REAL_NODE:-0}" = 1 ]; then
+    host=${NODE_IP:-10.88.0.1}
+    mode=(--kubelet-preferred-address-types=InternalIP)
+  else
+    host=127.0.0.1
+    mode=(--endpoint-reconciler-type=none --disable-admission-plugins=ServiceAccount)
+  fi
+  echo "$host" > "$dir/apiserver.host"
   "$bin/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:$eport" \
-    --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$aport" \
-    --endpoint-reconciler-type=none \
+    --bind-address="$host" --advertise-address="$host" --secure-port="$aport" \
+    "${mode[@]}" \
     --cert-dir="$dir/pki" --token-auth-file="$dir/tokens.csv" \
     --authorization-mode=RBAC \
     --service-account-key-file="$dir/sa.pub" --service-account-signing-key-file="$dir/sa.key" \
     --service-account-issuer=https://kubernetes.default.svc \
     --service-cluster-ip-range=10.96.0.0/16 \
     --enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook \
-    --disable-admission-plugins=ServiceAccount \
     --enable-priority-and-fairness=false \
     > "$dir/apiserver.log" 2>&1 9>&- &
   echo $! > "$dir/apiserver.pid"
@@ -105,7 +118,7 @@ kind: Config
 clusters:
 - name: local
   cluster:
-    server: https://127.0.0.1:$aport
+    server: https://$host:$aport
     certificate-authority: $dir/pki/apiserver.crt
 users:
 - name: admin
@@ -118,7 +131,7 @@ current-context: local
 K
   cat > "$dir/env" <<E
 export KUBECONFIG=$dir/kubeconfig
-export APISERVER_URL=https://127.0.0.1:$aport
+export APISERVER_URL=https://$host:$aport
 export SPARK_WEBHOOK_CLUSTER_DIR=$dir
 export PATH=$bin:\$PATH
 E
@@ -128,7 +141,7 @@ E
       </dev/null >/dev/null 2>&1 9>&- &
     echo $! > "$dir/watchdog.pid"
   fi
-  say "kube-apiserver ready on https://127.0.0.1:$aport in $(( ($(date +%s%N) - started) / 1000000 )) ms"
+  say "kube-apiserver ready on https://$host:$aport in $(( ($(date +%s%N) - started) / 1000000 )) ms"
   cat "$dir/env" ;;
 *) echo "usage: $0 up|down|status DIR" >&2; exit 2 ;;
 esac

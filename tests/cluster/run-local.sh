@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# `make run`: the whole product on this machine. Builds spark-webhook, starts a local etcd +
-# kube-apiserver, creates certificates, installs the CRD, starts `spark-webhook serve` registered
-# through a url clientConfig on 127.0.0.1, and keeps serving until Ctrl-C; then tears it all down.
+# `make run`: the whole product on this machine. Builds spark-webhook, starts a cluster, creates
+# certificates, installs the CRD, starts `spark-webhook serve` registered through a url
+# clientConfig on 127.0.0.1, and keeps serving until Ctrl-C; then tears it all down.
+#
+# The cluster is a real one-node cluster (tests/cluster/realnode.sh: kubelet, containerd, the
+# local spark:3.5.3 image) where SparkApplications really run, when run as root; REALNODE=0 (or
+# not root) gives the light control plane alone (etcd + kube-apiserver, no node: pods stay
+# Pending, the webhook's work is shown on a hand-made executor pod).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
@@ -14,8 +19,15 @@ step "building spark-webhook (release)"
 cargo build --release --locked
 bin=$root/target/release/spark-webhook
 
-step "starting the local control plane (first run builds kube-apiserver: several minutes)"
-tests/cluster/cluster.sh up "$dir" >/dev/null
+realnode=${REALNODE:-$([ "$(id -u)" = 0 ] && echo 1 || echo 0)}
+if [ "$realnode" = 1 ]; then
+  dir=$root/.local/node
+  step "starting a real one-node cluster (first run provisions it: ~20-30 min; then ~1 min)"
+  tests/cluster/realnode.sh up "$dir" >/dev/null
+else
+  step "starting the local control plane (first run builds kube-apiserver: several minutes)"
+  tests/cluster/cluster.sh up "$dir" >/dev/null
+fi
 # shellcheck disable=SC1091
 source "$dir/env"
 
@@ -31,8 +43,13 @@ cleanup() {
     kill -TERM "$serve_pid" 2>/dev/null || true
     wait "$serve_pid" 2>/dev/null || true
   fi
-  step "stopping the control plane"
-  tests/cluster/cluster.sh down "$dir" >/dev/null 2>&1 || true
+  if [ "$realnode" = 1 ]; then
+    step "stopping the real node"
+    tests/cluster/realnode.sh down "$dir" >/dev/null 2>&1 || true
+  else
+    step "stopping the control plane"
+    tests/cluster/cluster.sh down "$dir" >/dev/null 2>&1 || true
+  fi
   step "stopped"
 }
 trap cleanup EXIT TERM
@@ -56,6 +73,32 @@ for _ in $(seq 100); do
   kill -0 "$serve_pid" 2>/dev/null || { echo "spark-webhook exited; see .local/spark-webhook.log" >&2; exit 1; }
   sleep 0.2
 done
+
+if [ "$realnode" = 1 ]; then
+  step "job namespace spark-jobs with the driver's ServiceAccount spark (manifests/namespaces, manifests/rbac/job-namespace.yaml)"
+  kubectl apply -f manifests/namespaces/namespaces.yaml -f manifests/rbac/job-namespace.yaml >/dev/null
+  for _ in $(seq 100); do
+    [ -n "$(kubectl -n spark-jobs get serviceaccount spark -o jsonpath='{.secrets[0].name}' 2>/dev/null)" ] && break
+    sleep 0.2
+  done
+  step "running the PySpark pi example (manifests/examples/spark-pi-python.yaml) on the node"
+  kubectl apply -f manifests/examples/spark-pi-python.yaml >/dev/null
+  cat >&2 <<MSG
+
+spark-webhook is serving (webhook + reconciler) for a real one-node cluster: Spark really runs.
+  export KUBECONFIG=$KUBECONFIG
+  kubectl get sparkapp -n spark-jobs -w                  # SUBMITTED, RUNNING, COMPLETED (~1 min)
+  kubectl logs -n spark-jobs spark-pi-python-driver | grep 'Pi is roughly'
+  kubectl get pods -n spark-jobs -o wide
+  kubectl apply -f manifests/examples/...                # more examples (image spark:3.5.3)
+  curl http://127.0.0.1:$admin_port/metrics
+Logs: .local/spark-webhook.log (also below), node components in $dir/node/*.log.
+Ctrl-C stops everything.
+
+MSG
+  wait "$serve_pid"
+  exit 0
+fi
 
 step "applying an example SparkApplication (tests/fixtures/sparkapplication-pi.yaml)"
 kubectl apply -f tests/fixtures/sparkapplication-pi.yaml >/dev/null

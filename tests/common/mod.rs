@@ -31,9 +31,10 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+static CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
 /// The control plane of this test run, started on first use.
 pub fn cluster() -> &'static Cluster {
-    static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
         let dir = match std::env::var_os("SPARK_WEBHOOK_CLUSTER_DIR") {
             Some(d) => PathBuf::from(d),
@@ -52,6 +53,35 @@ pub fn cluster() -> &'static Cluster {
                 dir
             }
         };
+        Cluster::load(dir)
+    })
+}
+
+/// The real one-node cluster of `tests/cluster/realnode.sh up DIR` (kubelet, containerd, the
+/// spark:3.5.3 image), named by `SPARK_WEBHOOK_REALNODE_DIR=DIR`, as the cluster of this test
+/// process (call it before anything else uses [`cluster`]). None when the variable is unset.
+pub fn real_node() -> Option<&'static Cluster> {
+    let dir = PathBuf::from(std::env::var_os("SPARK_WEBHOOK_REALNODE_DIR")?);
+    let c = CLUSTER.get_or_init(|| Cluster::load(dir.clone()));
+    assert_eq!(
+        c.dir, dir,
+        "real_node() called after cluster() chose another cluster"
+    );
+    let ready = Command::new(repo_root().join("tests/cluster/realnode.sh"))
+        .arg("status")
+        .arg(&dir)
+        .status()
+        .expect("running tests/cluster/realnode.sh status");
+    assert!(
+        ready.success(),
+        "SPARK_WEBHOOK_REALNODE_DIR={} but its node is not Ready (tests/cluster/realnode.sh up {0})",
+        dir.display()
+    );
+    Some(c)
+}
+
+impl Cluster {
+    fn load(dir: PathBuf) -> Cluster {
         let env = std::fs::read_to_string(dir.join("env"))
             .unwrap_or_else(|e| panic!("{}/env: {e} (is the control plane up?)", dir.display()));
         let bin = env
@@ -65,7 +95,7 @@ pub fn cluster() -> &'static Cluster {
             dir,
             bin,
         }
-    })
+    }
 }
 
 /// A client for the control plane, authenticated as its admin.
