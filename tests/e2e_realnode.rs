@@ -22,14 +22,14 @@ use spark_webhook::crd::SparkApplication;
 /// A pi run takes about a minute on an idle 2-core machine, several on a busy one.
 const RUN: Duration = Duration::from_secs(420);
 
-fn skip() -> bool {
-    if common::real_node().is_none() {
-        eprintln!(
-            "skipped: no real node (tests/cluster/realnode.sh up DIR, then SPARK_WEBHOOK_REALNODE_DIR=DIR)"
-        );
-        return true;
-    }
-    false
+/// The real node these tests run on. They are not part of `make test` (nextest's default filter
+/// leaves this binary out): `make test-realnode` brings a node up and runs them. Run by hand
+/// without a node, they fail and say how to get one.
+fn node() -> &'static common::Cluster {
+    common::real_node().expect(
+        "no real node: run `make test-realnode`, or `tests/cluster/realnode.sh up DIR` then \
+         SPARK_WEBHOOK_REALNODE_DIR=DIR cargo nextest run --ignore-default-filter --test e2e_realnode",
+    )
 }
 
 /// The driver's identity in `ns`, as the shipped manifests/rbac/job-namespace.yaml gives it in
@@ -169,9 +169,7 @@ async fn wait_completed(client: &kube::Client, ns: &str, name: &str, served: &Se
 
 #[tokio::test]
 async fn a_pyspark_pi_app_runs_to_completed_and_its_driver_prints_pi() {
-    if skip() {
-        return;
-    }
+    node();
     let client = common::client().await;
     install_crd();
     let ns = namespace(&client, "rn-pi").await;
@@ -300,9 +298,7 @@ fn volumes_and_archives_app(ns: &str, name: &str) -> Value {
 
 #[tokio::test]
 async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver_and_executors() {
-    if skip() {
-        return;
-    }
+    node();
     let client = common::client().await;
     install_crd();
     let ns = namespace(&client, "rn-deps").await;
@@ -344,9 +340,7 @@ async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver
 
 #[tokio::test]
 async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_still_completes() {
-    if skip() {
-        return;
-    }
+    node();
     let client = common::client().await;
     install_crd();
     let ns = namespace(&client, "rn-decom").await;
@@ -442,9 +436,7 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
 /// the wall time of a JVM submission beside the native one.
 #[tokio::test]
 async fn a_pyspark_pi_app_submitted_by_spark_submit_runs_to_completed() {
-    if skip() {
-        return;
-    }
+    node();
     let out = std::process::Command::new(common::repo_root().join("tests/cluster/pyspark.sh"))
         .stdin(std::process::Stdio::null())
         .output()
