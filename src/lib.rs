@@ -5,6 +5,8 @@ pub mod appcache;
 pub mod certs;
 pub mod cli;
 pub mod crd;
+pub mod failpoint;
+pub mod health;
 pub mod metrics;
 pub mod mutate;
 pub mod namespaces;
