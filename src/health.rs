@@ -4,7 +4,7 @@
 //! `system:public-info-viewer` role).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use kube::Client;
@@ -38,7 +38,10 @@ impl ApiHealth {
                 let was = h.reachable.swap(ok, Ordering::AcqRel);
                 match (was, ok) {
                     (true, false) => tracing::warn!("Kubernetes API unreachable: not ready"),
-                    (false, true) => tracing::info!("Kubernetes API reachable"),
+                    (false, true) => {
+                        RECOVERIES.fetch_add(1, Ordering::AcqRel);
+                        tracing::info!("Kubernetes API reachable");
+                    }
                     _ => {}
                 }
             }
@@ -59,4 +62,90 @@ async fn probe(client: &Client) -> bool {
         tokio::time::timeout(PROBE_TIMEOUT, client.request_text(request)).await,
         Ok(Ok(_))
     )
+}
+
+/// Times the probe saw the apiserver come back: watch backoffs start over then.
+static RECOVERIES: AtomicU64 = AtomicU64::new(0);
+
+/// Retry delays of one watch after an error: 250 ms doubling to 2 s, with up to a quarter of
+/// jitter, reset by the watch's next success and whenever the probe sees the apiserver come
+/// back. kube's default grows to 30 s and is reset only by an event, so after an apiserver
+/// outage the watches stayed blind for up to another half minute (a restarted apiserver first
+/// answers a resumed watch with 410 Expired, itself an error that waited a full backoff).
+/// Two seconds between tries of a handful of watches is no load for a recovering apiserver.
+#[derive(Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+    recoveries: u64,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: Self::FIRST,
+            recoveries: RECOVERIES.load(Ordering::Acquire),
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let recoveries = RECOVERIES.load(Ordering::Acquire);
+        if recoveries != self.recoveries {
+            self.recoveries = recoveries;
+            self.next = Self::FIRST;
+        }
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let quarter = u32::try_from((delay / 4).as_millis()).unwrap_or(1).max(1);
+        Some(delay + Duration::from_millis(u64::from(nanos % quarter)))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// No delay: for the controller's trigger stream, whose watches back off on their own.
+#[derive(Debug, Default)]
+pub struct NoBackoff;
+
+impl Iterator for NoBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoBackoff {
+    fn reset(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_backoff_grows_to_its_cap_and_starts_over_when_the_api_is_back() {
+        let mut b = WatchBackoff::default();
+        let delays: Vec<Duration> = (&mut b).take(6).collect();
+        assert!(delays[0] >= WatchBackoff::FIRST && delays[0] < WatchBackoff::FIRST * 2);
+        assert!(delays[5] >= WatchBackoff::MAX && delays[5] <= WatchBackoff::MAX * 5 / 4);
+        RECOVERIES.fetch_add(1, Ordering::AcqRel);
+        assert!(b.next().is_some_and(|d| d < WatchBackoff::FIRST * 2));
+    }
 }

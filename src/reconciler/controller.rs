@@ -20,6 +20,7 @@ use super::state::{self, Action, Decision, EventType, Observed, Settings, Submit
 pub use crate::appcache::GuardedApp;
 use crate::crd::{SparkApplication, SparkApplicationStatus};
 use crate::failpoint::{self, FailPoint};
+use crate::health::{NoBackoff, WatchBackoff};
 use crate::metrics::AppMetrics;
 use crate::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
 use crate::submission::spark_submit::{self, SparkSubmitter};
@@ -146,20 +147,24 @@ pub async fn run(
         pods_api,
         watcher::Config::default().labels(&format!("{LAUNCHED_BY_LABEL}=true")),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::default())
     .modify(slim_pod)
     .reflect(pod_writer)
     .touched_objects();
     // As `Controller::new` builds it, but the cached apps lose their managedFields first.
     let (app_reader, app_writer) = reflector::store();
     let app_stream = watcher(apps, watcher::Config::default())
+        .backoff(WatchBackoff::default())
         .modify(crate::appcache::slim_app)
         .reflect(app_writer)
         .applied_objects();
     // No limit in the controller itself: the two lanes in `reconcile` bound the work, so a
     // queue of submissions never holds a status reconcile back.
+    // Each watch backs off on its own (kept short, so watches resume within seconds of an
+    // apiserver outage); a second, shared backoff on top would hold both back for either.
     let controller = Controller::for_stream(app_stream, app_reader)
-        .with_config(kube::runtime::controller::Config::default().concurrency(0));
+        .with_config(kube::runtime::controller::Config::default().concurrency(0))
+        .trigger_backoff(NoBackoff);
     ctx_parts
         .metrics
         .add_source(controller.store(), pod_reader.clone());
