@@ -772,7 +772,8 @@ async fn a_finished_driver_shows_completed_ahead_of_a_queue_of_submissions() {
         submitted < queue.len(),
         "COMPLETED only showed after the whole queue was submitted"
     );
-    wait_all(&apps, &queue, &["SUBMITTED"], Duration::from_secs(120)).await;
+    let all_submitted = Duration::from_secs(120.max(queue.len() as u64 / 5));
+    wait_all(&apps, &queue, &["SUBMITTED"], all_submitted).await;
     eprintln!(
         "status under a queue: COMPLETED {:.0} ms after the driver succeeded, with {} of {} queued apps still unsubmitted",
         latency.as_secs_f64() * 1000.0,

@@ -12,6 +12,10 @@ export SPARK_WEBHOOK_CLUSTER_DIR=$dir
 # The spark-submit tests need pyspark 3.3.4 (a cold install takes a minute): provision it here,
 # cached, so no test spends its time budget on a download.
 "$root/tests/cluster/pyspark.sh" >/dev/null
-profile=default
+# The metrics test pipes /metrics through promtool (Debian's prometheus package; cached).
+"$root/tests/cluster/promtool.sh" >/dev/null
+profile=${NEXTEST_PROFILE:-default}
 [ "${CI:-}" = true ] && profile=ci
-cargo nextest run --locked --all-targets --profile "$profile" "$@"
+# NEXTEST_TARGETS narrows the run (e.g. `--test e2e_faults` for `make chaos`).
+# shellcheck disable=SC2086
+cargo nextest run --locked ${NEXTEST_TARGETS:---all-targets} --profile "$profile" "$@"
