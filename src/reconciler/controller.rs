@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
 pub use crate::appcache::GuardedApp;
-use crate::crd::{SparkApplication, SparkApplicationStatus};
+use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
 use crate::metrics::AppMetrics;
@@ -385,6 +385,24 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
         spec_hash: &spec_hash,
     };
     let mut decision = state::decide(app, &observed, &ctx.settings);
+    // A driver that just ended settles the app in the same status write (SUCCEEDING on to
+    // COMPLETED, FAILING on to FAILED or a rerun) instead of a write per step, each of which
+    // would wait its turn at a busy apiserver.
+    let ended = decision.status.application_state.state;
+    if decision.actions.is_empty()
+        && matches!(ended, S::Succeeding | S::Failing)
+        && ended != status.application_state.state
+    {
+        let ending = SparkApplication {
+            status: Some(decision.status.clone()),
+            ..app.clone()
+        };
+        let next = state::decide(&ending, &observed, &ctx.settings);
+        decision.status = next.status;
+        decision.actions = next.actions;
+        decision.events.extend(next.events);
+        decision.requeue_after = next.requeue_after;
+    }
     let submits = decision
         .actions
         .iter()
