@@ -4,7 +4,7 @@ CARGO ?= cargo
 LOCAL := $(CURDIR)/.local
 BIN := target/release/spark-webhook
 
-.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench fuzz fuzz-smoke clean \
+.PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench chaos fuzz fuzz-smoke clean \
 	node-provision node-up node-down test-realnode
 
 ## run: build, start a local control plane, install the CRD and webhooks, serve (Ctrl-C stops all)
@@ -46,6 +46,12 @@ bench:
 	$(CARGO) bench --locked --bench mutation -- --noplot
 	$(CARGO) bench --locked --bench webhook_load
 	$(CARGO) bench --locked --bench submit_scale
+
+## chaos: the fault tests (tests/e2e_faults.rs) at full size: 200 apps crashed at every step of
+## submission and SIGKILLed, a 30 s apiserver outage, 1000 apps queued ahead of a finishing one
+chaos:
+	FAULTS_APPS=200 FAULTS_QUEUE=1000 FAULTS_OUTAGE_SECS=30 FAULTS_LEADER_APPS=200 \
+	  NEXTEST_TARGETS="--test e2e_faults" NEXTEST_PROFILE=chaos tests/run.sh --no-capture
 
 ## fuzz: every fuzz target (fuzz/, cargo-fuzz on nightly) for FUZZ_SECONDS each (default 300);
 ## prints executions per target. FUZZ_SANITIZER=address adds ASan, FUZZ_JOBS runs more processes

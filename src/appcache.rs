@@ -54,7 +54,7 @@ impl AppCache {
             };
             let (reader, writer) = reflector::store();
             let stream = watcher(api, watcher::Config::default())
-                .default_backoff()
+                .backoff(crate::health::WatchBackoff::default())
                 .modify(slim_app)
                 .reflect(writer)
                 .touched_objects();

@@ -6,6 +6,8 @@ pub mod certmanager;
 pub mod certs;
 pub mod cli;
 pub mod crd;
+pub mod failpoint;
+pub mod health;
 pub mod metrics;
 pub mod mutate;
 pub mod namespaces;

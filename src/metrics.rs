@@ -129,9 +129,63 @@ impl Metrics {
     }
 }
 
+/// Content type of [`to_prometheus_text`]'s output.
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of [`Metrics::encode`]'s output.
+pub const OPENMETRICS_TEXT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The OpenMetrics exposition in Prometheus' classic text format, for scrapers (and
+/// `promtool check metrics`) that do not ask for OpenMetrics: a counter family is named as its
+/// samples are (`…_total`), and the OpenMetrics-only `# UNIT` and `# EOF` lines go.
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_classic_text_names_counter_families_as_their_samples() {
+        let m = Metrics::new();
+        let apps = AppMetrics::new("", Vec::new(), DEFAULT_START_LATENCY_BUCKETS);
+        let text = to_prometheus_text(&m.encode(Some(&apps)));
+        assert!(
+            text.contains("# TYPE spark_webhook_admission_reviews_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE spark_application_submit_total counter\n"));
+        assert!(
+            text.contains("\nspark_application_submit_total{} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nspark_application_running{} 0\n"), "{text}");
+        assert!(!text.contains("# EOF"));
+        // The start-latency buckets reach an hour (kubeflow's top bucket was 300 s).
+        assert!(text.contains(r#"spark_application_start_latency_seconds_bucket{le="3600.0"} 0"#));
+    }
 
     #[test]
     fn counters_exist_at_zero_and_count() {
@@ -158,26 +212,28 @@ mod tests {
     }
 }
 
-/// SparkApplication metrics under kubeflow's names (`spark_application_count`, …), prefixed by
-/// `--metrics-prefix`. Kubeflow exposes its counts as plain counters without `_total`; to keep
-/// those exact names they are monotonic gauges here (OpenMetrics would rename counters).
-/// Kubeflow's summaries are histograms (prometheus-client has no summary type).
+/// SparkApplication metrics, kubeflow's set under Prometheus' naming rules, prefixed by
+/// `--metrics-prefix`: kubeflow's `spark_application_submit_count` is the counter
+/// `spark_application_submit_total` here, its `…_running_count` gauges are `…_running`
+/// (`promtool check metrics` refuses `_count` on anything but histograms and summaries, and a
+/// counter's samples end in `_total`). Kubeflow's summaries are histograms (prometheus-client
+/// has no summary type).
 pub struct AppMetrics {
     pub registry: Registry,
     label_keys: Vec<String>,
-    count: Family<Vec<(String, String)>, Gauge>,
-    submit: Family<Vec<(String, String)>, Gauge>,
-    failed_submission: Family<Vec<(String, String)>, Gauge>,
-    running: Family<Vec<(String, String)>, Gauge>,
-    success: Family<Vec<(String, String)>, Gauge>,
-    failure: Family<Vec<(String, String)>, Gauge>,
+    count: Family<Labels, Counter>,
+    submit: Family<Labels, Counter>,
+    failed_submission: Family<Labels, Counter>,
+    running: Family<Labels, Gauge>,
+    success: Family<Labels, Counter>,
+    failure: Family<Labels, Counter>,
     success_time: HistFamily,
     failure_time: HistFamily,
     submit_latency: HistFamily,
     start_latency: HistFamily,
-    executor_running: Family<Vec<(String, String)>, Gauge>,
-    executor_success: Family<Vec<(String, String)>, Gauge>,
-    executor_failure: Family<Vec<(String, String)>, Gauge>,
+    executor_running: Family<Labels, Gauge>,
+    executor_success: Family<Labels, Counter>,
+    executor_failure: Family<Labels, Counter>,
     sources: Mutex<Vec<Source>>,
 }
 
@@ -214,6 +270,11 @@ impl AppMetrics {
             registry.register(name(n), help, f.clone());
             f
         };
+        let counter = |registry: &mut Registry, n: &str, help: &str| {
+            let f = Family::<Labels, Counter>::default();
+            registry.register(name(n), help, f.clone());
+            f
+        };
         let exec_time = [
             60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0,
         ];
@@ -226,34 +287,30 @@ impl AppMetrics {
             0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
         ];
         let m = AppMetrics {
-            count: gauge(
+            count: counter(&mut registry, "spark_application", "SparkApplications seen"),
+            submit: counter(
                 &mut registry,
-                "spark_application_count",
-                "SparkApplications seen",
-            ),
-            submit: gauge(
-                &mut registry,
-                "spark_application_submit_count",
+                "spark_application_submit",
                 "Successful submissions",
             ),
-            failed_submission: gauge(
+            failed_submission: counter(
                 &mut registry,
-                "spark_application_failed_submission_count",
+                "spark_application_failed_submission",
                 "Failed submissions",
             ),
             running: gauge(
                 &mut registry,
-                "spark_application_running_count",
+                "spark_application_running",
                 "SparkApplications running now",
             ),
-            success: gauge(
+            success: counter(
                 &mut registry,
-                "spark_application_success_count",
+                "spark_application_success",
                 "SparkApplications completed",
             ),
-            failure: gauge(
+            failure: counter(
                 &mut registry,
-                "spark_application_failure_count",
+                "spark_application_failure",
                 "SparkApplications failed",
             ),
             success_time: hist(
@@ -282,17 +339,17 @@ impl AppMetrics {
             ),
             executor_running: gauge(
                 &mut registry,
-                "spark_executor_running_count",
+                "spark_executor_running",
                 "Executors running now",
             ),
-            executor_success: gauge(
+            executor_success: counter(
                 &mut registry,
-                "spark_executor_success_count",
+                "spark_executor_success",
                 "Executors that completed",
             ),
-            executor_failure: gauge(
+            executor_failure: counter(
                 &mut registry,
-                "spark_executor_failure_count",
+                "spark_executor_failure",
                 "Executors that failed",
             ),
             label_keys,
@@ -306,13 +363,14 @@ impl AppMetrics {
                 &m.count,
                 &m.submit,
                 &m.failed_submission,
-                &m.running,
                 &m.success,
                 &m.failure,
-                &m.executor_running,
                 &m.executor_success,
                 &m.executor_failure,
             ] {
+                let _ = f.get_or_create(&l);
+            }
+            for f in [&m.running, &m.executor_running] {
                 let _ = f.get_or_create(&l);
             }
             for h in [
@@ -399,10 +457,14 @@ impl AppMetrics {
     pub fn executor_event(&self, app: &crate::crd::SparkApplication, reason: &str) {
         let l = self.labels(app);
         match reason {
-            "SparkExecutorCompleted" => self.executor_success.get_or_create(&l).inc(),
-            "SparkExecutorFailed" => self.executor_failure.get_or_create(&l).inc(),
-            _ => 0,
-        };
+            "SparkExecutorCompleted" => {
+                self.executor_success.get_or_create(&l).inc();
+            }
+            "SparkExecutorFailed" => {
+                self.executor_failure.get_or_create(&l).inc();
+            }
+            _ => {}
+        }
     }
 
     /// Registers the caches the running gauges are computed from.

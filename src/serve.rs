@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::appcache::AppCache;
 use crate::certmanager::{CertManager, CertManagerError, SecretCertConfig};
-use crate::metrics::{AppMetrics, Metrics};
+use crate::health::ApiHealth;
+use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use crate::reconciler::controller::Submitter;
@@ -618,6 +619,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
 
     let admin = admin_router(AdminState {
+        api: ApiHealth::start(client.clone(), shutdown.clone()),
         apps: webhook_part.as_ref().map(|w| w.4.clone()),
         resolver: webhook_part.as_ref().map(|w| w.3.clone()),
         metrics,
@@ -759,6 +761,8 @@ fn spawn_signal_handler(shutdown: CancellationToken) {
 
 #[derive(Clone)]
 struct AdminState {
+    /// Whether the apiserver answers now.
+    api: Arc<ApiHealth>,
     /// The webhook's cache and certificate; None when the webhook is off.
     apps: Option<AppCache>,
     resolver: Option<Arc<ReloadingCertResolver>>,
@@ -774,9 +778,13 @@ fn admin_router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Ready once the certificate is loaded and valid and the SparkApplication cache has synced.
+/// Ready while the apiserver answers, the certificate is valid and the SparkApplication cache
+/// has synced. Caches outlive an apiserver outage, so they alone would say ready throughout.
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let mut missing = Vec::new();
+    if !s.api.is_reachable() {
+        missing.push("Kubernetes API unreachable".to_string());
+    }
     if let Some(r) = s.resolver.as_ref().filter(|r| !r.is_valid_now()) {
         missing.push(if r.is_loaded() {
             "serving certificate expired".to_string()
@@ -800,17 +808,29 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics_handler(State(s): State<AdminState>) -> impl IntoResponse {
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format
+/// otherwise (curl, promtool).
+async fn metrics_handler(
+    State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
     if let Some(r) = &s.resolver {
         s.metrics.cert_not_after.set(r.not_after_unix());
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.encode(s.app_metrics.as_deref()),
-    )
+    let text = s.metrics.encode(s.app_metrics.as_deref());
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS_TEXT)], text)
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            to_prometheus_text(&text),
+        )
+    }
 }
 
 #[cfg(test)]

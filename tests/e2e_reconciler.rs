@@ -267,14 +267,14 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
         "{metrics}"
     );
     for series in [
-        "spark_application_submit_count",
-        "spark_application_success_count",
-        "spark_application_count",
+        "spark_application_submit_total",
+        "spark_application_success_total",
+        "spark_application_total",
     ] {
         assert_eq!(sample(&metrics, series), Some(1.0), "{series}:\n{metrics}");
     }
     assert_eq!(
-        sample(&metrics, "spark_application_failure_count"),
+        sample(&metrics, "spark_application_failure_total"),
         Some(0.0)
     );
 }

@@ -13,12 +13,16 @@ export SPARK_WEBHOOK_CLUSTER_DIR=$dir
 # The spark-submit tests need pyspark 3.3.4 (a cold install takes a minute): provision it here,
 # cached, so no test spends its time budget on a download.
 "$root/tests/cluster/pyspark.sh" >/dev/null
-profile=default
+# The metrics test pipes /metrics through promtool (Debian's prometheus package; cached).
+"$root/tests/cluster/promtool.sh" >/dev/null
+profile=${NEXTEST_PROFILE:-default}
 [ "${CI:-}" = true ] && profile=ci
-cargo nextest run --locked --all-targets --profile "$profile" "$@"
+# NEXTEST_TARGETS narrows the run (e.g. `--test e2e_faults` for `make chaos`).
+# shellcheck disable=SC2086
+cargo nextest run --locked ${NEXTEST_TARGETS:---all-targets} --profile "$profile" "$@"
 # The fuzz smoke: both cargo-fuzz targets, coverage-guided, briefly, from a dev build (`make fuzz`
-# is the long run). Only for the whole suite: a filtered run (arguments given) skips it.
-if [ $# -eq 0 ]; then
+# is the long run). Only for the whole suite: a narrowed run (arguments or targets given) skips it.
+if [ $# -eq 0 ] && [ -z "${NEXTEST_TARGETS:-}" ]; then
   "$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true
   FUZZ_BUILD=${FUZZ_BUILD:-dev} "$root/fuzz/run.sh" "${FUZZ_SMOKE_SECONDS:-15}"
 fi

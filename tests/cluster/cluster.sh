@@ -6,6 +6,8 @@
 #                         DIR is reused.
 #   cluster.sh down DIR   stop them by PID and remove their state.
 #   cluster.sh status DIR exit 0 if the apiserver in DIR answers /readyz.
+#   cluster.sh stop DIR   stop etcd and kube-apiserver, keeping their data, ports and credentials
+#   cluster.sh start DIR  start a stopped cluster again as it was (for apiserver-outage tests)
 #
 # Environment: APISERVER_PORT / ETCD_PORT to pin ports (else free ones are picked);
 # WATCH_PID=<pid> makes the cluster stop by itself once that process is gone (used by test
@@ -18,7 +20,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cmd=${1:-}; dir=${2:-}
-[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 up|down|status DIR" >&2; exit 2; }
+[ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 up|down|status|stop|start DIR" >&2; exit 2; }
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
 
 say() { echo "cluster: $*" >&2; }
@@ -49,6 +51,17 @@ stop() {
 }
 
 case $cmd in
+stop)
+  for p in apiserver etcd; do
+    alive $p && kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
+    for _ in $(seq 50); do alive $p || break; sleep 0.1; done
+    alive $p && kill -9 "$(cat "$dir/$p.pid")" 2>/dev/null || true
+  done
+  say "stopped, data kept ($dir)" ;;
+start)
+  [ -f "$dir/etcd.port" ] && [ -f "$dir/apiserver.port" ] || fail "no stopped cluster in $dir"
+  ETCD_PORT=$(cat "$dir/etcd.port") APISERVER_PORT=$(cat "$dir/apiserver.port") KEEP_ETCD_DATA=1 \
+    exec "$0" up "$dir" ;;
 status)
   [ -f "$dir/apiserver.port" ] && [ "$(readyz)" = 200 ] ;;
 down)
@@ -67,7 +80,8 @@ up)
   eport=${ETCD_PORT:-$(free_port)}
   aport=${APISERVER_PORT:-$(free_port)}
   # etcd's peer port: never used (single member), but it must not clash.
-  rm -rf "$dir/etcd"
+  [ -n "${KEEP_ETCD_DATA:-}" ] || rm -rf "$dir/etcd"
+  echo "$eport" > "$dir/etcd.port"
   [ -f "$dir/sa.key" ] || { openssl genrsa -out "$dir/sa.key" 2048 2>/dev/null && openssl rsa -in "$dir/sa.key" -pubout -out "$dir/sa.pub" 2>/dev/null; } \
     || fail "creating the service-account signing key with openssl"
   [ -f "$dir/admin.token" ] || head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$dir/admin.token"
@@ -143,5 +157,5 @@ E
   fi
   say "kube-apiserver ready on https://$host:$aport in $(( ($(date +%s%N) - started) / 1000000 )) ms"
   cat "$dir/env" ;;
-*) echo "usage: $0 up|down|status DIR" >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|stop|start DIR" >&2; exit 2 ;;
 esac

@@ -1,0 +1,151 @@
+//! Whether the Kubernetes API answers, for `/readyz`. Reflector caches keep serving their last
+//! state while the apiserver is down, so "synced once" says nothing about now: a probe of the
+//! apiserver's own `/readyz` does (readable by every client through the default
+//! `system:public-info-viewer` role).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use kube::Client;
+use tokio_util::sync::CancellationToken;
+
+/// How often the apiserver is probed.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+/// A probe slower than this counts as a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The last probe's verdict.
+#[derive(Debug, Default)]
+pub struct ApiHealth {
+    reachable: AtomicBool,
+}
+
+impl ApiHealth {
+    /// Probes every [`PROBE_INTERVAL`] until `shutdown`; unreachable until the first success.
+    pub fn start(client: Client, shutdown: CancellationToken) -> Arc<Self> {
+        let health = Arc::new(ApiHealth::default());
+        let h = health.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let ok = probe(&client).await;
+                let was = h.reachable.swap(ok, Ordering::AcqRel);
+                match (was, ok) {
+                    (true, false) => tracing::warn!("Kubernetes API unreachable: not ready"),
+                    (false, true) => {
+                        RECOVERIES.fetch_add(1, Ordering::AcqRel);
+                        tracing::info!("Kubernetes API reachable");
+                    }
+                    _ => {}
+                }
+            }
+        });
+        health
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+}
+
+async fn probe(client: &Client) -> bool {
+    let Ok(request) = axum::http::Request::get("/readyz").body(Vec::new()) else {
+        return false;
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, client.request_text(request)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// Times the probe saw the apiserver come back: watch backoffs start over then.
+static RECOVERIES: AtomicU64 = AtomicU64::new(0);
+
+/// Retry delays of one watch after an error: 250 ms doubling to 2 s, with up to a quarter of
+/// jitter, reset by the watch's next success and whenever the probe sees the apiserver come
+/// back. kube's default grows to 30 s and is reset only by an event, so after an apiserver
+/// outage the watches stayed blind for up to another half minute (a restarted apiserver first
+/// answers a resumed watch with 410 Expired, itself an error that waited a full backoff).
+/// Two seconds between tries of a handful of watches is no load for a recovering apiserver.
+#[derive(Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+    recoveries: u64,
+}
+
+impl WatchBackoff {
+    const FIRST: Duration = Duration::from_millis(250);
+    const MAX: Duration = Duration::from_secs(2);
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff {
+            next: Self::FIRST,
+            recoveries: RECOVERIES.load(Ordering::Acquire),
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let recoveries = RECOVERIES.load(Ordering::Acquire);
+        if recoveries != self.recoveries {
+            self.recoveries = recoveries;
+            self.next = Self::FIRST;
+        }
+        let delay = self.next;
+        self.next = (delay * 2).min(Self::MAX);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let quarter = u32::try_from((delay / 4).as_millis()).unwrap_or(1).max(1);
+        Some(delay + Duration::from_millis(u64::from(nanos % quarter)))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
+}
+
+/// No delay: for the controller's trigger stream, whose watches back off on their own.
+#[derive(Debug, Default)]
+pub struct NoBackoff;
+
+impl Iterator for NoBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(Duration::ZERO)
+    }
+}
+
+impl kube::runtime::utils::Backoff for NoBackoff {
+    fn reset(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watch_backoff_grows_to_its_cap_and_starts_over_when_the_api_is_back() {
+        let mut b = WatchBackoff::default();
+        let delays: Vec<Duration> = (&mut b).take(6).collect();
+        assert!(delays[0] >= WatchBackoff::FIRST && delays[0] < WatchBackoff::FIRST * 2);
+        assert!(delays[5] >= WatchBackoff::MAX && delays[5] <= WatchBackoff::MAX * 5 / 4);
+        RECOVERIES.fetch_add(1, Ordering::AcqRel);
+        assert!(b.next().is_some_and(|d| d < WatchBackoff::FIRST * 2));
+    }
+}

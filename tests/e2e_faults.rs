@@ -1,0 +1,890 @@
+//! End-to-end under faults, on the real control plane: the operator crashed at every step of a
+//! submission and killed at random moments, the apiserver stopped mid-run, the leader killed;
+//! then the bounds (3000 executors, a driver that never starts) and whether status work keeps up
+//! behind a queue of submissions. What is checked is what a user would see: every app in its
+//! right state, one driver per attempt, nothing failed for "already exists", honest /readyz and
+//! /metrics.
+//!
+//! Counts are reduced for `make test`; `make chaos` runs the full ones (FAULTS_APPS=200,
+//! FAULTS_QUEUE=1000, FAULTS_OUTAGE_SECS=30).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Served, eventually, install_crd, namespace};
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::crd::SparkApplication;
+use spark_webhook::failpoint::{self, FailPoint};
+
+const WAIT: Duration = Duration::from_secs(60);
+const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
+const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
+
+fn env_count(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn pi(ns: &str, name: &str, restart: Value) -> Value {
+    json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "type": "Scala", "mode": "cluster", "sparkVersion": "3.3.4", "image": "spark:3.3.4",
+            "mainClass": "org.apache.spark.examples.SparkPi",
+            "mainApplicationFile": "local:///opt/spark/examples/jars/spark-examples.jar",
+            "arguments": ["10"],
+            "restartPolicy": restart,
+            "driver": {"cores": 1, "memory": "512m", "serviceAccount": "spark"},
+            "executor": {"instances": 2, "cores": 1, "memory": "512m"}
+        }
+    })
+}
+
+/// Creates SparkApplications as sent (no typed round trip), 16 at a time.
+async fn create_apps(client: &Client, ns: &str, names: &[String], restart: Value) {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::erase::<SparkApplication>(&()),
+    );
+    futures::stream::iter(names)
+        .for_each_concurrent(16, |name| {
+            let api = api.clone();
+            let obj: DynamicObject =
+                serde_json::from_value(pi(ns, name, restart.clone())).expect("app object");
+            async move {
+                api.create(&Default::default(), &obj)
+                    .await
+                    .unwrap_or_else(|e| panic!("creating {name}: {e}"));
+            }
+        })
+        .await;
+}
+
+fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range.map(|i| format!("{prefix}-{i}")).collect()
+}
+
+fn state_of(app: &SparkApplication) -> String {
+    app.status
+        .as_ref()
+        .map(|s| s.application_state.state.to_string())
+        .unwrap_or_default()
+}
+
+/// All apps of the namespace by name.
+async fn apps_by_name(apps: &Api<SparkApplication>) -> BTreeMap<String, SparkApplication> {
+    apps.list(&ListParams::default())
+        .await
+        .map(|l| l.items.into_iter().map(|a| (a.name_any(), a)).collect())
+        .unwrap_or_default()
+}
+
+/// Waits until every app named is in one of `states`.
+async fn wait_all(
+    apps: &Api<SparkApplication>,
+    want: &[String],
+    states: &[&str],
+    timeout: Duration,
+) {
+    eventually(
+        &format!("{} apps in {states:?}", want.len()),
+        timeout,
+        || async {
+            let all = apps_by_name(apps).await;
+            want.iter()
+                .all(|n| {
+                    all.get(n)
+                        .is_some_and(|a| states.contains(&state_of(a).as_str()))
+                })
+                .then_some(())
+        },
+    )
+    .await;
+}
+
+async fn wait_state(apps: &Api<SparkApplication>, name: &str, want: &str) -> SparkApplication {
+    eventually(&format!("{name} in state {want}"), WAIT, || async {
+        let app = apps.get_opt(name).await.ok()??;
+        (state_of(&app) == want).then_some(app)
+    })
+    .await
+}
+
+/// Writes a driver pod's phase as a kubelet would, with the Spark container's state.
+async fn set_phase(pods: &Api<Pod>, name: &str, phase: &str, exit: Option<i32>) {
+    let state = match exit {
+        Some(code) => {
+            json!({"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}}})
+        }
+        None => json!({"running": {}}),
+    };
+    let status = json!({"status": {"phase": phase, "containerStatuses": [{
+        "name": "spark-kubernetes-driver", "ready": exit.is_none(), "restartCount": 0,
+        "image": "spark:3.3.4", "imageID": "", "state": state
+    }]}});
+    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap_or_else(|e| panic!("status of pod {name}: {e}"));
+}
+
+fn certs() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    generate(&CertOptions::new(tmp.path())).expect("certificates");
+    tmp
+}
+
+/// Reconciler-only operator flags for namespace tests.
+const RECONCILER_ONLY: [&str; 2] = ["--webhook=false", "--leader-election=false"];
+
+/// What every fault test checks at the end: each app was submitted exactly once (attempt 1,
+/// driver `<app>-driver`, nothing named `-driver-2`), its driver, Service and ConfigMap exist
+/// once and carry the submission id its status names, and no app failed.
+async fn assert_submitted_once(client: &Client, ns: &str, want: &[String]) {
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    let all = apps_by_name(&apps).await;
+    let pods = Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("pods");
+    let services = Api::<Service>::namespaced(client.clone(), ns)
+        .list(&ListParams::default())
+        .await
+        .expect("services");
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(APP_NAME_LABEL))
+        .await
+        .expect("config maps");
+    let by_app = |labels: Vec<&BTreeMap<String, String>>| {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for l in labels {
+            if let Some(app) = l.get(APP_NAME_LABEL) {
+                m.entry(app.clone())
+                    .or_default()
+                    .push(l.get(SUBMISSION_ID_LABEL).cloned().unwrap_or_default());
+            }
+        }
+        m
+    };
+    let drivers = by_app(pods.items.iter().map(|p| p.labels()).collect());
+    let svcs = by_app(services.items.iter().map(|s| s.labels()).collect());
+    let cms = by_app(config_maps.items.iter().map(|c| c.labels()).collect());
+    let driver_names: Vec<String> = pods.items.iter().map(|p| p.name_any()).collect();
+    assert_eq!(
+        pods.items.len(),
+        want.len(),
+        "one driver per app: {driver_names:?}"
+    );
+    for name in want {
+        let app = all.get(name).unwrap_or_else(|| panic!("{name} is gone"));
+        let st = app.status.clone().unwrap_or_default();
+        assert_eq!(
+            (st.submission_attempts, st.execution_attempts),
+            (1, 1),
+            "{name} submitted more than once: {st:?}"
+        );
+        assert!(
+            !st.application_state
+                .error_message
+                .contains("already exists"),
+            "{name}: {}",
+            st.application_state.error_message
+        );
+        assert_eq!(st.driver_info.pod_name, format!("{name}-driver"));
+        for (what, objs) in [
+            ("driver", &drivers),
+            ("Service", &svcs),
+            ("ConfigMap", &cms),
+        ] {
+            assert_eq!(
+                objs.get(name),
+                Some(&vec![st.submission_id.clone()]),
+                "{name}: exactly one {what}, of the submission its status names"
+            );
+        }
+    }
+}
+
+/// Drives every app's driver to an end (even: succeeded, odd: failed) and waits for the app to
+/// show it (COMPLETED / FAILED, restart policy Never).
+async fn finish_all(client: &Client, ns: &str, want: &[String]) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    futures::stream::iter(want.iter().enumerate())
+        .for_each_concurrent(16, |(i, name)| {
+            let pods = pods.clone();
+            async move {
+                let driver = format!("{name}-driver");
+                if i % 2 == 0 {
+                    set_phase(&pods, &driver, "Succeeded", Some(0)).await;
+                } else {
+                    set_phase(&pods, &driver, "Failed", Some(1)).await;
+                }
+            }
+        })
+        .await;
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    eventually("every app in its final state", WAIT, || async {
+        let all = apps_by_name(&apps).await;
+        want.iter()
+            .enumerate()
+            .all(|(i, n)| {
+                let expected = if i % 2 == 0 { "COMPLETED" } else { "FAILED" };
+                all.get(n).is_some_and(|a| state_of(a) == expected)
+            })
+            .then_some(())
+    })
+    .await;
+}
+
+/// SIGTERM, and the operator must be gone within 20 s (else: its log, SIGKILL, and fail).
+fn stop_gracefully(served: &mut Served) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status();
+    if served.wait_exit(Duration::from_secs(20)).is_none() {
+        sigkill(served);
+        panic!("the operator did not stop on SIGTERM:\n{}", served.logs());
+    }
+}
+
+fn sigkill(served: &mut Served) {
+    let _ = served.child.kill();
+    let _ = served.child.wait();
+}
+
+#[tokio::test]
+async fn crashes_at_every_step_of_submission_and_random_kills_lose_and_duplicate_nothing() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-crash").await;
+    let certs = certs();
+    let total = env_count("FAULTS_APPS", 42);
+    let kills = 3;
+    let phases = FailPoint::ALL.len() + kills;
+    let batch = total.div_ceil(phases);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let mut created: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut aborted = Vec::new();
+    // Each phase brings new apps, so every crash lands while apps are being submitted.
+    for (phase, point) in FailPoint::ALL.iter().enumerate() {
+        let batch_names = names("crash", created.len()..(created.len() + batch).min(total));
+        create_apps(&client, &ns, &batch_names, json!({"type": "Never"})).await;
+        created.extend(batch_names);
+        // The third hit: other submissions are in flight when the process aborts.
+        let spec = format!("{}:{}", point.name(), 1 + phase % 3);
+        let mut served = Served::spawn_as(
+            &common::cluster().kubeconfig,
+            &[(failpoint::ENV, &spec)],
+            &ns,
+            certs.path(),
+            &RECONCILER_ONLY,
+        );
+        let status = served.wait_exit(WAIT);
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "the operator did not abort at {spec}: {status:?}\n{}",
+            served.logs()
+        );
+        assert!(
+            served.logs().contains("fail point reached"),
+            "{}",
+            served.logs()
+        );
+        aborted.push(spec);
+    }
+    for kill in 0..kills {
+        let batch_names = names("crash", created.len()..(created.len() + batch).min(total));
+        create_apps(&client, &ns, &batch_names, json!({"type": "Never"})).await;
+        let mut served = Served::start(&ns, certs.path(), &RECONCILER_ONLY);
+        // Kill once this batch is under way: some of it submitted, the rest in flight.
+        eventually("a submission of the batch", WAIT, || async {
+            let all = apps_by_name(&apps).await;
+            batch_names
+                .iter()
+                .any(|n| all.get(n).is_some_and(|a| state_of(a) == "SUBMITTED"))
+                .then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(37 * (kill as u64 + 1))).await;
+        sigkill(&mut served);
+        created.extend(batch_names);
+    }
+    // The last incarnation finishes the job.
+    let _served = Served::start(&ns, certs.path(), &RECONCILER_ONLY);
+    wait_all(&apps, &created, &["SUBMITTED"], WAIT).await;
+    assert_submitted_once(&client, &ns, &created).await;
+    finish_all(&client, &ns, &created).await;
+    eprintln!(
+        "crash test: {} apps, aborted at {aborted:?} and {kills} SIGKILLs, all submitted once and finished in {:.1}s",
+        created.len(),
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// A control plane of this test alone (stopping the shared one would break the other tests),
+/// torn down when dropped.
+struct PrivateCluster {
+    dir: PathBuf,
+}
+
+impl PrivateCluster {
+    fn up() -> PrivateCluster {
+        let dir = common::repo_root().join(format!("target/faults-cluster-{}", std::process::id()));
+        let out = cluster_sh("up", &dir);
+        assert!(
+            out.status.success(),
+            "cluster up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PrivateCluster { dir }
+    }
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = cluster_sh("down", &self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn cluster_sh(cmd: &str, dir: &Path) -> std::process::Output {
+    Command::new(common::repo_root().join("tests/cluster/cluster.sh"))
+        .args([cmd, dir.to_str().expect("utf-8 path")])
+        .env("WATCH_PID", std::process::id().to_string())
+        .output()
+        .expect("running cluster.sh")
+}
+
+async fn install_crd_with(client: &Client) {
+    let yaml = std::fs::read_to_string(
+        common::repo_root().join("manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml"),
+    )
+    .expect("CRD manifest");
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD");
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.create(&Default::default(), &crd)
+        .await
+        .expect("creating the CRD");
+    eventually("CRD established", WAIT, || async {
+        let c = api.get(&crd.name_any()).await.ok()?;
+        c.status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+            .then_some(())
+    })
+    .await;
+}
+
+fn readyz(served: &Served) -> Option<u16> {
+    served.admin_get("/readyz").map(|(code, _)| code)
+}
+
+#[tokio::test]
+async fn an_apiserver_outage_makes_the_operator_unready_and_loses_or_repeats_nothing() {
+    let outage = Duration::from_secs(env_count("FAULTS_OUTAGE_SECS", 10) as u64);
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("outage test: {what} at {:.1}s", t0.elapsed().as_secs_f64());
+    let cluster = PrivateCluster::up();
+    step("cluster up");
+    let client = common::client_for(&cluster.kubeconfig()).await;
+    install_crd_with(&client).await;
+    let ns = namespace(&client, "ft-outage").await;
+    let certs = certs();
+    let mut served = Served::start_as(
+        &cluster.kubeconfig(),
+        &[],
+        &ns,
+        certs.path(),
+        &RECONCILER_ONLY,
+    );
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let before = names("before", 0..10);
+    create_apps(&client, &ns, &before, json!({"type": "Never"})).await;
+    wait_all(&apps, &before, &["SUBMITTED"], WAIT).await;
+    set_phase(&pods, "before-0-driver", "Running", None).await;
+    wait_state(&apps, "before-0", "RUNNING").await;
+
+    step("running app");
+    let out = cluster_sh("stop", &cluster.dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let down = Instant::now();
+    eventually("/readyz 503 while the apiserver is down", WAIT, || async {
+        (readyz(&served) == Some(503)).then_some(())
+    })
+    .await;
+    let unready_after = down.elapsed();
+    step("unready");
+    // The outage lasts its full length: the operator must ride it out, not exit.
+    tokio::time::sleep(outage.saturating_sub(down.elapsed())).await;
+    assert_eq!(
+        served.child.try_wait().ok().flatten(),
+        None,
+        "the operator exited:\n{}",
+        served.logs()
+    );
+    assert_eq!(
+        readyz(&served),
+        Some(503),
+        "still unready at the end of the outage"
+    );
+
+    let out = cluster_sh("start", &cluster.dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = Instant::now();
+    step("apiserver back");
+    eventually("/readyz 200 once the apiserver is back", WAIT, || async {
+        (readyz(&served) == Some(200)).then_some(())
+    })
+    .await;
+    let ready_after = back.elapsed();
+    step("ready");
+
+    // The watches resumed: a driver's change and new apps are both seen.
+    set_phase(&pods, "before-0-driver", "Succeeded", Some(0)).await;
+    let after = names("after", 0..10);
+    create_apps(&client, &ns, &after, json!({"type": "Never"})).await;
+    wait_state(&apps, "before-0", "COMPLETED").await;
+    step("completed seen");
+    wait_all(&apps, &after, &["SUBMITTED"], WAIT).await;
+    step("new apps submitted");
+    let all: Vec<String> = before.iter().chain(&after).cloned().collect();
+    assert_submitted_once(&client, &ns, &all).await;
+    eprintln!(
+        "apiserver outage of {:.1}s: unready after {:.1}s, ready {:.1}s after the apiserver was started again",
+        down.elapsed().as_secs_f64() - back.elapsed().as_secs_f64(),
+        unready_after.as_secs_f64(),
+        ready_after.as_secs_f64()
+    );
+    served.terminate();
+}
+
+async fn lease_holder(client: &Client, ns: &str) -> Option<(String, i32)> {
+    let lease = Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("spark-webhook-lock")
+        .await
+        .ok()??;
+    let spec = lease.spec?;
+    Some((spec.holder_identity?, spec.lease_duration_seconds?))
+}
+
+#[tokio::test]
+async fn killing_the_leader_hands_over_within_the_lease_and_submits_each_app_once() {
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("leader test: {what} at {:.1}s", t0.elapsed().as_secs_f64());
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-leader").await;
+    let lease_secs = 3;
+    let flags = [
+        "--webhook=false",
+        "--leader-election=true",
+        "--leader-election-lock-namespace",
+        &ns,
+        "--leader-election-lease-duration",
+        "3s",
+        "--leader-election-renew-grace",
+        "1s",
+    ];
+    let kubeconfig = &common::cluster().kubeconfig;
+    let (c1, c2) = (certs(), certs());
+    // One replica named by its pod, one by hostname + pid (no POD_NAME): both unique.
+    let mut a = Served::start_as(
+        kubeconfig,
+        &[("POD_NAME", "replica-a")],
+        &ns,
+        c1.path(),
+        &flags,
+    );
+    let mut b = Served::start_as(kubeconfig, &[("POD_NAME", "")], &ns, c2.path(), &flags);
+    let b_identity_suffix = format!("-{}", b.child.id());
+    let (holder, duration) = eventually("a leader", WAIT, || lease_holder(&client, &ns)).await;
+    assert_eq!(
+        duration, lease_secs,
+        "--leader-election-lease-duration is honoured"
+    );
+    let a_leads = holder == "replica-a";
+    assert!(
+        a_leads || holder.ends_with(&b_identity_suffix),
+        "holder {holder:?} is neither replica's identity"
+    );
+
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let all = names("lead", 0..env_count("FAULTS_LEADER_APPS", 30));
+    create_apps(&client, &ns, &all, json!({"type": "Never"})).await;
+    eventually("the leader under way", WAIT, || async {
+        let by = apps_by_name(&apps).await;
+        by.values()
+            .any(|a| state_of(a) == "SUBMITTED")
+            .then_some(())
+    })
+    .await;
+    let (leader, follower) = if a_leads {
+        (&mut a, &mut b)
+    } else {
+        (&mut b, &mut a)
+    };
+    sigkill(leader);
+    let killed = Instant::now();
+    let new_holder = eventually("the other replica takes the lease", WAIT, || async {
+        let (h, _) = lease_holder(&client, &ns).await?;
+        (h != holder).then_some(h)
+    })
+    .await;
+    let failover = killed.elapsed();
+    step("taken over");
+    assert!(
+        if a_leads {
+            new_holder.ends_with(&b_identity_suffix)
+        } else {
+            new_holder == "replica-a"
+        },
+        "new holder {new_holder:?}"
+    );
+    // The lease duration, not some default (kubeflow #2640: flags without effect): the default
+    // of 15 s would show here.
+    assert!(
+        failover < Duration::from_secs(15),
+        "takeover took {failover:?} with a {lease_secs}s lease"
+    );
+    wait_all(&apps, &all, &["SUBMITTED"], WAIT).await;
+    step("all submitted");
+    assert_submitted_once(&client, &ns, &all).await;
+    step("checked");
+    assert!(follower.logs().contains("became leader"));
+    stop_gracefully(follower);
+    eprintln!(
+        "leader failover: {:.2}s from SIGKILL to the new holder ({lease_secs}s lease)",
+        failover.as_secs_f64()
+    );
+}
+
+#[tokio::test]
+async fn three_thousand_executors_keep_the_app_object_small() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-bounds").await;
+    let certs = certs();
+    let _served = Served::start(&ns, certs.path(), &RECONCILER_ONLY);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    create_apps(
+        &client,
+        &ns,
+        &["wide".to_string()],
+        json!({"type": "Never"}),
+    )
+    .await;
+    let app = wait_state(&apps, "wide", "SUBMITTED").await;
+    let status = app.status.clone().unwrap_or_default();
+    let driver = pods.get("wide-driver").await.expect("driver");
+    set_phase(&pods, "wide-driver", "Running", None).await;
+    wait_state(&apps, "wide", "RUNNING").await;
+
+    let executors = env_count("FAULTS_EXECUTORS", 3000);
+    let started = Instant::now();
+    // Executors as Spark's driver creates them: its labels, owned by the driver pod.
+    futures::stream::iter(1..=executors)
+        .for_each_concurrent(32, |id| {
+            let pods = pods.clone();
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {
+                    "name": format!("wide-exec-{id}"),
+                    "labels": {
+                        "spark-role": "executor", "spark-exec-id": id.to_string(),
+                        "spark-app-selector": status.spark_application_id,
+                        APP_NAME_LABEL: "wide",
+                        "sparkoperator.k8s.io/launched-by-spark-operator": "true",
+                        SUBMISSION_ID_LABEL: status.submission_id,
+                    },
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "wide-driver",
+                        "uid": driver.metadata.uid, "controller": true}]
+                },
+                "spec": {"containers": [{"name": "spark-kubernetes-executor", "image": "spark:3.3.4"}]}
+            }))
+            .expect("executor pod");
+            async move {
+                pods.create(&Default::default(), &pod).await.expect("executor created");
+                let running = json!({"status": {"phase": "Running"}});
+                pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(&running))
+                    .await
+                    .expect("executor running");
+            }
+        })
+        .await;
+    let created_in = started.elapsed();
+    let cap = 1000;
+    let app = eventually("executorState capped and all Running", WAIT, || async {
+        let app = apps.get("wide").await.ok()?;
+        let st = app.status.as_ref()?;
+        (st.executor_state.len() == cap.min(executors)
+            && st
+                .executor_state
+                .values()
+                .all(|s| s.to_string() == "RUNNING"))
+        .then_some(app)
+    })
+    .await;
+    // The size etcd stores: the object as the apiserver returns it.
+    let request = axum::http::Request::get(format!(
+        "/apis/sparkoperator.k8s.io/v1beta2/namespaces/{ns}/sparkapplications/wide"
+    ))
+    .body(Vec::new())
+    .expect("request");
+    let raw = client.request_text(request).await.expect("raw app");
+    assert!(
+        raw.len() < 1536 * 1024 / 4,
+        "{} bytes with {executors} executors: too close to etcd's 1.5 MiB limit",
+        raw.len()
+    );
+    assert_eq!(app.status.unwrap_or_default().execution_attempts, 1);
+    eprintln!(
+        "bounds: {executors} executors created and Running in {:.1}s; the SparkApplication is {} bytes ({} KiB) with {cap} tracked",
+        created_in.as_secs_f64(),
+        raw.len(),
+        raw.len() / 1024
+    );
+}
+
+#[tokio::test]
+async fn a_driver_pending_past_the_start_timeout_fails_the_attempt_and_is_retried() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-pending").await;
+    let certs = certs();
+    let _served = Served::start(
+        &ns,
+        certs.path(),
+        &[
+            RECONCILER_ONLY[0],
+            RECONCILER_ONLY[1],
+            "--driver-start-timeout",
+            "2s",
+        ],
+    );
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    create_apps(
+        &client,
+        &ns,
+        &["stuck".to_string()],
+        json!({"type": "OnFailure", "onFailureRetries": 1, "onFailureRetryInterval": 1}),
+    )
+    .await;
+    // No kubelet here: drivers stay Pending. The first attempt times out and is replaced.
+    eventually("the second attempt's driver", WAIT, || async {
+        pods.get_opt("stuck-driver-2").await.ok()?
+    })
+    .await;
+    let failed = wait_state(&apps, "stuck", "FAILED").await;
+    let st = failed.status.unwrap_or_default();
+    assert!(
+        st.application_state.error_message.contains("still Pending")
+            && st
+                .application_state
+                .error_message
+                .contains("--driver-start-timeout"),
+        "{}",
+        st.application_state.error_message
+    );
+    assert_eq!(st.execution_attempts, 2);
+    eventually("timed-out drivers deleted", WAIT, || async {
+        let left = pods.list(&ListParams::default()).await.ok()?.items.len();
+        (left == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_finished_driver_shows_completed_ahead_of_a_queue_of_submissions() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-queue").await;
+    let certs = certs();
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut served = Served::start(&ns, certs.path(), &RECONCILER_ONLY);
+    create_apps(
+        &client,
+        &ns,
+        &["busy".to_string()],
+        json!({"type": "Never"}),
+    )
+    .await;
+    wait_state(&apps, "busy", "SUBMITTED").await;
+    set_phase(&pods, "busy-driver", "Running", None).await;
+    wait_state(&apps, "busy", "RUNNING").await;
+    served.terminate();
+
+    // A queue of apps waiting for submission when the operator comes back.
+    let queue = names("queued", 0..env_count("FAULTS_QUEUE", 300));
+    create_apps(&client, &ns, &queue, json!({"type": "Never"})).await;
+    let _served = Served::start(&ns, certs.path(), &RECONCILER_ONLY);
+    // The queue is being worked on: its first drivers appear.
+    let others = ListParams::default()
+        .labels(&format!("{APP_NAME_LABEL}!=busy"))
+        .limit(1);
+    eventually("submissions under way", WAIT, || async {
+        (!pods.list(&others).await.ok()?.items.is_empty()).then_some(())
+    })
+    .await;
+    set_phase(&pods, "busy-driver", "Succeeded", Some(0)).await;
+    let finished = Instant::now();
+    // Polls the one app (listing hundreds every 50 ms would load the apiserver itself).
+    let latency = eventually("busy COMPLETED", WAIT, || async {
+        let app = apps.get_opt("busy").await.ok()??;
+        (state_of(&app) == "COMPLETED").then(|| finished.elapsed())
+    })
+    .await;
+    let all = apps_by_name(&apps).await;
+    let submitted = queue
+        .iter()
+        .filter(|n| all.get(*n).is_some_and(|a| state_of(a) == "SUBMITTED"))
+        .count();
+    assert!(
+        submitted < queue.len(),
+        "COMPLETED only showed after the whole queue was submitted"
+    );
+    let all_submitted = Duration::from_secs(120.max(queue.len() as u64 / 5));
+    wait_all(&apps, &queue, &["SUBMITTED"], all_submitted).await;
+    eprintln!(
+        "status under a queue: COMPLETED {:.0} ms after the driver succeeded, with {} of {} queued apps still unsubmitted",
+        latency.as_secs_f64() * 1000.0,
+        queue.len() - submitted,
+        queue.len()
+    );
+}
+
+/// The value of an unlabelled series.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let rest = rest.strip_prefix("{}").unwrap_or(rest);
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+fn promtool_check(metrics: &str) -> std::process::Output {
+    use std::io::Write;
+    let out = Command::new(common::repo_root().join("tests/cluster/promtool.sh"))
+        .output()
+        .expect("running promtool.sh");
+    assert!(
+        out.status.success(),
+        "promtool.sh: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let promtool = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let mut child = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning promtool");
+    child
+        .stdin
+        .take()
+        .expect("promtool stdin")
+        .write_all(metrics.as_bytes())
+        .expect("writing to promtool");
+    child.wait_with_output().expect("promtool output")
+}
+
+#[tokio::test]
+async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-metrics").await;
+    let certs = certs();
+    let served = Served::start(&ns, certs.path(), &RECONCILER_ONLY);
+    let metrics = || served.admin_get("/metrics").expect("/metrics").1;
+    let fresh = metrics();
+    for counter in [
+        "spark_application_total",
+        "spark_application_submit_total",
+        "spark_application_failed_submission_total",
+        "spark_application_success_total",
+        "spark_application_failure_total",
+        "spark_executor_success_total",
+        "spark_executor_failure_total",
+        "spark_application_running",
+        "spark_executor_running",
+    ] {
+        assert_eq!(
+            sample(&fresh, counter),
+            Some(0.0),
+            "{counter} at 0 from the start:\n{fresh}"
+        );
+    }
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    create_apps(
+        &client,
+        &ns,
+        &["counted".to_string()],
+        json!({"type": "Never"}),
+    )
+    .await;
+    wait_state(&apps, "counted", "SUBMITTED").await;
+    set_phase(&pods, "counted-driver", "Running", None).await;
+    wait_state(&apps, "counted", "RUNNING").await;
+    let running = metrics();
+    assert_eq!(
+        sample(&running, "spark_application_running"),
+        Some(1.0),
+        "{running}"
+    );
+    let checked = promtool_check(&running);
+    assert!(
+        checked.status.success(),
+        "promtool check metrics:\n{}{}\n{running}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // Deleted while running: the gauge drops (kubeflow #1354).
+    apps.delete("counted", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually("running gauge back to 0", WAIT, || async {
+        (sample(&metrics(), "spark_application_running") == Some(0.0)).then_some(())
+    })
+    .await;
+    let text = metrics();
+    assert_eq!(
+        sample(&text, "spark_application_submit_total"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"spark_application_start_latency_seconds_bucket{le="3600.0"} 1"#),
+        "the start-latency buckets reach an hour:\n{text}"
+    );
+}
