@@ -125,23 +125,6 @@ async fn wait_state(apps: &Api<SparkApplication>, name: &str, want: &str) -> Spa
     .await
 }
 
-/// Writes a driver pod's phase as a kubelet would, with the Spark container's state.
-async fn set_phase(pods: &Api<Pod>, name: &str, phase: &str, exit: Option<i32>) {
-    let state = match exit {
-        Some(code) => {
-            json!({"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}}})
-        }
-        None => json!({"running": {}}),
-    };
-    let status = json!({"status": {"phase": phase, "containerStatuses": [{
-        "name": "spark-kubernetes-driver", "ready": exit.is_none(), "restartCount": 0,
-        "image": "spark:3.3.4", "imageID": "", "state": state
-    }]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap_or_else(|e| panic!("status of pod {name}: {e}"));
-}
-
 fn certs() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
     generate(&CertOptions::new(tmp.path())).expect("certificates");
@@ -229,9 +212,9 @@ async fn finish_all(client: &Client, ns: &str, want: &[String]) {
             async move {
                 let driver = format!("{name}-driver");
                 if i % 2 == 0 {
-                    set_phase(&pods, &driver, "Succeeded", Some(0)).await;
+                    common::set_driver_phase(&pods, &driver, "Succeeded", Some(0)).await;
                 } else {
-                    set_phase(&pods, &driver, "Failed", Some(1)).await;
+                    common::set_driver_phase(&pods, &driver, "Failed", Some(1)).await;
                 }
             }
         })
@@ -421,7 +404,7 @@ async fn an_apiserver_outage_makes_the_operator_unready_and_loses_or_repeats_not
     let before = names("before", 0..10);
     create_apps(&client, &ns, &before, json!({"type": "Never"})).await;
     wait_all(&apps, &before, &["SUBMITTED"], WAIT).await;
-    set_phase(&pods, "before-0-driver", "Running", None).await;
+    common::set_driver_phase(&pods, "before-0-driver", "Running", None).await;
     wait_state(&apps, "before-0", "RUNNING").await;
 
     step("running app");
@@ -468,7 +451,7 @@ async fn an_apiserver_outage_makes_the_operator_unready_and_loses_or_repeats_not
     step("ready");
 
     // The watches resumed: a driver's change and new apps are both seen.
-    set_phase(&pods, "before-0-driver", "Succeeded", Some(0)).await;
+    common::set_driver_phase(&pods, "before-0-driver", "Succeeded", Some(0)).await;
     let after = names("after", 0..10);
     create_apps(&client, &ns, &after, json!({"type": "Never"})).await;
     wait_state(&apps, "before-0", "COMPLETED").await;
@@ -605,7 +588,7 @@ async fn three_thousand_executors_keep_the_app_object_small() {
     let app = wait_state(&apps, "wide", "SUBMITTED").await;
     let status = app.status.clone().unwrap_or_default();
     let driver = pods.get("wide-driver").await.expect("driver");
-    set_phase(&pods, "wide-driver", "Running", None).await;
+    common::set_driver_phase(&pods, "wide-driver", "Running", None).await;
     wait_state(&apps, "wide", "RUNNING").await;
 
     let executors = env_count("FAULTS_EXECUTORS", 3000);
@@ -739,7 +722,7 @@ async fn a_finished_driver_shows_completed_ahead_of_a_queue_of_submissions() {
     )
     .await;
     wait_state(&apps, "busy", "SUBMITTED").await;
-    set_phase(&pods, "busy-driver", "Running", None).await;
+    common::set_driver_phase(&pods, "busy-driver", "Running", None).await;
     wait_state(&apps, "busy", "RUNNING").await;
     served.terminate();
 
@@ -755,7 +738,7 @@ async fn a_finished_driver_shows_completed_ahead_of_a_queue_of_submissions() {
         (!pods.list(&others).await.ok()?.items.is_empty()).then_some(())
     })
     .await;
-    set_phase(&pods, "busy-driver", "Succeeded", Some(0)).await;
+    common::set_driver_phase(&pods, "busy-driver", "Succeeded", Some(0)).await;
     let finished = Instant::now();
     // Polls the one app (listing hundreds every 50 ms would load the apiserver itself).
     let latency = eventually("busy COMPLETED", WAIT, || async {
@@ -780,15 +763,6 @@ async fn a_finished_driver_shows_completed_ahead_of_a_queue_of_submissions() {
         queue.len() - submitted,
         queue.len()
     );
-}
-
-/// The value of an unlabelled series.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let rest = rest.strip_prefix("{}").unwrap_or(rest);
-        rest.strip_prefix(' ')?.trim().parse().ok()
-    })
 }
 
 fn promtool_check(metrics: &str) -> std::process::Output {
@@ -839,7 +813,7 @@ async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() 
         "spark_executor_running",
     ] {
         assert_eq!(
-            sample(&fresh, counter),
+            common::sample(&fresh, counter),
             Some(0.0),
             "{counter} at 0 from the start:\n{fresh}"
         );
@@ -854,14 +828,15 @@ async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() 
     )
     .await;
     wait_state(&apps, "counted", "SUBMITTED").await;
-    set_phase(&pods, "counted-driver", "Running", None).await;
+    common::set_driver_phase(&pods, "counted-driver", "Running", None).await;
     wait_state(&apps, "counted", "RUNNING").await;
-    let running = metrics();
-    assert_eq!(
-        sample(&running, "spark_application_running"),
-        Some(1.0),
-        "{running}"
-    );
+    // The gauge is computed at scrape time from the watch cache, which may trail the status
+    // write that the wait above already saw.
+    let running = eventually("running gauge at 1", WAIT, || async {
+        let text = metrics();
+        (common::sample(&text, "spark_application_running") == Some(1.0)).then_some(text)
+    })
+    .await;
     let checked = promtool_check(&running);
     assert!(
         checked.status.success(),
@@ -874,12 +849,12 @@ async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() 
         .await
         .expect("delete");
     eventually("running gauge back to 0", WAIT, || async {
-        (sample(&metrics(), "spark_application_running") == Some(0.0)).then_some(())
+        (common::sample(&metrics(), "spark_application_running") == Some(0.0)).then_some(())
     })
     .await;
     let text = metrics();
     assert_eq!(
-        sample(&text, "spark_application_submit_total"),
+        common::sample(&text, "spark_application_submit_total"),
         Some(1.0),
         "{text}"
     );

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Served, eventually, install_crd, kubectl_stdin, namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use serde_json::{Value, json};
 use spark_webhook::certs::{CertOptions, generate};
 use spark_webhook::crd::SparkApplication;
@@ -71,23 +71,6 @@ async fn wait_pod(pods: &Api<Pod>, name: &str) -> Pod {
         pods.get_opt(name).await.ok()?
     })
     .await
-}
-
-/// Writes a pod phase as a kubelet would, with the Spark container's state.
-async fn set_phase(pods: &Api<Pod>, name: &str, phase: &str, exit: Option<i32>) {
-    let state = match exit {
-        Some(code) => {
-            json!({"terminated": {"exitCode": code, "reason": if code == 0 {"Completed"} else {"Error"}}})
-        }
-        None => json!({"running": {}}),
-    };
-    let status = json!({"status": {"phase": phase, "containerStatuses": [{
-        "name": "spark-kubernetes-driver", "ready": exit.is_none(), "restartCount": 0,
-        "image": "spark:3.3.4", "imageID": "", "state": state
-    }]}});
-    pods.patch_status(name, &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .expect("pod status");
 }
 
 fn event_reasons(ns: &str) -> Vec<String> {
@@ -231,9 +214,9 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
         "spark-pi-driver"
     );
 
-    set_phase(&pods, "spark-pi-driver", "Running", None).await;
+    common::set_driver_phase(&pods, "spark-pi-driver", "Running", None).await;
     wait_state(&apps, "spark-pi", "RUNNING").await;
-    set_phase(&pods, "spark-pi-driver", "Succeeded", Some(0)).await;
+    common::set_driver_phase(&pods, "spark-pi-driver", "Succeeded", Some(0)).await;
     let done = wait_state(&apps, "spark-pi", "COMPLETED").await;
     assert!(done.status.unwrap().termination_time.is_some());
 
@@ -271,10 +254,14 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
         "spark_application_success_total",
         "spark_application_total",
     ] {
-        assert_eq!(sample(&metrics, series), Some(1.0), "{series}:\n{metrics}");
+        assert_eq!(
+            common::sample(&metrics, series),
+            Some(1.0),
+            "{series}:\n{metrics}"
+        );
     }
     assert_eq!(
-        sample(&metrics, "spark_application_failure_total"),
+        common::sample(&metrics, "spark_application_failure_total"),
         Some(0.0)
     );
 }
@@ -294,7 +281,7 @@ async fn a_failed_driver_is_retried_per_policy_then_the_app_fails() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
     wait_pod(&pods, "flaky-driver").await;
-    set_phase(&pods, "flaky-driver", "Failed", Some(1)).await;
+    common::set_driver_phase(&pods, "flaky-driver", "Failed", Some(1)).await;
     // A new attempt gets a new, deterministic driver name.
     let second = wait_pod(&pods, "flaky-driver-2").await;
     assert!(second.metadata.deletion_timestamp.is_none());
@@ -306,7 +293,7 @@ async fn a_failed_driver_is_retried_per_policy_then_the_app_fails() {
     );
     assert_eq!(status.driver_info.pod_name, "flaky-driver-2");
 
-    set_phase(&pods, "flaky-driver-2", "Failed", Some(3)).await;
+    common::set_driver_phase(&pods, "flaky-driver-2", "Failed", Some(3)).await;
     let failed = wait_state(&apps, "flaky", "FAILED").await;
     let msg = failed.status.unwrap().application_state.error_message;
     assert!(msg.contains("ExitCode: 3"), "{msg}");
@@ -326,7 +313,7 @@ async fn a_spec_change_tears_down_and_resubmits() {
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let first = wait_pod(&pods, "changing-driver").await;
-    set_phase(&pods, "changing-driver", "Running", None).await;
+    common::set_driver_phase(&pods, "changing-driver", "Running", None).await;
     wait_state(&apps, "changing", "RUNNING").await;
 
     let mut changed = pi(&ns, "changing", json!({"type": "Never"}));
@@ -363,7 +350,7 @@ async fn time_to_live_deletes_a_finished_app_and_unrunnable_apps_say_why() {
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_pod(&pods, "short-driver").await;
-    set_phase(&pods, "short-driver", "Succeeded", Some(0)).await;
+    common::set_driver_phase(&pods, "short-driver", "Succeeded", Some(0)).await;
     eventually("app deleted after its TTL", WAIT, || async {
         apps.get_opt("short").await.ok()?.is_none().then_some(())
     })
@@ -430,15 +417,6 @@ async fn two_replicas_with_leader_election_submit_each_app_once() {
         .filter(|l| l.contains("became leader"))
         .count();
     assert_eq!(leaders, 1, "exactly one replica leads");
-}
-
-/// The value of an unlabelled series in a Prometheus exposition.
-fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(name)?;
-        let rest = rest.strip_prefix("{}").unwrap_or(rest);
-        rest.strip_prefix(' ')?.trim().parse().ok()
-    })
 }
 
 #[tokio::test]

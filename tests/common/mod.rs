@@ -413,3 +413,39 @@ impl Drop for Served {
         }
     }
 }
+
+/// Writes a driver pod's phase as a kubelet would (there is none on the loopback control plane),
+/// with the Spark container's state: running, or terminated with `exit`.
+pub async fn set_driver_phase(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    phase: &str,
+    exit: Option<i32>,
+) {
+    let state = match exit {
+        Some(code) => serde_json::json!({"terminated": {
+            "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }
+        }}),
+        None => serde_json::json!({"running": {}}),
+    };
+    let status = serde_json::json!({"status": {"phase": phase, "containerStatuses": [{
+        "name": "spark-kubernetes-driver", "ready": exit.is_none(), "restartCount": 0,
+        "image": "spark:3.3.4", "imageID": "", "state": state
+    }]}});
+    pods.patch_status(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&status),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("status of pod {name}: {e}"));
+}
+
+/// The value of an unlabelled series in a Prometheus text exposition.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(name)?;
+        let rest = rest.strip_prefix("{}").unwrap_or(rest);
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
