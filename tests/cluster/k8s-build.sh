@@ -37,18 +37,9 @@ for name in "${todo[@]}"; do [ -x "$(cached "$name")" ] || todo2+=("$name"); don
 [ ${#todo2[@]} -gt 0 ] || exit 0
 todo=("${todo2[@]}")
 
-apt_updated=0
-apt_install() {
-  [ "$(id -u)" = 0 ] || fail "need Debian packages ($*) but not root; install them first"
-  if [ $apt_updated = 0 ]; then
-    say "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$cache/apt.log" 2>&1 || fail "apt-get update (see $cache/apt.log)"
-    apt_updated=1
-  fi
-  say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >>"$cache/apt.log" 2>&1 </dev/null \
-    || fail "apt-get install $* (see $cache/apt.log)"
-}
+# shellcheck source=tests/cluster/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt.sh"
+apt_root_hint="install them first"
 
 started=$(date +%s)
 src_list=/etc/apt/sources.list.d/spark-webhook-bookworm-src.sources

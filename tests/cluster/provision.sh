@@ -16,18 +16,9 @@ mkdir -p "$bin"
 say() { echo "provision: $*" >&2; }
 fail() { echo "provision: FAILED: $*" >&2; exit 1; }
 
-apt_updated=0
-apt_install() {
-  if [ "$(id -u)" != 0 ]; then fail "need Debian packages ($*) but not root; install them or set KUBEBUILDER_ASSETS"; fi
-  if [ $apt_updated = 0 ]; then
-    say "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$cache/apt.log" 2>&1 || fail "apt-get update (see $cache/apt.log)"
-    apt_updated=1
-  fi
-  say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >>"$cache/apt.log" 2>&1 </dev/null \
-    || fail "apt-get install $* (see $cache/apt.log)"
-}
+# shellcheck source=tests/cluster/apt.sh
+. "$here/apt.sh"
+apt_root_hint="install them or set KUBEBUILDER_ASSETS"
 
 # link NAME PATH: make $bin/NAME point at PATH.
 link() { ln -sfn "$2" "$bin/$1"; }

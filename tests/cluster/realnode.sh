@@ -50,17 +50,8 @@ fail() {
 k8s_bin() { echo "$cache/k8s/$1-1.20.2-p2"; }
 pause_tar() { echo "$cache/images/pause-3.2-p2.tar"; }
 
-apt_updated=0
-apt_install() {
-  if [ $apt_updated = 0 ]; then
-    say "apt-get update"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$cache/apt.log" 2>&1 || fail "apt-get update (see $cache/apt.log)"
-    apt_updated=1
-  fi
-  say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >>"$cache/apt.log" 2>&1 </dev/null \
-    || fail "apt-get install $* (see $cache/apt.log)"
-}
+# shellcheck source=tests/cluster/apt.sh
+. "$here/apt.sh"
 
 provision() {
   [ "$(id -u)" = 0 ] || fail "a real node needs root (containerd, kubelet, iptables, mounts)"
