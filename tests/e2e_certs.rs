@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Served, eventually, install_crd, kubectl_stdin, namespace};
+use common::{Served, eventually, install_crd, namespace};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
@@ -48,15 +48,6 @@ fn app(ns: &str) -> Value {
             "executor": {"instances": 1, "cores": 1, "memory": "512m"}
         }
     })
-}
-
-fn apply(obj: &Value) {
-    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The driver pod as Spark sends it, renamed into `ns` for app spark-pi.
@@ -278,7 +269,7 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
     let client = common::client().await;
     install_crd();
     let ns = namespace(&client, "certs").await;
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let tmp = tempfile::tempdir().unwrap();
     let flags = self_managed(&ns);
     let kubeconfig = &common::cluster().kubeconfig;
@@ -475,7 +466,7 @@ async fn a_certificate_from_make_install_certs_is_served_as_is_and_never_rewritt
     let client = common::client().await;
     install_crd();
     let ns = namespace(&client, "certs-own").await;
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let tmp = tempfile::tempdir().unwrap();
     let served = Served::start(&ns, tmp.path(), &self_managed(&ns));
     let replicas = [&served];
@@ -573,15 +564,15 @@ async fn forbidden_secret_keeps_serve_unready_with_a_clear_error_until_access_is
     // rest of serve needs, it recovers by itself (retries with backoff): Secret created, ready.
     let role = manifests_secret_role(&ns);
     let role_name = role["metadata"]["name"].as_str().unwrap().to_string();
-    apply(&role);
-    apply(&json!({
+    common::kubectl_apply(&role);
+    common::kubectl_apply(&json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
         "metadata": {"name": role_name, "namespace": ns},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role_name},
         "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": ns}]
     }));
     let others = format!("e2e-{ns}-not-secrets");
-    apply(&json!({
+    common::kubectl_apply(&json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
         "metadata": {"name": others},
         "rules": [
@@ -592,7 +583,7 @@ async fn forbidden_secret_keeps_serve_unready_with_a_clear_error_until_access_is
              "verbs": ["get", "create", "update"]}
         ]
     }));
-    apply(&json!({
+    common::kubectl_apply(&json!({
         "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
         "metadata": {"name": others},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": others},

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Served, eventually, install_crd, kubectl_stdin, namespace};
+use common::{Served, eventually, install_crd, namespace};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
@@ -30,15 +30,6 @@ fn pi(ns: &str, name: &str, restart: Value) -> Value {
             "executor": {"instances": 2, "cores": 1, "memory": "512m"}
         }
     })
-}
-
-fn apply(obj: &Value) {
-    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn start(ns: &str, extra: &[&str]) -> (Served, tempfile::TempDir) {
@@ -90,7 +81,7 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
     install_crd();
     let ns = namespace(&client, "rc-flow").await;
     let (served, _certs) = start(&ns, &[]);
-    apply(&pi(&ns, "spark-pi", json!({"type": "Never"})));
+    common::kubectl_apply(&pi(&ns, "spark-pi", json!({"type": "Never"})));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
@@ -272,7 +263,7 @@ async fn a_failed_driver_is_retried_per_policy_then_the_app_fails() {
     install_crd();
     let ns = namespace(&client, "rc-retry").await;
     let (_served, _certs) = start(&ns, &["--webhook=false"]);
-    apply(&pi(
+    common::kubectl_apply(&pi(
         &ns,
         "flaky",
         json!({"type": "OnFailure", "onFailureRetries": 1, "onFailureRetryInterval": 1}),
@@ -309,7 +300,7 @@ async fn a_spec_change_tears_down_and_resubmits() {
     install_crd();
     let ns = namespace(&client, "rc-invalidate").await;
     let (_served, _certs) = start(&ns, &["--webhook=false"]);
-    apply(&pi(&ns, "changing", json!({"type": "Never"})));
+    common::kubectl_apply(&pi(&ns, "changing", json!({"type": "Never"})));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let first = wait_pod(&pods, "changing-driver").await;
@@ -318,7 +309,7 @@ async fn a_spec_change_tears_down_and_resubmits() {
 
     let mut changed = pi(&ns, "changing", json!({"type": "Never"}));
     changed["spec"]["arguments"] = json!(["20"]);
-    apply(&changed);
+    common::kubectl_apply(&changed);
     let new_driver = eventually("resubmitted driver", WAIT, || async {
         let p = pods.get_opt("changing-driver").await.ok()??;
         (p.metadata.uid != first.metadata.uid).then_some(p)
@@ -346,7 +337,7 @@ async fn time_to_live_deletes_a_finished_app_and_unrunnable_apps_say_why() {
     let (_served, _certs) = start(&ns, &["--webhook=false"]);
     let mut app = pi(&ns, "short", json!({"type": "Never"}));
     app["spec"]["timeToLiveSeconds"] = json!(1);
-    apply(&app);
+    common::kubectl_apply(&app);
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_pod(&pods, "short-driver").await;
@@ -359,7 +350,7 @@ async fn time_to_live_deletes_a_finished_app_and_unrunnable_apps_say_why() {
     // No image anywhere: the submission fails with the reason in status, no driver appears.
     let mut no_image = pi(&ns, "no-image", json!({"type": "Never"}));
     no_image["spec"].as_object_mut().unwrap().remove("image");
-    apply(&no_image);
+    common::kubectl_apply(&no_image);
     let failed = wait_state(&apps, "no-image", "FAILED").await;
     let msg = failed.status.unwrap().application_state.error_message;
     assert!(msg.contains("image"), "{msg}");
@@ -380,7 +371,7 @@ async fn two_replicas_with_leader_election_submit_each_app_once() {
     let (first, _c1) = start(&ns, &lease);
     let (second, _c2) = start(&ns, &lease);
     for i in 0..5 {
-        apply(&pi(&ns, &format!("app-{i}"), json!({"type": "Never"})));
+        common::kubectl_apply(&pi(&ns, &format!("app-{i}"), json!({"type": "Never"})));
     }
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     for i in 0..5 {
@@ -428,7 +419,7 @@ async fn deleting_an_app_stops_its_driver_even_without_garbage_collection() {
         &ns,
         &["--webhook=false", "--orphan-sweep-interval", "500ms"],
     );
-    apply(&pi(&ns, "doomed", json!({"type": "Never"})));
+    common::kubectl_apply(&pi(&ns, "doomed", json!({"type": "Never"})));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let driver = wait_pod(&pods, "doomed-driver").await;
@@ -471,7 +462,7 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
         "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
         "podSecurityContext": {"runAsNonRoot": true, "runAsUser": 185}
     });
-    apply(&app);
+    common::kubectl_apply(&app);
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let app = wait_state(&apps, "spark-pi", "SUBMITTED").await;

@@ -60,15 +60,6 @@ fn certs(dir: &Path) {
     generate(&CertOptions::new(dir)).expect("certificates");
 }
 
-fn apply(obj: &Value) {
-    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
-    assert!(
-        out.status.success(),
-        "kubectl apply: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn env_names(pod: &Pod, container: &str) -> Vec<String> {
     let spec = pod.spec.as_ref().unwrap();
     let c = spec
@@ -110,7 +101,7 @@ async fn stored_spark_pods_carry_the_mutations_and_other_pods_are_untouched() {
     let ns = namespace(&client, "wh-mutate").await;
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let _served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
@@ -235,7 +226,7 @@ async fn webhook_down_refuses_spark_pods_only() {
     let ns = namespace(&client, "wh-down").await;
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let mut served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     served.terminate();
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -266,7 +257,7 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
     let ns = namespace(&client, "wh-register").await;
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let mut first = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let before = configs.get(&first.config_name).await.expect("registered");
@@ -367,7 +358,7 @@ async fn invalid_apps_are_refused_by_the_validating_webhook_with_the_field() {
     ] {
         assert!(err.contains(needle), "refusal should name {needle}: {err}");
     }
-    apply(&app(&ns)); // the valid one passes
+    common::kubectl_apply(&app(&ns)); // the valid one passes
 }
 
 #[tokio::test]
@@ -380,7 +371,7 @@ async fn a_pod_whose_app_cannot_be_applied_is_denied_naming_app_and_field() {
     // Stored before any validating webhook watches this namespace.
     let mut bad = app(&ns);
     bad["spec"]["driver"]["volumeMounts"] = json!([{"name": "missing", "mountPath": "/m"}]);
-    apply(&bad);
+    common::kubectl_apply(&bad);
     let _served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let err = pods
@@ -418,7 +409,7 @@ async fn certificate_rotation_during_pod_creation_loses_nothing() {
     let ns = namespace(&client, "wh-rotate").await;
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     // Fail, so a failed call would surface as an error instead of an unmutated pod.
     let served = Served::start(
         &ns,
@@ -577,7 +568,7 @@ async fn two_replicas_share_a_kubelet_style_secret_and_rotate_it_without_a_failu
     let ns = namespace(&client, "wh-replicas").await;
     let tmp = tempfile::tempdir().unwrap();
     kubelet_secret_update(tmp.path(), 0);
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let flags = ["--controller=false", "--cert-reload-interval", "200ms"];
     // Two webhook configurations, so the apiserver calls both replicas for every pod.
     let a = Served::start(&ns, tmp.path(), &flags);
@@ -613,7 +604,7 @@ async fn two_thousand_spark_pods_sixteen_at_a_time_are_all_mutated() {
     let ns = namespace(&client, "wh-load").await;
     let tmp = tempfile::tempdir().unwrap();
     certs(tmp.path());
-    apply(&app(&ns));
+    common::kubectl_apply(&app(&ns));
     let served = Served::start(&ns, tmp.path(), &["--controller=false"]);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     let started = std::time::Instant::now();

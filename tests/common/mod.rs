@@ -140,6 +140,16 @@ pub fn kubectl(args: &[&str]) -> Output {
 }
 
 /// Runs kubectl with `input` on its standard input (for `apply -f -`).
+/// `kubectl apply -f -` of one object; panics with kubectl's message if it is refused.
+pub fn kubectl_apply(obj: &serde_json::Value) {
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&obj.to_string()));
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub fn kubectl_stdin(args: &[&str], input: Option<&str>) -> Output {
     use std::io::Write;
     let c = cluster();
