@@ -66,9 +66,11 @@ fn run(command: Command) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("starting the async runtime: {e}"))?;
-            runtime
-                .block_on(spark_webhook::serve::run(*args))
-                .map_err(|e| e.to_string())
+            let result = runtime.block_on(spark_webhook::serve::run(*args));
+            // Dropping a runtime waits for every blocking task (a DNS lookup, a file read)
+            // without limit; the exit must not.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+            result.map_err(|e| e.to_string())
         }
     }
 }

@@ -496,6 +496,8 @@ pub enum ServeError {
     Register(#[from] webhook::registration::RegistrationError),
     #[error("server failed: {0}")]
     Server(#[source] std::io::Error),
+    #[error("shutdown did not finish in time; still running: {0}")]
+    ShutdownStuck(String),
     #[error("--webhook=false and --controller=false leave nothing to run")]
     NothingToRun,
     #[error("--submitter=spark-submit needs --spark-home (or SPARK_HOME)")]
@@ -647,12 +649,60 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             None => Ok(()),
         }
     };
-    let admin = server::serve_plain(admin_listener, admin, shutdown.clone());
-    let (w, a, r) = tokio::join!(webhook, admin, reconcile);
+    let admin = server::serve_plain(
+        admin_listener,
+        admin,
+        shutdown.clone(),
+        args.shutdown_timeout,
+    );
+    let parts = Parts::default();
+    let (w, a, r) = tokio::select! {
+        done = async {
+            tokio::join!(
+                parts.track("webhook server", webhook),
+                parts.track("admin server", admin),
+                parts.track("reconciler", reconcile),
+            )
+        } => done,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(args.shutdown_timeout + SHUTDOWN_SLACK).await;
+        } => {
+            let pending = parts.pending();
+            tracing::error!(pending = %pending, "shutdown did not finish in time");
+            return Err(ServeError::ShutdownStuck(pending));
+        }
+    };
     w.and(a).map_err(ServeError::Server)?;
     r?;
     tracing::info!("spark-webhook stopped");
     Ok(())
+}
+
+/// Time allowed after the drain timeout for the rest of shutdown (releasing the lease, ending
+/// watches) before the process gives up and exits non-zero, naming what still ran.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(10);
+
+/// The top-level parts of `serve` still running, so a stuck shutdown says which one it is.
+#[derive(Default)]
+struct Parts(std::sync::Mutex<std::collections::BTreeSet<&'static str>>);
+
+impl Parts {
+    async fn track<T>(&self, name: &'static str, part: impl Future<Output = T>) -> T {
+        self.set(|running| running.insert(name));
+        let out = part.await;
+        self.set(|running| running.remove(name));
+        out
+    }
+
+    fn set(&self, change: impl FnOnce(&mut std::collections::BTreeSet<&'static str>) -> bool) {
+        change(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn pending(&self) -> String {
+        let running = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        running.iter().copied().collect::<Vec<_>>().join(", ")
+    }
 }
 
 /// This replica's name for leases and Events: the pod name, else hostname and pid (two

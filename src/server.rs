@@ -128,17 +128,26 @@ pub async fn serve_tls(
 }
 
 /// Serves `router` over plain HTTP (health and metrics) until `shutdown` is cancelled, then
-/// lets in-flight requests finish.
+/// lets in-flight requests finish for at most `drain_timeout`: a scraper that keeps a request
+/// open must not hold the process past its grace period.
 pub async fn serve_plain(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
+    drain_timeout: Duration,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(%local, "serving HTTP");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    let serve = axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .into_future();
+    tokio::pin!(serve);
+    tokio::select! {
+        result = &mut serve => result?,
+        () = async { shutdown.cancelled().await; tokio::time::sleep(drain_timeout).await } => {
+            tracing::warn!(%local, ?drain_timeout, "drain timeout elapsed; closing HTTP connections");
+        }
+    }
     tracing::info!(%local, "HTTP server stopped");
     Ok(())
 }

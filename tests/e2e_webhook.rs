@@ -627,3 +627,38 @@ async fn two_thousand_spark_pods_sixteen_at_a_time_are_all_mutated() {
     );
     assert!(p99.is_finite(), "{metrics}");
 }
+
+/// A scraper or probe that opened a request and never finished it must not keep the operator
+/// alive after SIGTERM: Kubernetes would SIGKILL it at the end of the grace period, mid-drain.
+#[tokio::test]
+async fn sigterm_ends_serve_although_a_client_holds_a_half_sent_request() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-stuck-client").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    let mut served = Served::start(&ns, tmp.path(), &["--shutdown-timeout=2s"]);
+    // Half a request on the plain HTTP port, and a TCP connection that never starts TLS on the
+    // webhook port.
+    let mut admin = std::net::TcpStream::connect(("127.0.0.1", served.admin_port)).unwrap();
+    std::io::Write::write_all(&mut admin, b"GET /metrics HTTP/1.1\r\nHost: x\r\n").unwrap();
+    let _webhook = std::net::TcpStream::connect(("127.0.0.1", served.webhook_port)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = served.child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = served.child.kill();
+            panic!("serve still running 30 s after SIGTERM:\n{}", served.logs());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status.code(), Some(0), "{}", served.logs());
+    drop(admin);
+}
