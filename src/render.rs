@@ -3,6 +3,7 @@
 
 use std::io::Read;
 
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::cli::RenderArgs;
@@ -23,9 +24,45 @@ pub fn render(args: &RenderArgs) -> Result<String, String> {
         std::fs::read_to_string(&args.file)
             .map_err(|e| format!("reading {}: {e}", args.file.display()))?
     };
-    let de = serde_yaml::Deserializer::from_str(&text);
-    let mut app: SparkApplication = serde_path_to_error::deserialize(de)
-        .map_err(|e| format!("{}: {}: {}", args.file.display(), e.path(), e.inner()))?;
+    // A file may bundle what an app needs (a ConfigMap with its code, a Service): render each
+    // SparkApplication in it and name what was left out.
+    let mut out = String::new();
+    let mut apps = 0;
+    for (n, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+        let at = format!("{} (document {})", args.file.display(), n + 1);
+        let value = serde_yaml::Value::deserialize(doc).map_err(|e| format!("{at}: {e}"))?;
+        if value.is_null() {
+            continue;
+        }
+        let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        if !kind.is_empty() && kind != "SparkApplication" {
+            let name = value
+                .get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(|n| n.as_str())
+                .unwrap_or("");
+            out.push_str(&format!("# not rendered: {kind} {name}\n"));
+            continue;
+        }
+        let app: SparkApplication = serde_path_to_error::deserialize(value)
+            .map_err(|e| format!("{at}: {}: {}", e.path(), e.inner()))?;
+        if apps > 0 {
+            out.push_str("---\n");
+        }
+        out.push_str(&render_app(app, args)?);
+        apps += 1;
+    }
+    if apps == 0 {
+        return Err(format!(
+            "{}: no SparkApplication in it",
+            args.file.display()
+        ));
+    }
+    Ok(out)
+}
+
+/// The objects a submission of `app` creates, and the webhook's patch for its executors.
+fn render_app(mut app: SparkApplication, args: &RenderArgs) -> Result<String, String> {
     app.metadata
         .namespace
         .get_or_insert_with(|| args.namespace.clone());

@@ -118,4 +118,28 @@ fn render_prints_the_submission_and_refuses_invalid_apps() {
         "{}",
         stderr(&out)
     );
+
+    // A file that bundles the app with its ConfigMap: the app is rendered, the rest is named.
+    let bundle = tmp.path().join("bundle.yaml");
+    let config_map =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: app-code\ndata:\n  a: b\n";
+    let pi = include_str!("fixtures/sparkapplication-pi.yaml");
+    std::fs::write(&bundle, format!("{config_map}---\n{pi}")).unwrap();
+    let out = run(&["render", bundle.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("# not rendered: ConfigMap app-code"),
+        "{text}"
+    );
+    assert!(text.contains("kind: Service"), "{text}");
+
+    std::fs::write(&bundle, config_map).unwrap();
+    let out = run(&["render", bundle.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no SparkApplication in it"),
+        "{}",
+        stderr(&out)
+    );
 }
