@@ -12,7 +12,8 @@ run:
 	tests/cluster/run-local.sh
 
 ## test: format check, clippy, unit + end-to-end + property tests on a real kube-apiserver,
-## then a fuzz smoke (FUZZ_SMOKE_SECONDS per target, default 15, from a dev build)
+## then real Spark apps on a real one-node cluster (as root; REALNODE=0 leaves them out), then a
+## fuzz smoke (FUZZ_SMOKE_SECONDS per target, default 15, from a dev build)
 test: lint
 	tests/run.sh
 
@@ -83,10 +84,10 @@ node-up:
 node-down:
 	tests/cluster/realnode.sh down $(LOCAL)/node
 
-## test-realnode: real Spark apps on the real node (brought up if needed and left running;
-## REALNODE_DOWN=1 tears it down afterwards)
+## test-realnode: only the real Spark apps on the real node (brought up if needed and left
+## running; REALNODE_DOWN=1 tears it down afterwards). `make test` runs them too.
 test-realnode:
-	tests/run-realnode.sh
+	tests/run-realnode.sh --no-capture
 
 cluster-down:
 	tests/cluster/cluster.sh down $(LOCAL)/cluster

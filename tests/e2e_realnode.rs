@@ -1,6 +1,6 @@
 //! End-to-end on a real node: Spark really runs. Needs the one-node cluster of
 //! `tests/cluster/realnode.sh up DIR` (kubelet, containerd, the local spark:3.5.3 image) named by
-//! `SPARK_WEBHOOK_REALNODE_DIR=DIR`; without it every test here says so and passes.
+//! `SPARK_WEBHOOK_REALNODE_DIR=DIR`; without it every test here fails and says how to get one.
 //!
 //! `spark-webhook serve` runs on the host (webhook registered by url on 127.0.0.1, reconciler
 //! submitting natively); the driver pod reaches the apiserver through the `kubernetes` Service,
@@ -22,9 +22,10 @@ use spark_webhook::crd::SparkApplication;
 /// A pi run takes about a minute on an idle 2-core machine, several on a busy one.
 const RUN: Duration = Duration::from_secs(420);
 
-/// The real node these tests run on. They are not part of `make test` (nextest's default filter
-/// leaves this binary out): `make test-realnode` brings a node up and runs them. Run by hand
-/// without a node, they fail and say how to get one.
+/// The real node these tests run on. nextest's default filter leaves this binary out of the
+/// control-plane part of `make test`; `tests/run-realnode.sh` (the real-node part of `make
+/// test`, and `make test-realnode`) brings a node up and runs them. Run by hand without a node,
+/// they fail and say how to get one.
 fn node() -> &'static common::Cluster {
     common::real_node().expect(
         "no real node: run `make test-realnode`, or `tests/cluster/realnode.sh up DIR` then \
@@ -85,6 +86,14 @@ fn pyspark_pi(ns: &str, name: &str) -> Value {
             "executor": {"instances": 1, "cores": 1, "coreRequest": "500m", "memory": "512m"}
         }
     })
+}
+
+/// A shipped example (manifests/examples/FILE) moved from `spark-jobs` into namespace `ns`.
+fn example(file: &str, ns: &str) -> String {
+    let path = common::repo_root().join("manifests/examples").join(file);
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .replace("spark-jobs", ns)
 }
 
 /// What to show when a run goes wrong: the app, the pods, the driver log, serve's log.
@@ -167,30 +176,32 @@ async fn wait_completed(client: &kube::Client, ns: &str, name: &str, served: &Se
     }
 }
 
+/// The custom-container example: PySpark's pi, its executors' Spark container named `worker`.
 #[tokio::test]
-async fn a_pyspark_pi_app_runs_to_completed_and_its_driver_prints_pi() {
+async fn the_pi_example_with_a_custom_executor_container_runs_to_completed_and_prints_pi() {
     node();
     let client = common::client().await;
     install_crd();
     let ns = namespace(&client, "rn-pi").await;
     driver_rbac(&ns);
     let (served, _certs) = start(&ns);
+    let name = "spark-pi-custom-container";
     let out = kubectl_stdin(
         &["apply", "-f", "-"],
-        Some(&pyspark_pi(&ns, "pi").to_string()),
+        Some(&example("spark-pi-custom-container.yaml", &ns)),
     );
     assert!(
         out.status.success(),
         "kubectl apply: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let run = wait_completed(&client, &ns, "pi", &served).await;
+    let run = wait_completed(&client, &ns, name, &served).await;
     eprintln!(
         "pi: kubectl apply -> COMPLETED in {:.1}s",
         run.took.as_secs_f64()
     );
 
-    let log = kubectl_ok(&["logs", "-n", &ns, "pi-driver"], None);
+    let log = kubectl_ok(&["logs", "-n", &ns, &format!("{name}-driver")], None);
     assert!(
         log.contains("Pi is roughly 3.1"),
         "the driver log has no 'Pi is roughly 3.1':\n{log}"
@@ -204,7 +215,11 @@ async fn a_pyspark_pi_app_runs_to_completed_and_its_driver_prints_pi() {
         .and_then(|s| s.seccomp_profile.as_ref())
         .map(|p| p.type_.as_str());
     assert_eq!(seccomp, Some("RuntimeDefault"), "executor seccomp");
-    let pre_stop = spec.containers[0]
+    // Spark named the container after the template, and every executor setting is in it.
+    let names: Vec<&str> = spec.containers.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["worker"], "executor containers");
+    let worker = &spec.containers[0];
+    let pre_stop = worker
         .lifecycle
         .as_ref()
         .and_then(|l| l.pre_stop.as_ref())
@@ -215,87 +230,18 @@ async fn a_pyspark_pi_app_runs_to_completed_and_its_driver_prints_pi() {
         Some(vec!["/opt/decom.sh".to_string()]),
         "executor preStop"
     );
+    let env = worker.env.as_deref().unwrap_or_default();
+    assert!(
+        env.iter().any(|e| e.name == "EXAMPLE_EXECUTOR_SETTING"
+            && e.value.as_deref() == Some("in-the-worker-container")),
+        "executor env: {env:?}"
+    );
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-/// The job of the volumes-and-archives app: on the driver and in tasks on every executor, check
-/// that the ConfigMap volume is mounted, that seccomp filters the process (`Seccomp: 2`, our
-/// RuntimeDefault default, really enforced by runc), and that the remote archive is unpacked
-/// under its `#deps` alias. Exits non-zero (the app FAILS) unless all hold.
-const CHECK_PY: &str = r#"
-import os, socket, sys, time
-from pyspark import SparkFiles
-from pyspark.sql import SparkSession
-
-def check(_):
-    vol = open("/opt/app/data.txt").read().strip() == "volume-ok"
-    seccomp = [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")][0]
-    places = [os.path.join(d, "deps", "marker.txt") for d in (".", SparkFiles.getRootDirectory())]
-    deps = any(os.path.isfile(p) and open(p).read().strip() == "deps-ok" for p in places)
-    time.sleep(0.2)
-    return (socket.gethostname(), vol, seccomp, deps)
-
-spark = SparkSession.builder.appName("checks").getOrCreate()
-n = int(spark.conf.get("spark.executor.instances"))
-results = [("driver:" + r[0],) + r[1:] for r in [check(0)]]
-results += spark.sparkContext.parallelize(range(40), 40).map(check).distinct().collect()
-for r in sorted(set(results)):
-    print("CHECK", *r, flush=True)
-hosts = {r[0] for r in results if not r[0].startswith("driver:")}
-bad = [r for r in results if not (r[1] and r[2] == "2" and r[3])]
-spark.stop()
-if bad or len(hosts) != n:
-    print(f"CHECKS FAILED: bad={bad} executors={sorted(hosts)} want {n}", flush=True)
-    sys.exit(1)
-print(f"CHECKS OK on the driver and {n} executors", flush=True)
-"#;
-
-/// An HTTP server pod (python3 in the Spark image) serving deps.zip (marker.txt = "deps-ok"),
-/// behind a ClusterIP Service `deps` on port 80.
-fn deps_server(ns: &str) -> Value {
-    let script = "mkdir -p /tmp/www && cd /tmp/www && python3 -c 'import zipfile; \
-                  z = zipfile.ZipFile(\"deps.zip\", \"w\"); z.writestr(\"marker.txt\", \"deps-ok\"); z.close()' \
-                  && exec python3 -m http.server 8000";
-    json!({"apiVersion": "v1", "kind": "List", "items": [
-        {"apiVersion": "v1", "kind": "Pod",
-         "metadata": {"name": "deps-http", "namespace": ns, "labels": {"app": "deps-http"}},
-         "spec": {"containers": [{
-             "name": "http", "image": "spark:3.5.3", "imagePullPolicy": "IfNotPresent",
-             "command": ["/bin/bash", "-c", script],
-             "ports": [{"containerPort": 8000}],
-             "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1}
-         }]}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": {"name": "deps", "namespace": ns},
-         "spec": {"selector": {"app": "deps-http"}, "ports": [{"port": 80, "targetPort": 8000}]}}
-    ]})
-}
-
-fn volumes_and_archives_app(ns: &str, name: &str) -> Value {
-    let mount = json!([{"name": "app", "mountPath": "/opt/app"}]);
-    json!({
-        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {
-            "type": "Python", "pythonVersion": "3", "mode": "cluster",
-            "image": "spark:3.5.3", "imagePullPolicy": "IfNotPresent", "sparkVersion": "3.5.3",
-            "mainApplicationFile": "local:///opt/app/check.py",
-            "deps": {"archives": [format!("http://deps.{ns}.svc.cluster.local/deps.zip#deps")]},
-            "sparkConf": {
-                // Every executor must be there before the job, so each one runs checks.
-                "spark.scheduler.minRegisteredResourcesRatio": "1.0",
-                "spark.scheduler.maxRegisteredResourcesWaitingTime": "120s"
-            },
-            "volumes": [{"name": "app", "configMap": {"name": "app-code"}}],
-            "restartPolicy": {"type": "Never"},
-            "driver": {"cores": 1, "coreRequest": "400m", "memory": "512m", "serviceAccount": "spark",
-                       "volumeMounts": mount},
-            "executor": {"instances": 2, "cores": 1, "coreRequest": "400m", "memory": "512m",
-                         "volumeMounts": mount}
-        }
-    })
-}
-
+/// The volumes-and-archives example: its job checks, on the driver and on every executor, the
+/// ConfigMap volume, `Seccomp: 2` (our RuntimeDefault default, really enforced by runc) and the
+/// remote archive unpacked under its `#deps` alias; it FAILS unless all hold.
 #[tokio::test]
 async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver_and_executors() {
     node();
@@ -303,33 +249,18 @@ async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver
     install_crd();
     let ns = namespace(&client, "rn-deps").await;
     driver_rbac(&ns);
-    let code = json!({"apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": "app-code", "namespace": ns},
-        "data": {"check.py": CHECK_PY, "data.txt": "volume-ok\n"}});
-    kubectl_ok(&["apply", "-f", "-"], Some(&code.to_string()));
-    kubectl_ok(&["apply", "-f", "-"], Some(&deps_server(&ns).to_string()));
-    kubectl_ok(
-        &[
-            "wait",
-            "-n",
-            &ns,
-            "--for=condition=Ready",
-            "--timeout=120s",
-            "pod/deps-http",
-        ],
-        None,
-    );
     let (served, _certs) = start(&ns);
+    let name = "spark-checks";
     kubectl_ok(
         &["apply", "-f", "-"],
-        Some(&volumes_and_archives_app(&ns, "checks").to_string()),
+        Some(&example("spark-checks-volumes-archives.yaml", &ns)),
     );
-    let run = wait_completed(&client, &ns, "checks", &served).await;
+    let run = wait_completed(&client, &ns, name, &served).await;
     eprintln!(
         "checks: kubectl apply -> COMPLETED in {:.1}s",
         run.took.as_secs_f64()
     );
-    let log = kubectl_ok(&["logs", "-n", &ns, "checks-driver"], None);
+    let log = kubectl_ok(&["logs", "-n", &ns, &format!("{name}-driver")], None);
     assert!(
         log.contains("CHECKS OK on the driver and 2 executors"),
         "driver log:\n{log}"

@@ -16,5 +16,5 @@ t=$(date +%s%N)
 tests/cluster/realnode.sh up "$dir" >/dev/null
 echo "realnode up: $(secs "$t") s" >&2
 t=$(date +%s%N)
-SPARK_WEBHOOK_REALNODE_DIR=$dir cargo nextest run --locked --ignore-default-filter --test e2e_realnode --no-capture "$@"
+SPARK_WEBHOOK_REALNODE_DIR=$dir cargo nextest run --locked --ignore-default-filter --test e2e_realnode "$@"
 echo "e2e_realnode: $(secs "$t") s" >&2

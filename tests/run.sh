@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite (unit, router, TLS, end-to-end, then a fuzz smoke) against a fresh
-# local control plane that lives exactly as long as this script. Extra arguments go to cargo
-# nextest.
+# Runs the whole test suite (unit, router, TLS, end-to-end against a fresh local control plane
+# that lives exactly as long as this script, then real Spark on a real node, then a fuzz smoke).
+# Extra arguments (or NEXTEST_TARGETS) narrow it to the first part and go to cargo nextest.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -20,9 +20,18 @@ profile=${NEXTEST_PROFILE:-default}
 # NEXTEST_TARGETS narrows the run (e.g. `--test e2e_faults` for `make chaos`).
 # shellcheck disable=SC2086
 cargo nextest run --locked ${NEXTEST_TARGETS:---all-targets} --profile "$profile" "$@"
-# The fuzz smoke: both cargo-fuzz targets, coverage-guided, briefly, from a dev build (`make fuzz`
-# is the long run). Only for the whole suite: a narrowed run (arguments or targets given) skips it.
-if [ $# -eq 0 ] && [ -z "${NEXTEST_TARGETS:-}" ]; then
-  "$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true
-  FUZZ_BUILD=${FUZZ_BUILD:-dev} "$root/fuzz/run.sh" "${FUZZ_SMOKE_SECONDS:-15}"
+# Only for the whole suite (a narrowed run, with arguments or targets given, stops here):
+[ $# -eq 0 ] && [ -z "${NEXTEST_TARGETS:-}" ] || exit 0
+"$root/tests/cluster/cluster.sh" down "$dir" >/dev/null 2>&1 || true
+# Real Spark on a real node (tests/e2e_realnode.rs): the node is provisioned (cached; ~20 min on
+# a fresh machine), brought up, used and torn down again. It needs root; REALNODE=0 leaves these
+# tests out, and says so.
+if [ "${REALNODE:-1}" = 0 ]; then
+  echo "run.sh: REALNODE=0: the real-node tests (tests/e2e_realnode.rs) were NOT run" >&2
+else
+  REALNODE_DOWN=1 SPARK_WEBHOOK_REALNODE_DIR=$root/target/test-node \
+    "$root/tests/run-realnode.sh" --profile "$profile"
 fi
+# The fuzz smoke: both cargo-fuzz targets, coverage-guided, briefly, from a dev build (`make fuzz`
+# is the long run).
+FUZZ_BUILD=${FUZZ_BUILD:-dev} "$root/fuzz/run.sh" "${FUZZ_SMOKE_SECONDS:-15}"
