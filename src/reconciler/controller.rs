@@ -16,8 +16,9 @@ use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
+use super::compact::CompactApp;
+pub use super::compact::GuardedApp;
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
-pub use crate::appcache::GuardedApp;
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
@@ -58,14 +59,16 @@ pub struct Context {
     /// The objects our last status writes returned, until the cache shows them: a reconcile
     /// triggered (by a pod event) before the app's watch caught up must not act on the stale
     /// status, or it would resubmit and conflict over and over under load.
-    pub written:
-        std::sync::Mutex<std::collections::HashMap<(String, String), Arc<SparkApplication>>>,
+    pub written: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<CompactApp>>>,
 }
 
 impl Context {
     fn remember(&self, mut app: SparkApplication) {
         app.metadata.managed_fields = None;
         let key = (app.namespace().unwrap_or_default(), app.name_any());
+        let Ok(app) = CompactApp::try_from(app) else {
+            return;
+        };
         if let Ok(mut w) = self.written.lock() {
             w.insert(key, Arc::new(app));
         }
@@ -73,35 +76,23 @@ impl Context {
 
     /// Whether the cache holds a newer version of `app` than the one being reconciled (or
     /// none: deleted).
-    fn changed_since(&self, app: &SparkApplication) -> bool {
+    fn changed_since(&self, app: &CompactApp) -> bool {
         let key = ObjectRef::new(&app.name_any()).within(&app.namespace().unwrap_or_default());
         let Some(cached) = self.apps.get(&key) else {
             return true;
         };
         let Ok(cached) = &cached.0 else { return true };
-        let rv = |a: &SparkApplication| {
-            a.metadata
-                .resource_version
-                .as_deref()
-                .and_then(|v| v.parse::<u64>().ok())
-        };
         cached.metadata.uid != app.metadata.uid
-            || matches!((rv(cached), rv(app)), (Some(c), Some(a)) if c > a)
+            || matches!((revision(&cached.metadata), revision(&app.metadata)), (Some(c), Some(a)) if c > a)
     }
 
     /// Our own newer write of `app`, if the cache has not caught up with it yet.
-    fn newer_than_cache(&self, app: &SparkApplication) -> Option<Arc<SparkApplication>> {
+    fn newer_than_cache(&self, app: &CompactApp) -> Option<Arc<CompactApp>> {
         let key = (app.namespace().unwrap_or_default(), app.name_any());
         let mut w = self.written.lock().ok()?;
         let written = w.get(&key)?.clone();
-        let rv = |a: &SparkApplication| {
-            a.metadata
-                .resource_version
-                .as_deref()
-                .and_then(|v| v.parse::<u64>().ok())
-        };
         // resourceVersions are etcd revisions here; if either is not a number, trust the cache.
-        match (rv(&written), rv(app)) {
+        match (revision(&written.metadata), revision(&app.metadata)) {
             (Some(ours), Some(cached))
                 if ours > cached && written.metadata.uid == app.metadata.uid =>
             {
@@ -113,6 +104,11 @@ impl Context {
             }
         }
     }
+}
+
+/// An object's resourceVersion as a number (an etcd revision), if it is one.
+fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
+    meta.resource_version.as_deref()?.parse().ok()
 }
 
 /// How apps are submitted.
@@ -155,7 +151,7 @@ pub async fn run(
     let (app_reader, app_writer) = reflector::store();
     let app_stream = watcher(apps, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(crate::appcache::slim_app)
+        .modify(super::compact::slim)
         .reflect(app_writer)
         .applied_objects();
     // No limit in the controller itself: the two lanes in `reconcile` bound the work, so a
@@ -331,7 +327,7 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
         Ok(app) => ctx.newer_than_cache(app),
         Err(_) => None,
     };
-    let app = match (&fresher, &obj.0) {
+    let cached = match (&fresher, &obj.0) {
         (Some(written), _) => written.as_ref(),
         (None, Ok(app)) => app,
         (None, Err(invalid)) => {
@@ -343,11 +339,11 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
             return Ok(Requeue::await_change());
         }
     };
-    if app.metadata.deletion_timestamp.is_some() {
+    if cached.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }
-    let ns = app.namespace().unwrap_or_default();
-    let name = app.name_any();
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     let span = tracing::info_span!("reconcile", namespace = %ns, app = %name);
     let _enter = span.enter();
 
@@ -355,6 +351,12 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     let Ok(status_permit) = ctx.status_slots.acquire().await else {
         return Ok(Requeue::await_change());
     };
+    // The cache keeps the spec as text; only a reconcile holding a slot reads it back (boxed),
+    // so a queue of apps waiting for one holds no full copies.
+    let Some(mut expanded) = expand(cached) else {
+        return Ok(Requeue::await_change());
+    };
+    let app = &*expanded;
     let status = app.status.clone().unwrap_or_default();
     let spec_hash = super::spec_hash(app);
     let mut driver = (!status.driver_info.pod_name.is_empty())
@@ -410,18 +412,24 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     // Submissions take the other lane: status work never queues behind them.
     let _permit = if submits {
         drop(status_permit);
+        drop(expanded);
         let Ok(permit) = ctx.submit_slots.acquire().await else {
             return Ok(Requeue::await_change());
         };
         // While this app waited for a slot it may have changed or gone: decide again then
         // (the change has queued another reconcile).
-        if ctx.changed_since(app) {
+        if ctx.changed_since(cached) {
             return Ok(Requeue::requeue(Duration::from_millis(50)));
         }
+        let Some(again) = expand(cached) else {
+            return Ok(Requeue::await_change());
+        };
+        expanded = again;
         permit
     } else {
         status_permit
     };
+    let app = &*expanded;
 
     for action in std::mem::take(&mut decision.actions) {
         match action {
@@ -475,6 +483,18 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
         Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
     })
+}
+
+/// The whole app of a cached one; None (logged) if its spec cannot be read back, which cannot
+/// happen to text our own serialisation wrote.
+fn expand(cached: &CompactApp) -> Option<Box<SparkApplication>> {
+    match cached.expand() {
+        Ok(app) => Some(Box::new(app)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cached SparkApplication cannot be read; waiting for a change");
+            None
+        }
+    }
 }
 
 enum SubmitError {
