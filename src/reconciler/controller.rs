@@ -15,6 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use super::compact::CompactApp;
 pub use super::compact::GuardedApp;
@@ -342,11 +343,17 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     if cached.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }
+    let span = tracing::info_span!("reconcile", namespace = %cached.namespace().unwrap_or_default(), app = %cached.name_any());
+    // Instrumented, not entered: a guard held across an await stays entered while other
+    // reconciles run on the thread, so their spans nested under it, thousands deep under a
+    // burst, until closing that chain overflowed a worker's stack (5000 apps at once).
+    reconcile_app(cached, &ctx).instrument(span).await
+}
+
+/// The reconcile of a readable app that is not being deleted.
+async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    let span = tracing::info_span!("reconcile", namespace = %ns, app = %name);
-    let _enter = span.enter();
-
     // Closed only at shutdown; then there is nothing left to do.
     let Ok(status_permit) = ctx.status_slots.acquire().await else {
         return Ok(Requeue::await_change());
@@ -369,8 +376,7 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
         // The pod cache can lag far behind under load: never declare a driver missing
         // without asking the apiserver.
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-        driver = pods
-            .get_opt(&status.driver_info.pod_name)
+        driver = Box::pin(pods.get_opt(&status.driver_info.pod_name))
             .await?
             .map(Arc::new);
     }
@@ -434,7 +440,7 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     for action in std::mem::take(&mut decision.actions) {
         match action {
             Action::Submit { attempt } => {
-                let outcome = match submit(&ctx, app, attempt, &spec_hash).await {
+                let outcome = match Box::pin(submit(ctx, app, attempt, &spec_hash)).await {
                     Ok(info) => Ok(info),
                     Err(SubmitError::Failed(msg)) => {
                         tracing::warn!(attempt, error = %msg, "submission failed");
@@ -456,11 +462,11 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
                 decision.requeue_after = after.requeue_after.or(decision.requeue_after);
             }
             Action::DeleteDriver { pod_name } => {
-                delete_attempt(&ctx, &ns, &pod_name, driver.as_deref()).await?
+                Box::pin(delete_attempt(ctx, &ns, &pod_name, driver.as_deref())).await?
             }
             Action::DeleteApp => {
                 let apps: Api<SparkApplication> = Api::namespaced(ctx.client.clone(), &ns);
-                match apps.delete(&name, &DeleteParams::background()).await {
+                match Box::pin(apps.delete(&name, &DeleteParams::background())).await {
                     Ok(_) => tracing::info!("time to live passed: SparkApplication deleted"),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -472,13 +478,13 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
 
     let old_state = status.application_state.state;
     if decision.status != status {
-        write_status(&ctx, app, &decision.status).await?;
+        Box::pin(write_status(ctx, app, &decision.status)).await?;
         ctx.metrics.transition(app, old_state, &decision.status);
     }
     for note in &decision.events {
         ctx.metrics.executor_event(app, note.reason);
     }
-    publish(&ctx, app, &decision);
+    publish(ctx, app, &decision);
     Ok(match decision.requeue_after {
         Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
@@ -786,4 +792,24 @@ fn publish(ctx: &Context, app: &SparkApplication, decision: &Decision) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<F, Fut>(_: F) -> usize
+    where
+        F: Fn(Arc<GuardedApp>, Arc<Context>) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every app waiting for a lane slot holds one reconcile future: its submission and API
+    /// calls are boxed, or each would hold ~14 KiB (5000 queued apps: ~70 MiB).
+    #[test]
+    fn a_queued_reconcile_stays_small() {
+        let size = future_size(reconcile);
+        assert!(size < 4096, "reconcile future is {size} bytes");
+    }
 }
