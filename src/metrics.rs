@@ -8,10 +8,10 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::DeserializeGuard;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
-use crate::crd::SparkApplication;
+use crate::reconciler::compact::GuardedApp;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -238,7 +238,7 @@ pub struct AppMetrics {
 }
 
 /// The caches of one controller: its apps and its Spark pods.
-type Source = (Store<DeserializeGuard<SparkApplication>>, Store<Pod>);
+type Source = (Store<GuardedApp>, Store<Pod>);
 
 /// Default start-latency buckets: 30 s steps to 5 min, then on to an hour (the Go operator's
 /// 300 s top bucket hid every slow start).
@@ -385,8 +385,8 @@ impl AppMetrics {
         Arc::new(m)
     }
 
-    fn labels(&self, app: &crate::crd::SparkApplication) -> Labels {
-        let app_labels = app.metadata.labels.clone().unwrap_or_default();
+    fn labels(&self, app: &ObjectMeta) -> Labels {
+        let app_labels = app.labels.clone().unwrap_or_default();
         self.label_keys
             .iter()
             .map(|k| (sanitize(k), app_labels.get(k).cloned().unwrap_or_default()))
@@ -401,7 +401,7 @@ impl AppMetrics {
         new: &crate::crd::SparkApplicationStatus,
     ) {
         use crate::crd::ApplicationStateType as S;
-        let l = self.labels(app);
+        let l = self.labels(&app.metadata);
         let state = new.application_state.state;
         let since_creation = || {
             app.metadata.creation_timestamp.as_ref().map(|t| {
@@ -455,7 +455,7 @@ impl AppMetrics {
 
     /// Counts executor outcomes reported by one decision's Events.
     pub fn executor_event(&self, app: &crate::crd::SparkApplication, reason: &str) {
-        let l = self.labels(app);
+        let l = self.labels(&app.metadata);
         match reason {
             "SparkExecutorCompleted" => {
                 self.executor_success.get_or_create(&l).inc();
@@ -468,7 +468,7 @@ impl AppMetrics {
     }
 
     /// Registers the caches the running gauges are computed from.
-    pub fn add_source(&self, apps: Store<DeserializeGuard<SparkApplication>>, pods: Store<Pod>) {
+    pub fn add_source(&self, apps: Store<GuardedApp>, pods: Store<Pod>) {
         if let Ok(mut s) = self.sources.lock() {
             s.push((apps, pods));
         }
@@ -487,7 +487,7 @@ impl AppMetrics {
             let mut by_name: HashMap<(String, String), Labels> = HashMap::new();
             for guard in app_store.state() {
                 let Ok(app) = &guard.0 else { continue };
-                let labels = self.labels(app);
+                let labels = self.labels(&app.metadata);
                 let key = (
                     app.metadata.namespace.clone().unwrap_or_default(),
                     app.metadata.name.clone().unwrap_or_default(),

@@ -15,9 +15,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
+use super::compact::CompactApp;
+pub use super::compact::GuardedApp;
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
-pub use crate::appcache::GuardedApp;
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
@@ -58,14 +60,16 @@ pub struct Context {
     /// The objects our last status writes returned, until the cache shows them: a reconcile
     /// triggered (by a pod event) before the app's watch caught up must not act on the stale
     /// status, or it would resubmit and conflict over and over under load.
-    pub written:
-        std::sync::Mutex<std::collections::HashMap<(String, String), Arc<SparkApplication>>>,
+    pub written: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<CompactApp>>>,
 }
 
 impl Context {
     fn remember(&self, mut app: SparkApplication) {
         app.metadata.managed_fields = None;
         let key = (app.namespace().unwrap_or_default(), app.name_any());
+        let Ok(app) = CompactApp::try_from(app) else {
+            return;
+        };
         if let Ok(mut w) = self.written.lock() {
             w.insert(key, Arc::new(app));
         }
@@ -73,35 +77,23 @@ impl Context {
 
     /// Whether the cache holds a newer version of `app` than the one being reconciled (or
     /// none: deleted).
-    fn changed_since(&self, app: &SparkApplication) -> bool {
+    fn changed_since(&self, app: &CompactApp) -> bool {
         let key = ObjectRef::new(&app.name_any()).within(&app.namespace().unwrap_or_default());
         let Some(cached) = self.apps.get(&key) else {
             return true;
         };
         let Ok(cached) = &cached.0 else { return true };
-        let rv = |a: &SparkApplication| {
-            a.metadata
-                .resource_version
-                .as_deref()
-                .and_then(|v| v.parse::<u64>().ok())
-        };
         cached.metadata.uid != app.metadata.uid
-            || matches!((rv(cached), rv(app)), (Some(c), Some(a)) if c > a)
+            || matches!((revision(&cached.metadata), revision(&app.metadata)), (Some(c), Some(a)) if c > a)
     }
 
     /// Our own newer write of `app`, if the cache has not caught up with it yet.
-    fn newer_than_cache(&self, app: &SparkApplication) -> Option<Arc<SparkApplication>> {
+    fn newer_than_cache(&self, app: &CompactApp) -> Option<Arc<CompactApp>> {
         let key = (app.namespace().unwrap_or_default(), app.name_any());
         let mut w = self.written.lock().ok()?;
         let written = w.get(&key)?.clone();
-        let rv = |a: &SparkApplication| {
-            a.metadata
-                .resource_version
-                .as_deref()
-                .and_then(|v| v.parse::<u64>().ok())
-        };
         // resourceVersions are etcd revisions here; if either is not a number, trust the cache.
-        match (rv(&written), rv(app)) {
+        match (revision(&written.metadata), revision(&app.metadata)) {
             (Some(ours), Some(cached))
                 if ours > cached && written.metadata.uid == app.metadata.uid =>
             {
@@ -113,6 +105,11 @@ impl Context {
             }
         }
     }
+}
+
+/// An object's resourceVersion as a number (an etcd revision), if it is one.
+fn revision(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<u64> {
+    meta.resource_version.as_deref()?.parse().ok()
 }
 
 /// How apps are submitted.
@@ -155,7 +152,7 @@ pub async fn run(
     let (app_reader, app_writer) = reflector::store();
     let app_stream = watcher(apps, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(crate::appcache::slim_app)
+        .modify(super::compact::slim)
         .reflect(app_writer)
         .applied_objects();
     // No limit in the controller itself: the two lanes in `reconcile` bound the work, so a
@@ -331,7 +328,7 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
         Ok(app) => ctx.newer_than_cache(app),
         Err(_) => None,
     };
-    let app = match (&fresher, &obj.0) {
+    let cached = match (&fresher, &obj.0) {
         (Some(written), _) => written.as_ref(),
         (None, Ok(app)) => app,
         (None, Err(invalid)) => {
@@ -343,18 +340,30 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
             return Ok(Requeue::await_change());
         }
     };
-    if app.metadata.deletion_timestamp.is_some() {
+    if cached.metadata.deletion_timestamp.is_some() {
         return Ok(Requeue::await_change());
     }
-    let ns = app.namespace().unwrap_or_default();
-    let name = app.name_any();
-    let span = tracing::info_span!("reconcile", namespace = %ns, app = %name);
-    let _enter = span.enter();
+    let span = tracing::info_span!("reconcile", namespace = %cached.namespace().unwrap_or_default(), app = %cached.name_any());
+    // Instrumented, not entered: a guard held across an await stays entered while other
+    // reconciles run on the thread, so their spans nested under it, thousands deep under a
+    // burst, until closing that chain overflowed a worker's stack (5000 apps at once).
+    reconcile_app(cached, &ctx).instrument(span).await
+}
 
+/// The reconcile of a readable app that is not being deleted.
+async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let ns = cached.namespace().unwrap_or_default();
+    let name = cached.name_any();
     // Closed only at shutdown; then there is nothing left to do.
     let Ok(status_permit) = ctx.status_slots.acquire().await else {
         return Ok(Requeue::await_change());
     };
+    // The cache keeps the spec as text; only a reconcile holding a slot reads it back (boxed),
+    // so a queue of apps waiting for one holds no full copies.
+    let Some(mut expanded) = expand(cached) else {
+        return Ok(Requeue::await_change());
+    };
+    let app = &*expanded;
     let status = app.status.clone().unwrap_or_default();
     let spec_hash = super::spec_hash(app);
     let mut driver = (!status.driver_info.pod_name.is_empty())
@@ -367,8 +376,7 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
         // The pod cache can lag far behind under load: never declare a driver missing
         // without asking the apiserver.
         let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-        driver = pods
-            .get_opt(&status.driver_info.pod_name)
+        driver = Box::pin(pods.get_opt(&status.driver_info.pod_name))
             .await?
             .map(Arc::new);
     }
@@ -410,23 +418,29 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     // Submissions take the other lane: status work never queues behind them.
     let _permit = if submits {
         drop(status_permit);
+        drop(expanded);
         let Ok(permit) = ctx.submit_slots.acquire().await else {
             return Ok(Requeue::await_change());
         };
         // While this app waited for a slot it may have changed or gone: decide again then
         // (the change has queued another reconcile).
-        if ctx.changed_since(app) {
+        if ctx.changed_since(cached) {
             return Ok(Requeue::requeue(Duration::from_millis(50)));
         }
+        let Some(again) = expand(cached) else {
+            return Ok(Requeue::await_change());
+        };
+        expanded = again;
         permit
     } else {
         status_permit
     };
+    let app = &*expanded;
 
     for action in std::mem::take(&mut decision.actions) {
         match action {
             Action::Submit { attempt } => {
-                let outcome = match submit(&ctx, app, attempt, &spec_hash).await {
+                let outcome = match Box::pin(submit(ctx, app, attempt, &spec_hash)).await {
                     Ok(info) => Ok(info),
                     Err(SubmitError::Failed(msg)) => {
                         tracing::warn!(attempt, error = %msg, "submission failed");
@@ -448,11 +462,11 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
                 decision.requeue_after = after.requeue_after.or(decision.requeue_after);
             }
             Action::DeleteDriver { pod_name } => {
-                delete_attempt(&ctx, &ns, &pod_name, driver.as_deref()).await?
+                Box::pin(delete_attempt(ctx, &ns, &pod_name, driver.as_deref())).await?
             }
             Action::DeleteApp => {
                 let apps: Api<SparkApplication> = Api::namespaced(ctx.client.clone(), &ns);
-                match apps.delete(&name, &DeleteParams::background()).await {
+                match Box::pin(apps.delete(&name, &DeleteParams::background())).await {
                     Ok(_) => tracing::info!("time to live passed: SparkApplication deleted"),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
@@ -464,17 +478,29 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
 
     let old_state = status.application_state.state;
     if decision.status != status {
-        write_status(&ctx, app, &decision.status).await?;
+        Box::pin(write_status(ctx, app, &decision.status)).await?;
         ctx.metrics.transition(app, old_state, &decision.status);
     }
     for note in &decision.events {
         ctx.metrics.executor_event(app, note.reason);
     }
-    publish(&ctx, app, &decision);
+    publish(ctx, app, &decision);
     Ok(match decision.requeue_after {
         Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
     })
+}
+
+/// The whole app of a cached one; None (logged) if its spec cannot be read back, which cannot
+/// happen to text our own serialisation wrote.
+fn expand(cached: &CompactApp) -> Option<Box<SparkApplication>> {
+    match cached.expand() {
+        Ok(app) => Some(Box::new(app)),
+        Err(e) => {
+            tracing::warn!(error = %e, "cached SparkApplication cannot be read; waiting for a change");
+            None
+        }
+    }
 }
 
 enum SubmitError {
@@ -766,4 +792,24 @@ fn publish(ctx: &Context, app: &SparkApplication, decision: &Decision) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn future_size<F, Fut>(_: F) -> usize
+    where
+        F: Fn(Arc<GuardedApp>, Arc<Context>) -> Fut,
+    {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// Every app waiting for a lane slot holds one reconcile future: its submission and API
+    /// calls are boxed, or each would hold ~14 KiB (5000 queued apps: ~70 MiB).
+    #[test]
+    fn a_queued_reconcile_stays_small() {
+        let size = future_size(reconcile);
+        assert!(size < 4096, "reconcile future is {size} bytes");
+    }
 }

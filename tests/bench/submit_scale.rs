@@ -9,6 +9,12 @@
 //!    objects a submission creates — driver pod, then Service and ConfigMap owned by it, built
 //!    by `submission::build` exactly as the reconciler builds them — at `BENCH_CONCURRENCY`
 //!    (default 16) apps in flight. That is what the apiserver alone takes for the writes.
+//!    Then the **full floor**: the same, but per app also the writes no operator can skip —
+//!    the user's create of the SparkApplication before, its SUBMITTED status (PUT /status) and
+//!    the SparkApplicationSubmitted Event after — again without any logic or watch. The
+//!    operator run pays for all of these on the same apiserver, and for a CRD the create and
+//!    the status write cost the apiserver several times a pod's write: the ratio to the full
+//!    floor is what the operator itself adds.
 //! 2. **operator**: in another fresh namespace, starts the release `spark-webhook serve
 //!    --webhook=false --leader-election=false --namespaces NS` as a child, sends one warm-up app
 //!    through it (so its watches are live), then creates N apps at the same concurrency and
@@ -54,13 +60,15 @@ use futures::{StreamExt as _, TryStreamExt as _, stream};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Namespace, Pod, Service};
 use k8s_openapi::api::scheduling::v1::PriorityClass;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PartialObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt as _, watcher};
-use kube::{Client, Config, ResourceExt as _};
+use kube::{Client, Config, Resource as _, ResourceExt as _};
 use spark_webhook::crd::{ApplicationStateType, SparkApplication};
 use spark_webhook::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
-use spark_webhook::reconciler::state::SPEC_HASH_ANNOTATION;
+use spark_webhook::reconciler::state::{self, SPEC_HASH_ANNOTATION, SubmittedInfo};
 use spark_webhook::submission::{self, Submission, SubmitOptions};
 use tokio::sync::mpsc;
 
@@ -215,6 +223,8 @@ struct Results {
     /// Arrivals per second of a paced run; None: a burst.
     rate: Option<f64>,
     floor: Floor,
+    /// The floor with the app's create, its status write and its Event.
+    full_floor: Floor,
     op: OperatorRun,
 }
 
@@ -314,8 +324,16 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
             Err(e) => return (results, Some(format!("N={n}: floor: {e}").into())),
         };
         eprintln!(
-            "submit_scale: N={n}: floor done in {:.2} s; operator run",
+            "submit_scale: N={n}: floor done in {:.2} s; full floor (app, objects, status, Event)",
             floor.total.as_secs_f64()
+        );
+        let full_floor = match full_floor_run(&client, cluster, &template, n, s.concurrency).await {
+            Ok(f) => f,
+            Err(e) => return (results, Some(format!("N={n}: full floor: {e}").into())),
+        };
+        eprintln!(
+            "submit_scale: N={n}: full floor done in {:.2} s; operator run",
+            full_floor.total.as_secs_f64()
         );
         let rates = std::iter::once(None).chain(s.rate.map(Some));
         for rate in rates {
@@ -331,6 +349,7 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
                 n,
                 rate,
                 floor: floor.clone(),
+                full_floor: full_floor.clone(),
                 op,
             };
             let label = r.label();
@@ -474,6 +493,85 @@ async fn floor_run(
     let load = load_before.since(client, cluster).await?;
     Ok(Floor {
         objects: 3 * n,
+        total: last.duration_since(start),
+        load,
+    })
+}
+
+/// Per app, every write a submission implies, in the operator's order, with no logic: the
+/// SparkApplication (as the user creates it), its driver pod, Service and ConfigMap, the
+/// SUBMITTED status (PUT /status, as the reconciler writes it) and the Event (through the same
+/// kube-runtime Recorder).
+async fn full_floor_run(
+    client: &Client,
+    cluster: &Cluster,
+    template: &SparkApplication,
+    n: usize,
+    concurrency: usize,
+) -> Result<Floor, BoxError> {
+    let ns = create_namespace(client, "submit-scale-full").await?;
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "spark-webhook".into(),
+            instance: None,
+        },
+    );
+    let objects: Vec<SparkApplication> = (0..n).map(|i| app_copy(template, &ns, i)).collect();
+    let pp = PostParams::default();
+    let load_before = LoadMark::take(client, cluster).await?;
+    let start = Instant::now();
+    let done: Vec<Instant> = stream::iter(objects)
+        .map(|app| {
+            let (apps, pods, services, config_maps, pp, recorder) =
+                (&apps, &pods, &services, &config_maps, &pp, &recorder);
+            async move {
+                let mut app = apps.create(pp, &app).await?;
+                app.metadata.managed_fields = None;
+                let mut sub = submission::build(&app, 1, &SubmitOptions::default())?;
+                sub.driver_pod.annotations_mut().insert(
+                    SPEC_HASH_ANNOTATION.into(),
+                    spark_webhook::reconciler::spec_hash(&app),
+                );
+                let pod = pods.create(pp, &sub.driver_pod).await?;
+                let uid = pod.metadata.uid.unwrap_or_default();
+                submission::owned_by_driver(&mut sub, &uid);
+                services.create(pp, &sub.service).await?;
+                config_maps.create(pp, &sub.config_map).await?;
+                let info = SubmittedInfo {
+                    submission_id: sub.submission_id.clone(),
+                    driver_pod_name: sub.driver_pod.name_any(),
+                    app_id: sub.app_id.clone(),
+                    ui_service_name: sub.service.name_any(),
+                    ui_port: 4040,
+                };
+                let decision = state::submitted(&app, 1, Ok(info), Timestamp::now());
+                app.status = Some(decision.status);
+                apps.replace_status(&app.name_any(), pp, &app).await?;
+                for note in &decision.events {
+                    let event = KubeEvent {
+                        type_: EventType::Normal,
+                        reason: note.reason.into(),
+                        note: Some(note.message.clone()),
+                        action: "Reconcile".into(),
+                        secondary: None,
+                    };
+                    recorder.publish(&event, &app.object_ref(&())).await?;
+                }
+                Ok::<_, BoxError>(Instant::now())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    let last = done.into_iter().max().unwrap_or(start);
+    let load = load_before.since(client, cluster).await?;
+    Ok(Floor {
+        objects: 6 * n,
         total: last.duration_since(start),
         load,
     })
@@ -1132,6 +1230,13 @@ fn print_table(results: &[Results], s: &Settings) {
             "",
             "",
         );
+        let full_s = r.full_floor.total.as_secs_f64();
+        row(
+            "full floor: + app create, status PUT, Event",
+            format!("{:.1} apps/s ({full_s:.2} s)", n as f64 / full_s),
+            "",
+            "",
+        );
         let ratio = op.to_last_submitted.as_secs_f64() / floor_s;
         if r.rate.is_none() {
             row(
@@ -1143,6 +1248,12 @@ fn print_table(results: &[Results], s: &Settings) {
             row(
                 "  last driver pod / floor total",
                 format!("{:.2}x", op.to_last_driver.as_secs_f64() / floor_s),
+                "",
+                "",
+            );
+            row(
+                "last SUBMITTED / full floor total",
+                format!("{:.2}x", op.to_last_submitted.as_secs_f64() / full_s),
                 "",
                 "",
             );
@@ -1177,10 +1288,10 @@ fn print_table(results: &[Results], s: &Settings) {
             "",
         );
         row(
-            "apiserver+etcd CPU: floor / operator run",
+            "apiserver+etcd CPU: floor / full / operator",
             format!(
-                "{:.1} s / {:.1} s",
-                r.floor.load.cpu_seconds, op.load.cpu_seconds
+                "{:.1} s / {:.1} s / {:.1} s",
+                r.floor.load.cpu_seconds, r.full_floor.load.cpu_seconds, op.load.cpu_seconds
             ),
             "",
             "",
@@ -1235,6 +1346,11 @@ fn print_table(results: &[Results], s: &Settings) {
             top(&r.op.load)
         );
         println!("N={}: ... floor: {}", r.label(), top(&r.floor.load));
+        println!(
+            "N={}: ... full floor: {}",
+            r.label(),
+            top(&r.full_floor.load)
+        );
         println!(
             "  apps at the end: {:?}; events by reason: {:?}",
             r.op.end_states, r.op.event_reasons
