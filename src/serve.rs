@@ -866,6 +866,7 @@ async fn metrics_handler(
 ) -> impl IntoResponse {
     if let Some(r) = &s.resolver {
         s.metrics.cert_not_after.set(r.not_after_unix());
+        s.metrics.ca_not_after.set(r.ca_not_after_unix());
     }
     let text = s.metrics.encode(s.app_metrics.as_deref());
     let openmetrics = headers
