@@ -6,7 +6,9 @@
 //! apiserver or the Secret, serve stays unready and says why, and recovers once it can: under
 //! exactly the manifests' Role for the Secret, it creates, watches and renews it. A certificate
 //! brought with `make install-certs` is served as it is; the own-certs Component switches the
-//! Deployment to the mounted Secret.
+//! Deployment to the mounted Secret. An expiring CA is replaced in stages while Spark pods keep
+//! being admitted and every replica stays trusted by the caBundle registered at every moment; two
+//! versions registering one configuration end at the newer one's spec and stop writing.
 
 mod common;
 

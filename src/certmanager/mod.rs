@@ -561,4 +561,24 @@ mod tests {
         let wait = budget.exhausted().expect("budget used up");
         assert!(wait > WRITE_WINDOW - Duration::from_secs(5) && wait <= WRITE_WINDOW);
     }
+
+    #[test]
+    fn an_expiring_leaf_waits_for_the_ca_switch_but_an_expired_one_does_not() {
+        let mut c = check::tests::cfg();
+        c.ca_validity_days = 20;
+        c.validity_days = 20;
+        let m = CertMaterial::from_generated(&regenerate(None, &c).unwrap());
+        let now = OffsetDateTime::now_utc();
+        let why = check(Some(&m), &c.required_names(), c.renew_before, now).unwrap_err();
+        assert!(matches!(why, Invalid::Expiring { .. }));
+        let c = check::tests::cfg();
+        let step = rotation::plan(&m, &c, now);
+        assert!(matches!(step, Step::Stage(_)), "{step:?}");
+        assert!(defer_to_rotation(&why, Some(&m), &step, now));
+        // Expired: renewed at once, whatever the CA replacement is doing.
+        let later = now + time::Duration::days(21);
+        assert!(!defer_to_rotation(&why, Some(&m), &step, later));
+        // No replacement under way: renewed at once.
+        assert!(!defer_to_rotation(&why, Some(&m), &Step::Idle, now));
+    }
 }
