@@ -199,6 +199,12 @@ mod tests {
     fn counters_exist_at_zero_and_count() {
         let m = Metrics::new();
         let text = m.encode(None);
+        for gauge in [
+            "spark_webhook_certificate_not_after_timestamp_seconds 0",
+            "spark_webhook_certificate_ca_not_after_timestamp_seconds 0",
+        ] {
+            assert!(text.contains(gauge), "{text}");
+        }
         assert!(
             text.contains(
                 r#"spark_webhook_admission_reviews_total{kind="Pod",outcome="Denied"} 0"#
