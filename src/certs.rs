@@ -284,7 +284,7 @@ pub fn generate(opts: &CertOptions) -> Result<CertReport, CertError> {
     } else {
         read_ca_files(&ca_cert_path, &ca_key_path)
     };
-    let generated = generate_with_ca(opts, existing)?;
+    let generated = generate_with_ca(opts, existing, LeafLimit::CaOutlivesLeaf)?;
 
     if let CaOutcome::Created(_) = generated.ca {
         write_atomic(&ca_key_path, generated.ca_key_pem.as_bytes(), 0o600)?;
@@ -343,8 +343,12 @@ impl fmt::Debug for Generated {
 }
 
 /// Generates a fresh serving key and certificate in memory, signed by the CA given as
-/// `(ca.crt PEM, ca.key PEM)` when it is usable and outlives the new certificate, else by a new
-/// CA. `opts.dir` and `opts.new_ca` are not used: pass `None` for a new CA.
+/// `(ca.crt PEM, ca.key PEM)` when it is usable and not expired, else by a new CA. A leaf signed
+/// by a CA expiring sooner than `opts.validity_days` is cut short to the CA's expiry: the CA is
+/// never replaced here just because it is ageing, since a CA switched together with the leaf is
+/// refused by an apiserver still trusting the old one; the staged replacement of
+/// [`crate::certmanager`] replaces it first. `opts.dir` and `opts.new_ca` are not used: pass
+/// `None` for a new CA.
 pub fn generate_pem(
     opts: &CertOptions,
     existing_ca: Option<(&[u8], &[u8])>,
@@ -354,20 +358,66 @@ pub fn generate_pem(
         None => Err(NewCaReason::Missing),
         Some((cert, key)) => Ok((cert.to_vec(), key.to_vec())),
     };
-    generate_with_ca(opts, existing)
+    generate_with_ca(opts, existing, LeafLimit::CappedByCa)
+}
+
+/// What a reused CA must satisfy for the leaf it signs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LeafLimit {
+    /// The CA must outlive the full-length leaf, else a new CA is made (`spark-webhook certs`).
+    CaOutlivesLeaf,
+    /// Any unexpired CA signs; the leaf ends no later than the CA (the self-managed Secret).
+    CappedByCa,
+}
+
+/// A new CA alone (PEM), for a staged CA replacement: it is published in the caBundle before it
+/// signs anything.
+pub fn new_ca_pem(ca_validity_days: u32) -> Result<(String, String), CertError> {
+    if ca_validity_days == 0 {
+        return Err(CertError::InvalidOptions(
+            "ca_validity_days must be at least 1".into(),
+        ));
+    }
+    let mut opts = CertOptions::new("");
+    opts.ca_validity_days = ca_validity_days;
+    let ca = new_ca(&opts, OffsetDateTime::now_utc())?;
+    Ok((ca.pem, ca.issuer.key().serialize_pem()))
+}
+
+/// Expiry of a CA given as `(ca.crt PEM, ca.key PEM)` if it can sign at `now` (parses, is a CA,
+/// the key matches, not expired); else why not.
+pub fn ca_usable(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+    now: OffsetDateTime,
+) -> Result<OffsetDateTime, NewCaReason> {
+    parse_ca(cert_pem, key_pem, now, now).map(|ca| ca.not_after)
+}
+
+/// Expiry of the first certificate in `pem`, if it parses.
+pub fn not_after(pem: &[u8]) -> Option<OffsetDateTime> {
+    let der = CertificateDer::from_pem_slice(pem).ok()?;
+    let (_, x509) = x509_parser::parse_x509_certificate(&der).ok()?;
+    OffsetDateTime::from_unix_timestamp(x509.validity().not_after.timestamp()).ok()
 }
 
 fn generate_with_ca(
     opts: &CertOptions,
     existing: Result<(Vec<u8>, Vec<u8>), NewCaReason>,
+    limit: LeafLimit,
 ) -> Result<Generated, CertError> {
     let now = OffsetDateTime::now_utc();
-    let leaf_not_after = now + Duration::days(i64::from(opts.validity_days));
-    let existing = existing.and_then(|(cert, key)| parse_ca(&cert, &key, now, leaf_not_after));
+    let mut leaf_not_after = now + Duration::days(i64::from(opts.validity_days));
+    let must_outlive = match limit {
+        LeafLimit::CaOutlivesLeaf => leaf_not_after,
+        LeafLimit::CappedByCa => now,
+    };
+    let existing = existing.and_then(|(cert, key)| parse_ca(&cert, &key, now, must_outlive));
     let (ca, outcome) = match existing {
         Ok(ca) => (ca, CaOutcome::Reused),
         Err(reason) => (new_ca(opts, now)?, CaOutcome::Created(reason)),
     };
+    leaf_not_after = leaf_not_after.min(ca.not_after);
 
     // Serving certificate, fully built in memory before anything is written.
     let sans = opts.subject_alt_names();

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub reviews: Family<ReviewLabels, Counter>,
     pub review_seconds: Family<KindLabels, Histogram>,
     pub cert_not_after: Gauge<i64, AtomicI64>,
+    pub ca_not_after: Gauge<i64, AtomicI64>,
 }
 
 impl Metrics {
@@ -71,6 +72,7 @@ impl Metrics {
             ])
         });
         let cert_not_after = Gauge::<i64, AtomicI64>::default();
+        let ca_not_after = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "admission_reviews",
             "Admission reviews answered, by kind and outcome",
@@ -85,6 +87,11 @@ impl Metrics {
             "certificate_not_after_timestamp_seconds",
             "Expiry (unix time) of the serving certificate currently in use",
             cert_not_after.clone(),
+        );
+        registry.register(
+            "certificate_ca_not_after_timestamp_seconds",
+            "Expiry (unix time) of the CA that signed the serving certificate (0: unknown); a self-managed CA is replaced in stages from --ca-renew-before ahead",
+            ca_not_after.clone(),
         );
         for kind in [ReviewKind::Pod, ReviewKind::SparkApplication] {
             for outcome in [
@@ -102,6 +109,7 @@ impl Metrics {
             reviews,
             review_seconds,
             cert_not_after,
+            ca_not_after,
         })
     }
 
@@ -191,6 +199,12 @@ mod tests {
     fn counters_exist_at_zero_and_count() {
         let m = Metrics::new();
         let text = m.encode(None);
+        for gauge in [
+            "spark_webhook_certificate_not_after_timestamp_seconds 0",
+            "spark_webhook_certificate_ca_not_after_timestamp_seconds 0",
+        ] {
+            assert!(text.contains(gauge), "{text}");
+        }
         assert!(
             text.contains(
                 r#"spark_webhook_admission_reviews_total{kind="Pod",outcome="Denied"} 0"#

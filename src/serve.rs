@@ -84,10 +84,21 @@ pub struct ServeArgs {
     #[arg(long, env = "SPARK_WEBHOOK_CERT_VALIDITY_DAYS", default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub cert_validity_days: u32,
 
-    /// Validity of a self-managed CA, in days (a CA is only replaced when it is lost or would
-    /// expire before a new serving certificate).
+    /// Validity of a self-managed CA, in days.
     #[arg(long, env = "SPARK_WEBHOOK_CA_VALIDITY_DAYS", default_value_t = 3650, value_parser = clap::value_parser!(u32).range(1..=36500))]
     pub ca_validity_days: u32,
+
+    /// Replace the self-managed CA, in stages, when it expires within this (Go duration; 1440h =
+    /// 60 days; must be longer than --cert-renew-before, since a certificate never outlives its
+    /// CA).
+    #[arg(long, env = "SPARK_WEBHOOK_CA_RENEW_BEFORE", default_value = "1440h", value_parser = duration)]
+    pub ca_renew_before: Duration,
+
+    /// Each stage of a self-managed CA replacement lasts at least this: a new CA is in the
+    /// caBundle this long before it signs the served certificate, and the old one stays this
+    /// long after (Go duration).
+    #[arg(long, env = "SPARK_WEBHOOK_CA_OVERLAP", default_value = "5m", value_parser = duration)]
+    pub ca_overlap: Duration,
 
     /// Spark job namespaces (comma-separated). Empty: every namespace.
     #[arg(long, env = "SPARK_WEBHOOK_NAMESPACES", value_delimiter = ',')]
@@ -431,6 +442,8 @@ impl ServeArgs {
             check_interval: self.cert_check_interval,
             validity_days: self.cert_validity_days,
             ca_validity_days: self.ca_validity_days,
+            ca_renew_before: self.ca_renew_before,
+            ca_overlap: self.ca_overlap,
             identity: identity(),
         }
     }
@@ -866,6 +879,7 @@ async fn metrics_handler(
 ) -> impl IntoResponse {
     if let Some(r) = &s.resolver {
         s.metrics.cert_not_after.set(r.not_after_unix());
+        s.metrics.ca_not_after.set(r.ca_not_after_unix());
     }
     let text = s.metrics.encode(s.app_metrics.as_deref());
     let openmetrics = headers

@@ -18,6 +18,7 @@ use std::fmt;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -173,6 +174,9 @@ pub struct ReloadingCertResolver {
     current: ArcSwapOption<Loaded>,
     /// Only touched by reloads, never by handshakes.
     last_error: Mutex<Option<String>>,
+    /// Expiry of the CA that signed the served certificate (unix seconds; 0: unknown), for the
+    /// metric beside the certificate's own expiry.
+    ca_not_after: AtomicI64,
 }
 
 impl fmt::Debug for ReloadingCertResolver {
@@ -210,7 +214,9 @@ impl ReloadingCertResolver {
             provider,
             current: ArcSwapOption::from_pointee(loaded),
             last_error: Mutex::new(None),
+            ca_not_after: AtomicI64::new(0),
         })
+        .inspect(Self::read_ca_file)
     }
 
     /// A resolver with no certificate yet, fed by [`Self::install_pem`]; `source` names where the
@@ -223,6 +229,7 @@ impl ReloadingCertResolver {
             provider: ring_provider(),
             current: ArcSwapOption::empty(),
             last_error: Mutex::new(None),
+            ca_not_after: AtomicI64::new(0),
         }
     }
 
@@ -283,7 +290,33 @@ impl ReloadingCertResolver {
             }
         };
         self.store(loaded);
+        self.read_ca_file();
         Ok(true)
+    }
+
+    /// Records the expiry of `ca.crt` beside the files (best effort: absent when a mounted
+    /// Secret holds no CA).
+    fn read_ca_file(&self) {
+        let Some(path) = self.cert_path.parent().map(|d| d.join("ca.crt")) else {
+            return;
+        };
+        if let Some(t) = std::fs::read(path)
+            .ok()
+            .and_then(|pem| crate::certs::not_after(&pem))
+        {
+            self.set_ca_not_after(t.unix_timestamp());
+        }
+    }
+
+    /// Records the expiry (unix seconds) of the CA that signed the served certificate.
+    pub fn set_ca_not_after(&self, unix: i64) {
+        self.ca_not_after.store(unix, Ordering::Relaxed);
+    }
+
+    /// Expiry of the CA that signed the served certificate, seconds since the Unix epoch (0 while
+    /// unknown).
+    pub fn ca_not_after_unix(&self) -> i64 {
+        self.ca_not_after.load(Ordering::Relaxed)
     }
 
     /// Serves `loaded` from the next handshake on, and logs what it is.
@@ -544,6 +577,8 @@ mod tests {
                 .contains(&"spark-webhook.spark-operator.svc".to_owned())
         );
         assert!(info.sans.contains(&"127.0.0.1".to_owned()));
+        // The CA's expiry, for the metric beside the certificate's, from ca.crt beside it.
+        assert_eq!(r.ca_not_after_unix(), report.ca_not_after.unix_timestamp());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! apiserver or the Secret, serve stays unready and says why, and recovers once it can: under
 //! exactly the manifests' Role for the Secret, it creates, watches and renews it. A certificate
 //! brought with `make install-certs` is served as it is; the own-certs Component switches the
-//! Deployment to the mounted Secret.
+//! Deployment to the mounted Secret. An expiring CA is replaced in stages while Spark pods keep
+//! being admitted and every replica stays trusted by the caBundle registered at every moment; two
+//! versions registering one configuration end at the newer one's spec and stop writing.
 
 mod common;
 
@@ -28,6 +30,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use spark_webhook::certmanager::{CertMaterial, ISSUED_BY_ANNOTATION, check};
 use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::webhook::registration::VERSION_ANNOTATION;
 
 const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
 const SECRET: &str = "spark-webhook-certs";
@@ -198,26 +201,23 @@ fn count(replicas: &[&Served], needle: &str) -> usize {
         .sum()
 }
 
-/// caBundle of both configurations of every replica.
+/// caBundle of both configurations of every replica (None: no caBundle, or not registered yet).
 async fn ca_bundles(client: &Client, replicas: &[&Served]) -> Vec<Option<Vec<u8>>> {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let mut out = Vec::new();
     for s in replicas {
-        let m = mutating.get(&s.config_name).await.expect("mutating");
+        let m = mutating.get_opt(&s.config_name).await.expect("mutating");
         out.push(
-            m.webhooks.unwrap()[0]
-                .client_config
-                .ca_bundle
-                .clone()
+            m.and_then(|m| m.webhooks.unwrap()[0].client_config.ca_bundle.clone())
                 .map(|b| b.0),
         );
-        let v = validating.get(&s.config_name).await.expect("validating");
+        let v = validating
+            .get_opt(&s.config_name)
+            .await
+            .expect("validating");
         out.push(
-            v.webhooks.unwrap()[0]
-                .client_config
-                .ca_bundle
-                .clone()
+            v.and_then(|v| v.webhooks.unwrap()[0].client_config.ca_bundle.clone())
                 .map(|b| b.0),
         );
     }
@@ -735,4 +735,420 @@ fn uncommenting_the_own_certs_component_switches_the_deployment_to_the_mounted_s
         };
         assert_eq!(strip(b), strip(o));
     }
+}
+
+/// Spark pods created 4 at a time through the webhooks (failurePolicy Fail) until stopped.
+struct PodStream {
+    stop: Arc<AtomicBool>,
+    created: Arc<AtomicUsize>,
+    workers: Vec<tokio::task::JoinHandle<Vec<String>>>,
+}
+
+impl PodStream {
+    fn start(pods: &Api<Pod>, ns: &str, prefix: &str) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let created = Arc::new(AtomicUsize::new(0));
+        let workers = (0..4)
+            .map(|worker| {
+                let (pods, ns, prefix) = (pods.clone(), ns.to_string(), prefix.to_string());
+                let (stop, created) = (Arc::clone(&stop), Arc::clone(&created));
+                tokio::spawn(async move {
+                    let mut failures = Vec::new();
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let name = format!("{prefix}-{worker}-{i}");
+                        match pods
+                            .create(&PostParams::default(), &driver_pod(&ns, &name))
+                            .await
+                        {
+                            Ok(p) if mutated(&p) => {
+                                created.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok(_) => failures.push(format!("{name}: created unmutated")),
+                            Err(e) => failures.push(format!("{name}: {e}")),
+                        }
+                    }
+                    failures
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            created,
+            workers,
+        }
+    }
+
+    fn created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Waits until `n` more pods were admitted: proof they keep being admitted.
+    async fn admitted_more(&self, n: usize) {
+        let from = self.created();
+        eventually(&format!("{n} more Spark pods admitted"), WAIT, || async {
+            (self.created() >= from + n).then_some(())
+        })
+        .await
+    }
+
+    /// Stops the workers: (pods admitted, failures).
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for worker in self.workers {
+            failures.extend(worker.await.expect("pod creator"));
+        }
+        (self.created.load(Ordering::Relaxed), failures)
+    }
+}
+
+/// Probes, as fast as it can until stopped, what the apiserver relies on: a TLS handshake to
+/// each replica trusting only the caBundle registered for it at that moment. A CA switched
+/// together with the leaf fails it in the moment between the two writes, a window pods created
+/// through kept-alive connections may never hit.
+struct TrustProbe {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<(usize, Vec<String>)>,
+}
+
+impl TrustProbe {
+    fn start(client: &Client, replicas: &[&Served]) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let targets: Vec<(u16, String)> = replicas
+            .iter()
+            .map(|s| (s.webhook_port, s.config_name.clone()))
+            .collect();
+        let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+        let halt = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
+            let (mut probes, mut failures) = (0, Vec::new());
+            while !halt.load(Ordering::Relaxed) {
+                for (port, config) in &targets {
+                    let Ok(m) = mutating.get(config).await else {
+                        continue;
+                    };
+                    let Some(bundle) = m.webhooks.unwrap()[0].client_config.ca_bundle.clone()
+                    else {
+                        continue;
+                    };
+                    probes += 1;
+                    if served_leaf(*port, &bundle.0).await.is_none() {
+                        failures.push(format!(
+                            "port {port}: handshake failed against the registered caBundle ({} CAs)",
+                            ders(&bundle.0).len()
+                        ));
+                    }
+                }
+            }
+            (probes, failures)
+        });
+        Self { stop, task }
+    }
+
+    async fn finish(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("trust probe")
+    }
+}
+
+/// The certificates (DER) of a PEM bundle.
+fn ders(pem: &[u8]) -> Vec<Vec<u8>> {
+    CertificateDer::pem_slice_iter(pem)
+        .map(|d| d.expect("PEM").to_vec())
+        .collect()
+}
+
+/// A Secret as a previous run left it: its CA (and so its certificate) expires in `days`.
+async fn secret_expiring_in(secrets: &Api<Secret>, dir: &Path, days: u32) -> CertMaterial {
+    let mut opts = CertOptions::new(dir);
+    opts.ca_validity_days = days;
+    opts.validity_days = days;
+    generate(&opts).expect("certificates");
+    let read = |f: &str| ByteString(std::fs::read(dir.join(f)).unwrap());
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": SECRET},
+        "type": "kubernetes.io/tls",
+    }))
+    .unwrap();
+    let secret = Secret {
+        data: Some(
+            ["ca.crt", "ca.key", "tls.crt", "tls.key"]
+                .into_iter()
+                .map(|k| (k.to_string(), read(k)))
+                .collect(),
+        ),
+        ..secret
+    };
+    material(
+        &secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("creating the Secret"),
+    )
+}
+
+/// The CA replacement as the Secret shows it: stage, switch, drop.
+#[derive(Debug, Default)]
+struct Stages {
+    staged: Option<Duration>,
+    switched: Option<Duration>,
+    dropped: Option<Duration>,
+}
+
+#[tokio::test]
+async fn an_expiring_ca_is_replaced_in_stages_without_a_refused_pod() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ca-rotation").await;
+    common::kubectl_apply(&app(&ns));
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    // A CA with 90 days left: inside a 100-day CA window, outside the default 60-day one.
+    let old = secret_expiring_in(&secrets, &tmp.path().join("old"), 90).await;
+    let old_ca = old.ca_crt.clone().unwrap();
+    let mut flags = self_managed(&ns).to_vec();
+    flags.extend(["--ca-overlap", "3s"]);
+    let kubeconfig = &common::cluster().kubeconfig;
+    let a = Served::spawn_replica(kubeconfig, &[], &ns, tmp.path(), "", &flags);
+    let b = Served::spawn_replica(kubeconfig, &[], &ns, tmp.path(), "-b", &flags);
+    let (a, b) = (Served::wait_ready(a), Served::wait_ready(b));
+    all_serve(&[&a, &b], &old).await;
+    wait_ca_bundles(&client, &[&a, &b], &old_ca).await;
+    assert_eq!(
+        count(&[&a, &b], "CA replacement:"),
+        0,
+        "60 days: no replacement yet"
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let stream = PodStream::start(&pods, &ns, "rotating");
+    let probe = TrustProbe::start(&client, &[&a, &b]);
+    stream.admitted_more(10).await;
+    // A third replica whose CA window (100 days) covers the CA starts the replacement, as if
+    // 30 days had passed; all three take part in it.
+    let started = Instant::now();
+    let admitted_before = stream.created();
+    flags.extend(["--ca-renew-before", "2400h"]);
+    let c = Served::spawn_replica(kubeconfig, &[], &ns, tmp.path(), "-c", &flags);
+    let mut stages = Stages::default();
+    let done = loop {
+        assert!(
+            started.elapsed() < WAIT,
+            "the CA was not replaced in {WAIT:?}: {stages:?}"
+        );
+        let m = material(&secrets.get(SECRET).await.expect("the Secret"));
+        let at = Some(started.elapsed());
+        if m.ca_next_crt.is_some() {
+            stages.staged = stages.staged.or(at);
+        }
+        if m.ca_crt.as_deref() != Some(old_ca.as_slice()) {
+            stages.staged = stages.staged.or(at);
+            stages.switched = stages.switched.or(at);
+        }
+        if stages.switched.is_some() && m.ca_previous_crt.is_none() {
+            stages.dropped = at;
+            break m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let c = Served::wait_ready(c);
+    let replicas = [&a, &b, &c];
+    let new_ca = done.ca_crt.clone().unwrap();
+    // Only the new CA is trusted, and every replica serves a certificate chaining to it.
+    wait_ca_bundles(&client, &replicas, &new_ca).await;
+    all_serve(&replicas, &done).await;
+    assert!(
+        served_leaf(a.webhook_port, &old_ca).await.is_none(),
+        "the old CA no longer vouches for the served certificate"
+    );
+    stream.admitted_more(10).await;
+    let rotated_in = started.elapsed();
+    let (created, failures) = stream.finish().await;
+    let (probes, distrusted) = probe.finish().await;
+    eprintln!(
+        "CA replaced in stages in {} ms (staged at {:?}, switched at {:?}, old CA dropped at {:?}); {} Spark pods admitted during it, {created} in all, {} refused; {probes} handshakes against the registered caBundle, {} failed",
+        rotated_in.as_millis(),
+        stages.staged,
+        stages.switched,
+        stages.dropped,
+        created - admitted_before,
+        failures.len(),
+        distrusted.len()
+    );
+    assert!(
+        distrusted.is_empty(),
+        "{} of {probes} handshakes failed against the registered caBundle, first: {:?}",
+        distrusted.len(),
+        distrusted.first()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {created} Spark pods refused or unmutated during the CA replacement, first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+    assert!(stages.staged.is_some() && stages.switched.is_some());
+    assert_ne!(ders(&new_ca), ders(&old_ca));
+    for step in [
+        "staged the next CA",
+        "switched to the next CA",
+        "dropped the previous CA",
+    ] {
+        assert_eq!(
+            count(&replicas, step),
+            1,
+            "exactly one replica takes each step ({step}):\n{}\n{}\n{}",
+            a.logs(),
+            b.logs(),
+            c.logs()
+        );
+    }
+    // The CA expiry is exported beside the certificate's.
+    let want = spark_webhook::certs::not_after(&new_ca)
+        .unwrap()
+        .unix_timestamp() as f64;
+    for served in replicas {
+        eventually("the new CA's expiry in /metrics", WAIT, || async {
+            let text = served.admin_get("/metrics")?.1;
+            (common::sample(
+                &text,
+                "spark_webhook_certificate_ca_not_after_timestamp_seconds",
+            ) == Some(want))
+            .then_some(())
+        })
+        .await;
+    }
+}
+
+/// The version a `serve` registers as, through the debug-build-only override
+/// (`SPARK_WEBHOOK_TEST_REGISTRATION_VERSION`, ignored by release builds): two "versions" of one
+/// build.
+fn as_version(version: &str) -> [(&'static str, &str); 1] {
+    [(
+        spark_webhook::webhook::registration::VERSION_OVERRIDE_ENV,
+        version,
+    )]
+}
+
+/// (resourceVersion, url, caBundle, registered-by version) of both configurations `name`.
+async fn registered(
+    client: &Client,
+    name: &str,
+) -> Vec<(
+    Option<String>,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+)> {
+    let m = Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .get(name)
+        .await
+        .expect("mutating");
+    let v = Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .get(name)
+        .await
+        .expect("validating");
+    let version = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.annotations
+            .as_ref()
+            .and_then(|a| a.get(VERSION_ANNOTATION).cloned())
+    };
+    let mc = &m.webhooks.as_ref().unwrap()[0].client_config;
+    let vc = &v.webhooks.as_ref().unwrap()[0].client_config;
+    vec![
+        (
+            m.resource_version(),
+            mc.url.clone(),
+            mc.ca_bundle.clone().map(|b| b.0),
+            version(&m.metadata),
+        ),
+        (
+            v.resource_version(),
+            vc.url.clone(),
+            vc.ca_bundle.clone().map(|b| b.0),
+            version(&v.metadata),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn two_versions_registering_one_configuration_end_at_the_newer_spec_without_flapping() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "versions").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let kubeconfig = &common::cluster().kubeconfig;
+    let config = format!("e2e-{ns}-shared");
+    // Both re-register every second (the self-managed check), each with its own webhook url:
+    // two specs for one configuration, as two versions wanting different specs would.
+    let flags = self_managed(&ns);
+    let old = Served::wait_ready(Served::spawn_named(
+        kubeconfig,
+        &as_version("1.9.0"),
+        &ns,
+        tmp.path(),
+        "-old",
+        &config,
+        &flags,
+    ));
+    let url = |s: &Served| Some(format!("https://127.0.0.1:{}", s.webhook_port));
+    let newer = Served::wait_ready(Served::spawn_named(
+        kubeconfig,
+        &as_version("1.10.0"),
+        &ns,
+        tmp.path(),
+        "-new",
+        &config,
+        &flags,
+    ));
+    let ca = material(
+        &Api::<Secret>::namespaced(client.clone(), &ns)
+            .get(SECRET)
+            .await
+            .unwrap(),
+    )
+    .ca_crt
+    .unwrap();
+    let want_url = url(&newer).unwrap();
+    let settled = eventually("the newer version's spec registered", WAIT, || async {
+        let r = registered(&client, &config).await;
+        r.iter()
+            .all(|(_, u, b, v)| {
+                u.as_deref().is_some_and(|u| u.starts_with(&want_url))
+                    && b.as_deref() == Some(ca.as_slice())
+                    && v.as_deref() == Some("1.10.0")
+            })
+            .then_some(r)
+    })
+    .await;
+    // Ten seconds of both re-registering: nothing is written any more.
+    let checks = [&old, &newer].map(|s| s.logs().matches(CHECKED_VALID).count());
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        assert_eq!(
+            registered(&client, &config).await,
+            settled,
+            "a configuration was rewritten after the newer version took over:\n{}\n{}",
+            old.logs(),
+            newer.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (served, before) in [&old, &newer].into_iter().zip(checks) {
+        assert!(
+            served.logs().matches(CHECKED_VALID).count() >= before + 5,
+            "both kept re-registering meanwhile:\n{}",
+            served.logs()
+        );
+    }
+    assert_eq!(
+        old.logs().matches("written by a newer version").count(),
+        2,
+        "the older version says so once per configuration:\n{}",
+        old.logs()
+    );
+    assert_ne!(url(&old), url(&newer));
 }

@@ -333,6 +333,15 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
         metrics.contains("spark_webhook_certificate_not_after_timestamp_seconds"),
         "{metrics}"
     );
+    // The CA's expiry, from ca.crt beside the served files.
+    assert!(
+        common::sample(
+            &metrics,
+            "spark_webhook_certificate_ca_not_after_timestamp_seconds"
+        )
+        .is_some_and(|t| t > 0.0),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

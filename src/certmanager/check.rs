@@ -13,10 +13,15 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use time::OffsetDateTime;
 
 use super::CertManagerError;
+use super::rotation::{
+    CA_NEXT_CERT, CA_NEXT_KEY, CA_PREVIOUS_CERT, NEXT_STAGED_AT_ANNOTATION,
+    PREVIOUS_RETIRED_AT_ANNOTATION,
+};
 use crate::certs::{
     self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertOptions, TLS_CERT_FILE, TLS_KEY_FILE,
 };
 use crate::tls;
+use kube::ResourceExt as _;
 
 /// What the self-managed mode manages and how.
 #[derive(Clone, Debug)]
@@ -42,6 +47,11 @@ pub struct SecretCertConfig {
     pub validity_days: u32,
     /// Validity of a new CA, in days.
     pub ca_validity_days: u32,
+    /// A CA expiring within this is replaced, in stages ([`super::rotation`]).
+    pub ca_renew_before: Duration,
+    /// How long each stage of a CA replacement lasts at least: a new CA is trusted this long
+    /// before it signs the served certificate, and the old one stays trusted this long after.
+    pub ca_overlap: Duration,
     /// This replica's name, recorded on the certificates it writes.
     pub identity: String,
 }
@@ -71,6 +81,23 @@ impl SecretCertConfig {
                 "the renewal window ({} days) must be shorter than the certificate's validity ({} days)",
                 self.renew_before.as_secs() / 86_400,
                 self.validity_days
+            )));
+        }
+        // A leaf is cut short to its CA's expiry; a CA replacement starting before the leaf's own
+        // renewal window opens means the leaf never has to switch CA on its own (abruptly).
+        if self.ca_renew_before <= self.renew_before {
+            return Err(CertManagerError::Config(format!(
+                "the CA renewal window ({} days) must be longer than the certificate's ({} days)",
+                self.ca_renew_before.as_secs() / 86_400,
+                self.renew_before.as_secs() / 86_400
+            )));
+        }
+        let ca_validity = Duration::from_secs(u64::from(self.ca_validity_days) * 86_400);
+        if self.ca_renew_before >= ca_validity {
+            return Err(CertManagerError::Config(format!(
+                "the CA renewal window ({} days) must be shorter than the CA's validity ({} days)",
+                self.ca_renew_before.as_secs() / 86_400,
+                self.ca_validity_days
             )));
         }
         if self.check_interval.is_zero() {
@@ -105,10 +132,11 @@ impl SecretCertConfig {
     }
 }
 
-/// The four keys of the Secret, as found (absent or empty keys are `None`).
+/// The keys of the Secret, as found (absent or empty keys are `None`), and the marks of a CA
+/// replacement in progress ([`super::rotation`]).
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct CertMaterial {
-    /// `ca.crt`: the CA (the caBundle).
+    /// `ca.crt`: the CA that signed `tls.crt`.
     pub ca_crt: Option<Vec<u8>>,
     /// `ca.key`: the CA's private key, needed to renew with the same CA.
     pub ca_key: Option<Vec<u8>>,
@@ -116,6 +144,16 @@ pub struct CertMaterial {
     pub tls_crt: Option<Vec<u8>>,
     /// `tls.key`: the serving private key.
     pub tls_key: Option<Vec<u8>>,
+    /// `ca-next.crt`: the CA that will replace `ca.crt`, already trusted, signing nothing yet.
+    pub ca_next_crt: Option<Vec<u8>>,
+    /// `ca-next.key`: its private key.
+    pub ca_next_key: Option<Vec<u8>>,
+    /// `ca-previous.crt`: the CA `ca.crt` replaced, still trusted for a while.
+    pub ca_previous_crt: Option<Vec<u8>>,
+    /// When `ca-next.crt` was staged (RFC 3339, from an annotation).
+    pub next_staged_at: Option<String>,
+    /// When `ca-previous.crt` stopped signing (RFC 3339, from an annotation).
+    pub previous_retired_at: Option<String>,
 }
 
 impl fmt::Debug for CertMaterial {
@@ -126,6 +164,11 @@ impl fmt::Debug for CertMaterial {
             .field("ca.key bytes", &has(&self.ca_key))
             .field("tls.crt bytes", &has(&self.tls_crt))
             .field("tls.key bytes", &has(&self.tls_key))
+            .field("ca-next.crt bytes", &has(&self.ca_next_crt))
+            .field("ca-next.key bytes", &has(&self.ca_next_key))
+            .field("ca-previous.crt bytes", &has(&self.ca_previous_crt))
+            .field("next_staged_at", &self.next_staged_at)
+            .field("previous_retired_at", &self.previous_retired_at)
             .finish()
     }
 }
@@ -139,12 +182,42 @@ impl CertMaterial {
                 .map(|b| b.0.clone())
                 .filter(|b| !b.is_empty())
         };
+        let mark = |key: &str| secret.annotations().get(key).cloned();
         Self {
             ca_crt: get(CA_CERT_FILE),
             ca_key: get(CA_KEY_FILE),
             tls_crt: get(TLS_CERT_FILE),
             tls_key: get(TLS_KEY_FILE),
+            ca_next_crt: get(CA_NEXT_CERT),
+            ca_next_key: get(CA_NEXT_KEY),
+            ca_previous_crt: get(CA_PREVIOUS_CERT),
+            next_staged_at: mark(NEXT_STAGED_AT_ANNOTATION),
+            previous_retired_at: mark(PREVIOUS_RETIRED_AT_ANNOTATION),
         }
+    }
+
+    /// The Secret's data keys and their values (None: the key is removed on write).
+    pub(super) fn data(&self) -> [(&'static str, Option<&Vec<u8>>); 7] {
+        [
+            (CA_CERT_FILE, self.ca_crt.as_ref()),
+            (CA_KEY_FILE, self.ca_key.as_ref()),
+            (TLS_CERT_FILE, self.tls_crt.as_ref()),
+            (TLS_KEY_FILE, self.tls_key.as_ref()),
+            (CA_NEXT_CERT, self.ca_next_crt.as_ref()),
+            (CA_NEXT_KEY, self.ca_next_key.as_ref()),
+            (CA_PREVIOUS_CERT, self.ca_previous_crt.as_ref()),
+        ]
+    }
+
+    /// The Secret's annotations of a replacement in progress (None: removed on write).
+    pub(super) fn marks(&self) -> [(&'static str, Option<&String>); 2] {
+        [
+            (NEXT_STAGED_AT_ANNOTATION, self.next_staged_at.as_ref()),
+            (
+                PREVIOUS_RETIRED_AT_ANNOTATION,
+                self.previous_retired_at.as_ref(),
+            ),
+        ]
     }
 
     pub(super) fn from_generated(g: &certs::Generated) -> Self {
@@ -153,6 +226,20 @@ impl CertMaterial {
             ca_key: Some(g.ca_key_pem.clone().into_bytes()),
             tls_crt: Some(g.cert_pem.clone().into_bytes()),
             tls_key: Some(g.key_pem.clone().into_bytes()),
+            ..Self::default()
+        }
+    }
+
+    /// This material with the leaf (and CA) of `g`. A replacement in progress stays when `g` is
+    /// signed by our CA; a new CA (ours was lost or expired: nothing to stage from) ends it.
+    pub(super) fn renewed(&self, g: &certs::Generated) -> Self {
+        match g.ca {
+            certs::CaOutcome::Reused => Self {
+                tls_crt: Some(g.cert_pem.clone().into_bytes()),
+                tls_key: Some(g.key_pem.clone().into_bytes()),
+                ..self.clone()
+            },
+            certs::CaOutcome::Created(_) => Self::from_generated(g),
         }
     }
 }
@@ -324,7 +411,7 @@ pub(super) fn rfc3339(t: OffsetDateTime) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::certs::CaOutcome;
     use k8s_openapi::ByteString;
@@ -332,7 +419,7 @@ mod tests {
 
     const DAY: Duration = Duration::from_secs(86_400);
 
-    fn cfg() -> SecretCertConfig {
+    pub(in crate::certmanager) fn cfg() -> SecretCertConfig {
         SecretCertConfig {
             namespace: "spark-operator".into(),
             name: "spark-webhook-certs".into(),
@@ -344,6 +431,8 @@ mod tests {
             check_interval: Duration::from_secs(3600),
             validity_days: 365,
             ca_validity_days: 3650,
+            ca_renew_before: 60 * DAY,
+            ca_overlap: Duration::from_secs(300),
             identity: "test".into(),
         }
     }

@@ -16,16 +16,18 @@
 //! key is ever logged (`CertMaterial`'s `Debug` prints key names and sizes only).
 //!
 //! The Secret is the only source of truth for the `caBundle`: after every check each replica
-//! registers `ca.crt` as the caBundle through the idempotent
-//! [`Registration::apply`], which writes nothing when it is already there. Two replicas (or two
-//! versions during a rolling upgrade) reading the same Secret therefore converge on the same
-//! object instead of flapping, and a caBundle changed by hand is put back at the next check.
+//! registers the Secret's CAs ([`rotation::bundle`]) through the idempotent
+//! [`Registration::apply`], which writes nothing when they are already there. Replicas reading the
+//! same Secret therefore converge on the same object instead of flapping, and a caBundle changed
+//! by hand is put back at the next check (across versions, see [`crate::webhook::registration`]).
 //! The renewed certificate covers the names the old one had besides the required ones, so two
 //! versions requiring different names converge on a certificate valid for both.
 //!
-//! Not covered: a CA replacement (only when the CA is lost or expiring) is not staged. The
-//! replicas switch to the new certificate at the Secret's write and the apiserver trusts its CA
-//! only from the caBundle's write just after, so a call in between can fail its handshake.
+//! A renewal keeps the CA; the CA itself is replaced in stages ([`rotation`]) so that the
+//! apiserver trusts every certificate any replica serves at every moment. Only a CA already lost
+//! (the Secret deleted) or expired is replaced together with the certificate: nothing the
+//! apiserver trusts can sign then, and a call between the Secret's write and the caBundle's can
+//! fail its handshake.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,16 +45,16 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::certs::{
-    self, CA_CERT_FILE, CA_KEY_FILE, CaOutcome, CertError, TLS_CERT_FILE, TLS_KEY_FILE,
-};
+use crate::certs::{self, CaOutcome, CertError};
 use crate::tls::ReloadingCertResolver;
 use crate::webhook::registration::{Registration, RegistrationError};
 
 mod check;
+pub mod rotation;
 
 use check::rfc3339;
 pub use check::{CertMaterial, Invalid, SecretCertConfig, Valid, check, regenerate};
+use rotation::Step;
 
 /// The Secret type written when creating it (an existing Secret keeps its type: it is immutable).
 pub const SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -188,6 +190,9 @@ impl CertManager {
         let (Some(crt), Some(key)) = (&material.tls_crt, &material.tls_key) else {
             return;
         };
+        if let Some(t) = material.ca_crt.as_deref().and_then(certs::not_after) {
+            self.resolver.set_ca_not_after(t.unix_timestamp());
+        }
         match self.resolver.install_pem(crt, key) {
             Ok(true) => {
                 tracing::info!(secret = %self.secret(), "serving the certificate from the Secret");
@@ -203,16 +208,17 @@ impl CertManager {
         }
     }
 
-    /// Checks at start, every `check_interval` and on every change of the Secret; failures are
-    /// retried with a backoff of 1 s doubling to a minute.
+    /// Checks at start, every `check_interval` (sooner when a CA replacement step falls due) and
+    /// on every change of the Secret; failures are retried with a backoff of 1 s doubling to a
+    /// minute.
     async fn check_loop(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_secs(1);
         let mut writes = WriteBudget::default();
         loop {
             let wait = match self.ensure(&mut writes).await {
-                Ok(()) => {
+                Ok(due) => {
                     backoff = Duration::from_secs(1);
-                    self.cfg.check_interval
+                    due.map_or(self.cfg.check_interval, |d| d.min(self.cfg.check_interval))
                 }
                 Err(e) => {
                     let hint = match &e {
@@ -236,72 +242,101 @@ impl CertManager {
         }
     }
 
-    /// One check: read the Secret, renew it if invalid (conflict-safe), serve it, register its CA.
-    async fn ensure(&self, writes: &mut WriteBudget) -> Result<(), CertManagerError> {
+    /// One check: read the Secret; renew the leaf if invalid; serve it and register the
+    /// caBundle; take the next step of a CA replacement if one is due. Every write is
+    /// conflict-safe and followed by a fresh read. Returns when the next step falls due, if one
+    /// is pending.
+    async fn ensure(&self, writes: &mut WriteBudget) -> Result<Option<Duration>, CertManagerError> {
         let required = self.cfg.required_names();
-        for _ in 0..3 {
+        for _ in 0..6 {
             let current = self
                 .api
                 .get_opt(&self.cfg.name)
                 .await
                 .map_err(|e| self.api_error("reading", e))?;
             let material = current.as_ref().map(CertMaterial::from_secret);
-            let why = match check(
-                material.as_ref(),
-                &required,
-                self.cfg.renew_before,
-                OffsetDateTime::now_utc(),
-            ) {
+            let now = OffsetDateTime::now_utc();
+            let step = material
+                .as_ref()
+                .map_or(Step::Idle, |m| rotation::plan(m, &self.cfg, now));
+            match check(material.as_ref(), &required, self.cfg.renew_before, now) {
                 Ok(valid) => {
                     tracing::debug!(secret = %self.secret(), not_after = %rfc3339(valid.not_after), serial = %valid.serial, "certificate in the Secret is valid");
-                    let material = material.unwrap_or_default();
-                    self.serve(&material);
-                    return self.register(&material).await;
                 }
-                Err(why) => why,
-            };
-            if let Some(wait) = writes.exhausted() {
-                tracing::warn!(secret = %self.secret(), reason = %why, retry_in = ?wait, "this replica renewed the certificate {MAX_WRITES_PER_WINDOW} times within {WRITE_WINDOW:?} (do two versions disagree on what is valid?); waiting before renewing again");
-                tokio::time::sleep(wait).await;
-                continue;
-            }
-            tracing::info!(secret = %self.secret(), reason = %why, "certificate in the Secret must be renewed; generating a new one");
-            let generated = regenerate(material.as_ref(), &self.cfg)?;
-            let exists = current.is_some();
-            let secret = self.secret_with(current, &generated);
-            let written = if exists {
-                self.api
-                    .replace(&self.cfg.name, &PostParams::default(), &secret)
-                    .await
-            } else {
-                self.api.create(&PostParams::default(), &secret).await
-            };
-            match written {
-                Ok(written) => {
-                    writes.record();
+                Err(why) if defer_to_rotation(&why, material.as_ref(), &step, now) => {
+                    tracing::info!(secret = %self.secret(), reason = %why, step = step.name(), "the certificate is due for renewal, but its CA is being replaced: the new CA issues the next one");
+                }
+                Err(why) => {
+                    if let Some(wait) = writes.exhausted() {
+                        tracing::warn!(secret = %self.secret(), reason = %why, retry_in = ?wait, "this replica renewed the certificate {MAX_WRITES_PER_WINDOW} times within {WRITE_WINDOW:?} (do two versions disagree on what is valid?); waiting before renewing again");
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    tracing::info!(secret = %self.secret(), reason = %why, "certificate in the Secret must be renewed; generating a new one");
+                    let generated = regenerate(material.as_ref(), &self.cfg)?;
+                    let renewed = material.unwrap_or_default().renewed(&generated);
                     let ca = match &generated.ca {
                         CaOutcome::Reused => "reused".to_string(),
                         CaOutcome::Created(reason) => format!("new ({reason})"),
                     };
-                    tracing::info!(
-                        secret = %self.secret(),
-                        not_after = %rfc3339(generated.not_after),
-                        sans = ?generated.sans,
-                        ca,
-                        resource_version = written.resource_version().unwrap_or_default(),
-                        "wrote a new certificate to the Secret"
-                    );
-                    let material = CertMaterial::from_generated(&generated);
-                    self.serve(&material);
-                    return self.register(&material).await;
+                    if let Some(rv) = self.write(current, &renewed).await? {
+                        writes.record();
+                        tracing::info!(
+                            secret = %self.secret(),
+                            not_after = %rfc3339(generated.not_after),
+                            sans = ?generated.sans,
+                            ca,
+                            resource_version = rv,
+                            "wrote a new certificate to the Secret"
+                        );
+                    }
+                    continue;
                 }
-                // AlreadyExists on create, Conflict on update: another replica wrote first.
-                Err(kube::Error::Api(status)) if status.code == 409 => {
-                    tracing::info!(secret = %self.secret(), "another replica wrote the Secret first; using its certificate");
+            }
+            let material = material.unwrap_or_default();
+            self.serve(&material);
+            self.register(&material).await?;
+            match step {
+                Step::Idle => return Ok(None),
+                Step::Wait { until, then } => {
+                    tracing::debug!(secret = %self.secret(), then, due = %rfc3339(until), "CA replacement in progress");
+                    return Ok(Some(Duration::try_from(until - now).unwrap_or_default()));
                 }
-                Err(e) => {
-                    let action = if exists { "updating" } else { "creating" };
-                    return Err(self.api_error(action, e));
+                Step::Switch if !self.registered_trust_next(&material).await? => {
+                    tracing::info!(secret = %self.secret(), "CA replacement: waiting for the webhook configurations to trust the next CA before serving a certificate from it");
+                    return Ok(Some(Duration::from_secs(1)));
+                }
+                step => {
+                    if let Some(wait) = writes.exhausted() {
+                        return Ok(Some(wait));
+                    }
+                    let next = rotation::advance(&step, &material, &self.cfg, now)?;
+                    if let Some(rv) = self.write(current, &next).await? {
+                        writes.record();
+                        let (reason, ca_not_after) = match &step {
+                            Step::Stage(reason) => {
+                                (reason.to_string(), next.ca_next_crt.as_deref())
+                            }
+                            _ => (String::new(), next.ca_crt.as_deref()),
+                        };
+                        let ca_not_after = ca_not_after
+                            .and_then(certs::not_after)
+                            .map(rfc3339)
+                            .unwrap_or_default();
+                        tracing::info!(
+                            secret = %self.secret(),
+                            step = step.name(),
+                            reason,
+                            ca_not_after,
+                            resource_version = rv,
+                            "CA replacement: {}",
+                            match step {
+                                Step::Stage(_) => "staged the next CA (trusted, signing nothing yet)",
+                                Step::Switch => "switched to the next CA (new certificate; the old CA stays trusted)",
+                                _ => "dropped the previous CA",
+                            }
+                        );
+                    }
                 }
             }
         }
@@ -311,8 +346,38 @@ impl CertManager {
         })
     }
 
-    /// `old` (or a new Secret) carrying `generated`; other keys, labels and annotations stay.
-    fn secret_with(&self, old: Option<Secret>, generated: &certs::Generated) -> Secret {
+    /// Writes `material` over `current` (creates the Secret when there is none): the new
+    /// resourceVersion, or None when another replica wrote first (Conflict/AlreadyExists: the
+    /// caller re-reads and uses the winner's).
+    async fn write(
+        &self,
+        current: Option<Secret>,
+        material: &CertMaterial,
+    ) -> Result<Option<String>, CertManagerError> {
+        let exists = current.is_some();
+        let secret = self.secret_with(current, material);
+        let written = if exists {
+            self.api
+                .replace(&self.cfg.name, &PostParams::default(), &secret)
+                .await
+        } else {
+            self.api.create(&PostParams::default(), &secret).await
+        };
+        match written {
+            Ok(written) => Ok(Some(written.resource_version().unwrap_or_default())),
+            Err(kube::Error::Api(status)) if status.code == 409 => {
+                tracing::info!(secret = %self.secret(), "another replica wrote the Secret first; using its content");
+                Ok(None)
+            }
+            Err(e) => {
+                let action = if exists { "updating" } else { "creating" };
+                Err(self.api_error(action, e))
+            }
+        }
+    }
+
+    /// `old` (or a new Secret) carrying `material`; other keys, labels and annotations stay.
+    fn secret_with(&self, old: Option<Secret>, material: &CertMaterial) -> Secret {
         let mut secret = old.unwrap_or_else(|| Secret {
             metadata: ObjectMeta {
                 name: Some(self.cfg.name.clone()),
@@ -329,32 +394,52 @@ impl CertManager {
         // The apiserver fills stringData into data; never send both.
         secret.string_data = None;
         let data = secret.data.get_or_insert_with(BTreeMap::new);
-        for (key, value) in [
-            (CA_CERT_FILE, &generated.ca_cert_pem),
-            (CA_KEY_FILE, &generated.ca_key_pem),
-            (TLS_CERT_FILE, &generated.cert_pem),
-            (TLS_KEY_FILE, &generated.key_pem),
-        ] {
-            data.insert(key.to_string(), ByteString(value.clone().into_bytes()));
+        for (key, value) in material.data() {
+            match value {
+                Some(v) => data.insert(key.to_string(), ByteString(v.clone())),
+                None => data.remove(key),
+            };
         }
-        secret
-            .annotations_mut()
-            .insert(ISSUED_BY_ANNOTATION.to_string(), self.cfg.identity.clone());
+        let annotations = secret.annotations_mut();
+        for (key, value) in material.marks() {
+            match value {
+                Some(v) => annotations.insert(key.to_string(), v.clone()),
+                None => annotations.remove(key),
+            };
+        }
+        annotations.insert(ISSUED_BY_ANNOTATION.to_string(), self.cfg.identity.clone());
         secret
     }
 
-    /// Sets the caBundle of our webhook configurations to `ca.crt` (a no-op when it is there).
+    /// Sets the caBundle of our webhook configurations from the Secret (a no-op when it is
+    /// there): every CA it holds ([`rotation::bundle`]).
     async fn register(&self, material: &CertMaterial) -> Result<(), CertManagerError> {
-        let (Some(registration), Some(ca)) = (&self.registration, &material.ca_crt) else {
+        let Some(registration) = &self.registration else {
             return Ok(());
         };
+        let ca_bundle = rotation::bundle(material);
+        if ca_bundle.is_empty() {
+            return Ok(());
+        }
         Registration {
-            ca_bundle: ca.clone(),
+            ca_bundle,
             ..registration.clone()
         }
         .apply(&self.client)
         .await?;
         Ok(())
+    }
+
+    /// Whether the webhook configurations, as the apiserver has them, trust the next CA (true
+    /// when we do not register: then `ca_overlap` alone paces the switch).
+    async fn registered_trust_next(
+        &self,
+        material: &CertMaterial,
+    ) -> Result<bool, CertManagerError> {
+        match (&self.registration, &material.ca_next_crt) {
+            (Some(registration), Some(next)) => Ok(registration.trusts(&self.client, next).await?),
+            _ => Ok(true),
+        }
     }
 
     fn api_error(&self, action: &'static str, source: kube::Error) -> CertManagerError {
@@ -373,6 +458,26 @@ impl CertManager {
             hint,
         }
     }
+}
+
+/// Whether a leaf renewal waits for the CA replacement under way: the leaf is only expiring (not
+/// expired yet), so it still serves; a leaf from the ageing CA would be cut short to the CA's
+/// expiry and be due again at once, while the switch issues a full one from the next CA.
+fn defer_to_rotation(
+    why: &Invalid,
+    material: Option<&CertMaterial>,
+    step: &Step,
+    now: OffsetDateTime,
+) -> bool {
+    matches!(why, Invalid::Expiring { .. })
+        && matches!(
+            step,
+            Step::Stage(_) | Step::Switch | Step::Wait { then: "switch", .. }
+        )
+        && material
+            .and_then(|m| m.tls_crt.as_deref())
+            .and_then(certs::not_after)
+            .is_some_and(|t| t > now)
 }
 
 /// This replica's recent certificate writes (the rate limit of [`MAX_WRITES_PER_WINDOW`]).
@@ -455,5 +560,25 @@ mod tests {
         }
         let wait = budget.exhausted().expect("budget used up");
         assert!(wait > WRITE_WINDOW - Duration::from_secs(5) && wait <= WRITE_WINDOW);
+    }
+
+    #[test]
+    fn an_expiring_leaf_waits_for_the_ca_switch_but_an_expired_one_does_not() {
+        let mut c = check::tests::cfg();
+        c.ca_validity_days = 20;
+        c.validity_days = 20;
+        let m = CertMaterial::from_generated(&regenerate(None, &c).unwrap());
+        let now = OffsetDateTime::now_utc();
+        let why = check(Some(&m), &c.required_names(), c.renew_before, now).unwrap_err();
+        assert!(matches!(why, Invalid::Expiring { .. }));
+        let c = check::tests::cfg();
+        let step = rotation::plan(&m, &c, now);
+        assert!(matches!(step, Step::Stage(_)), "{step:?}");
+        assert!(defer_to_rotation(&why, Some(&m), &step, now));
+        // Expired: renewed at once, whatever the CA replacement is doing.
+        let later = now + time::Duration::days(21);
+        assert!(!defer_to_rotation(&why, Some(&m), &step, later));
+        // No replacement under way: renewed at once.
+        assert!(!defer_to_rotation(&why, Some(&m), &Step::Idle, now));
     }
 }

@@ -308,9 +308,24 @@ impl Served {
         suffix: &str,
         extra: &[&str],
     ) -> Served {
+        let config_name = format!("e2e-{ns}{suffix}");
+        Self::spawn_named(kubeconfig, env, ns, cert_dir, suffix, &config_name, extra)
+    }
+
+    /// [`Served::spawn_replica`] registering the configurations `config_name` (replicas sharing
+    /// one name register over each other, as in a cluster).
+    pub fn spawn_named(
+        kubeconfig: &Path,
+        env: &[(&str, &str)],
+        ns: &str,
+        cert_dir: &Path,
+        suffix: &str,
+        config_name: &str,
+        extra: &[&str],
+    ) -> Served {
         let webhook_port = free_port();
         let admin_port = free_port();
-        let config_name = format!("e2e-{ns}{suffix}");
+        let config_name = config_name.to_string();
         let log = cert_dir.join(format!("serve{suffix}.log"));
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_spark-webhook"));
         cmd.env("KUBECONFIG", kubeconfig)
