@@ -49,6 +49,16 @@ build() {
   t=$(date +%s)
   say "static release build (target/static; cargo's output: $root/target/static/build.log)"
   mkdir -p "$root/target/static"
+  # Called from a test (tests/e2e_realnode.rs), this inherits the package variables cargo and
+  # nextest give a test process (CARGO_MANIFEST_DIR, CARGO_PKG_NAME...). Build scripts such as
+  # ring's rerun when those change, so the same sources would be rebuilt (minutes) each time
+  # the caller changes: build with them unset, whoever calls.
+  local v
+  for v in $(compgen -e); do
+    case $v in
+    CARGO_MANIFEST_* | CARGO_PKG_* | CARGO_CRATE_* | CARGO_BIN_* | CARGO_PRIMARY_PACKAGE | CARGO_TARGET_TMPDIR | OUT_DIR) unset "$v" ;;
+    esac
+  done
   (cd "$root" && RUSTFLAGS='-C target-feature=+crt-static' cargo build --release --locked \
     --target "$TARGET" --target-dir target/static) >"$root/target/static/build.log" 2>&1 \
     || {
