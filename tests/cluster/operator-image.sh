@@ -66,8 +66,9 @@ build() {
       fail "cargo build (log: $root/target/static/build.log)"
     }
   say "built in $(($(date +%s) - t))s"
-  # Static: no program interpreter, no shared libraries (it must run in an empty image).
-  if readelf -lW "$bin" | grep -q 'Requesting program interpreter' || readelf -dW "$bin" | grep -q '(NEEDED)'; then
+  # Static: no program interpreter, no shared libraries (it must run in an empty image). (grep
+  # without -q reads all: with pipefail, -q quitting early could fail the pipeline by SIGPIPE.)
+  if readelf -lW "$bin" | grep 'Requesting program interpreter' >/dev/null || readelf -dW "$bin" | grep '(NEEDED)' >/dev/null; then
     fail "$bin is not static: $(file -b "$bin")"
   fi
   local hash out ref
@@ -111,7 +112,7 @@ import)
   tar=$(build)
   ref=$(image_ref)
   ctr --address "$sock" -n k8s.io images import "$tar" >/dev/null || fail "importing $tar into containerd"
-  ctr --address "$sock" -n k8s.io images ls -q | grep -qxF "$ref" || fail "$ref not in containerd after import"
+  ctr --address "$sock" -n k8s.io images ls -q | grep -xF "$ref" >/dev/null || fail "$ref not in containerd after import"
   say "$ref imported into the node in $dir"
   ;;
 *)

@@ -295,7 +295,7 @@ J
   for img in "$(pause_tar)" "$("$here/spark-image/build.sh")"; do
     ctr_ images import "$img" >>"$n/import.log" 2>&1 || fail "importing $img into containerd (log: $n/import.log)"
   done
-  ctr_ images ls -q | grep -qxF "$SPARK_IMAGE_REF" || fail "$SPARK_IMAGE_REF not in containerd after import"
+  ctr_ images ls -q | grep -xF "$SPARK_IMAGE_REF" >/dev/null || fail "$SPARK_IMAGE_REF not in containerd after import"
   say "images imported in $(($(date +%s) - t0))s"
 
   say "kube-controller-manager, kube-scheduler, kube-proxy, cluster DNS, kubelet"
