@@ -5,7 +5,7 @@ LOCAL := $(CURDIR)/.local
 BIN := target/release/spark-webhook
 
 .PHONY: run test build lint fmt manifests certs install-certs cluster-up cluster-down provision bench chaos fuzz fuzz-smoke clean \
-	node-provision node-up node-down test-realnode
+	node-provision node-up node-down node-operator test-realnode
 
 ## run: build, start a local control plane, install the CRD and webhooks, serve (Ctrl-C stops all)
 run:
@@ -83,6 +83,18 @@ node-up:
 
 node-down:
 	tests/cluster/realnode.sh down $(LOCAL)/node
+
+## node-operator: the operator deployed in-cluster on the real node in .local/node (brought up if
+## needed), as a user installs it: its image from the release binary (tests/cluster/operator-image.sh,
+## the Dockerfile's local twin, cached) imported into the node's containerd, then
+## `kubectl apply -k manifests/k8s-1.20` and a wait for both replicas. `kubectl delete -k
+## manifests/k8s-1.20` removes it.
+node-operator:
+	tests/cluster/operator-image.sh >/dev/null
+	tests/cluster/realnode.sh up $(LOCAL)/node >/dev/null
+	tests/cluster/operator-image.sh import $(LOCAL)/node
+	source $(LOCAL)/node/env && kubectl apply -k manifests/k8s-1.20 \
+	  && kubectl -n spark-operator rollout status deployment/spark-webhook --timeout=240s
 
 ## test-realnode: only the real Spark apps on the real node (brought up if needed and left
 ## running; REALNODE_DOWN=1 tears it down afterwards). `make test` runs them too.

@@ -41,6 +41,11 @@ fn driver_rbac(ns: &str) {
             .expect("manifests/rbac/job-namespace.yaml")
             .replace("namespace: spark-jobs", &format!("namespace: {ns}"));
     kubectl_ok(&["apply", "-f", "-"], Some(&manifest));
+    driver_token(ns);
+}
+
+/// Waits until the token controller has given ServiceAccount `spark` in `ns` its token.
+fn driver_token(ns: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while kubectl_ok(
         &[
@@ -96,8 +101,20 @@ fn example(file: &str, ns: &str) -> String {
         .replace("spark-jobs", ns)
 }
 
-/// What to show when a run goes wrong: the app, the pods, the driver log, serve's log.
-fn diagnostics(ns: &str, driver: &str, served: &Served) -> String {
+/// Where the operator of a test runs, for its log when a run goes wrong: a local `serve`
+/// process, or the Deployment of the shipped manifests.
+trait Operator {
+    fn logs(&self) -> String;
+}
+
+impl Operator for Served {
+    fn logs(&self) -> String {
+        Served::logs(self)
+    }
+}
+
+/// What to show when a run goes wrong: the app, the pods, the driver log, the operator's log.
+fn diagnostics(ns: &str, driver: &str, served: &dyn Operator) -> String {
     let out = |args: &[&str]| {
         let o = kubectl(args);
         format!(
@@ -110,7 +127,7 @@ fn diagnostics(ns: &str, driver: &str, served: &Served) -> String {
     let serve_log = served.logs();
     let tail: Vec<&str> = serve_log.lines().rev().take(40).collect();
     format!(
-        "{}\n{}\n{}\n{}\n--- serve log (tail) ---\n{}",
+        "{}\n{}\n{}\n{}\n--- operator log (tail) ---\n{}",
         out(&["get", "sparkapp", "-n", ns, "-o", "yaml"]),
         out(&["get", "pods", "-n", ns, "-o", "wide"]),
         out(&["get", "events", "-n", ns]),
@@ -127,7 +144,7 @@ struct Run {
 }
 
 /// Waits until the app reaches COMPLETED; panics with diagnostics on FAILED or after `RUN`.
-async fn wait_completed(client: &kube::Client, ns: &str, name: &str, served: &Served) -> Run {
+async fn wait_completed(client: &kube::Client, ns: &str, name: &str, served: &dyn Operator) -> Run {
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let started = Instant::now();
@@ -430,4 +447,471 @@ async fn a_pyspark_pi_app_submitted_by_spark_submit_runs_to_completed() {
     let log = kubectl_ok(&["logs", "-n", &ns, "pi-submit-driver"], None);
     assert!(log.contains("Pi is roughly 3.1"), "driver log:\n{log}");
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+// --- The operator deployed in-cluster -----------------------------------------------------------
+
+/// The shipped install for the node's Kubernetes 1.20 (the base, with PodDisruptionBudget
+/// policy/v1beta1).
+const INSTALL: &str = "manifests/k8s-1.20";
+const OPERATOR_NS: &str = "spark-operator";
+const OPERATOR_LABEL: &str = "app.kubernetes.io/name=spark-webhook";
+/// The job namespace the shipped manifests serve (`--namespaces`, labelled for the webhooks).
+const JOBS_NS: &str = "spark-jobs";
+
+/// The operator as `kubectl apply -k manifests/k8s-1.20` installs it. Dropping it deletes
+/// everything that applied, and waits until it is gone: the CRD (other tests install it again
+/// and must not find it terminating), both webhook configurations, the ClusterRole and its
+/// binding, and the namespaces spark-operator and spark-jobs.
+struct InCluster {
+    removed: bool,
+}
+
+impl InCluster {
+    fn kustomization() -> String {
+        common::repo_root()
+            .join(INSTALL)
+            .to_str()
+            .expect("utf-8 path")
+            .to_string()
+    }
+
+    /// `kubectl apply -k`, after removing what a previous, interrupted run may have left.
+    fn apply() -> InCluster {
+        Self::remove().unwrap_or_else(|e| panic!("removing a previous install: {e}"));
+        kubectl_ok(&["apply", "-k", &Self::kustomization()], None);
+        InCluster { removed: false }
+    }
+
+    fn remove() -> Result<(), String> {
+        let out = kubectl(&[
+            "delete",
+            "-k",
+            &Self::kustomization(),
+            "--ignore-not-found",
+            "--wait=true",
+            "--timeout=180s",
+        ]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// Removes the install now; panics if that fails.
+    fn uninstall(mut self) {
+        self.removed = true;
+        Self::remove().unwrap_or_else(|e| panic!("kubectl delete -k {INSTALL}: {e}"));
+    }
+
+    /// The operator pods not being deleted: (name, ready).
+    async fn pods(client: &kube::Client) -> Vec<(String, bool)> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+        let list = pods
+            .list(&ListParams::default().labels(OPERATOR_LABEL))
+            .await
+            .expect("listing the operator pods");
+        list.items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .map(|p| {
+                let ready = p
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+                (p.metadata.name.unwrap_or_default(), ready)
+            })
+            .collect()
+    }
+
+    /// The holder of the reconciler's Lease (empty while nobody holds it).
+    fn leader() -> String {
+        let out = kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            OPERATOR_NS,
+            "spark-webhook-lock",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Pods, events and the Deployment's state in spark-operator, for failure messages.
+    fn state(&self) -> String {
+        let out = |args: &[&str]| {
+            let o = kubectl(args);
+            format!(
+                "$ kubectl {}\n{}{}",
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        };
+        format!(
+            "{}\n{}\n{}\n--- operator logs (tail) ---\n{}",
+            out(&[
+                "get",
+                "deployment,pods,endpoints",
+                "-n",
+                OPERATOR_NS,
+                "-o",
+                "wide"
+            ]),
+            out(&["get", "events", "-n", OPERATOR_NS]),
+            out(&["get", "lease", "-n", OPERATOR_NS, "-o", "yaml"]),
+            self.logs()
+        )
+    }
+}
+
+impl Operator for InCluster {
+    /// Each operator pod's log (the last lines).
+    fn logs(&self) -> String {
+        let names = kubectl_ok(
+            &[
+                "get",
+                "pods",
+                "-n",
+                OPERATOR_NS,
+                "-l",
+                OPERATOR_LABEL,
+                "-o",
+                "jsonpath={.items[*].metadata.name}",
+            ],
+            None,
+        );
+        names
+            .split_whitespace()
+            .map(|pod| {
+                let o = kubectl(&["logs", "-n", OPERATOR_NS, pod, "--tail", "30"]);
+                format!(
+                    "--- pod {pod} ---\n{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+impl Drop for InCluster {
+    fn drop(&mut self) {
+        if !self.removed
+            && let Err(e) = Self::remove()
+        {
+            eprintln!("cleanup: kubectl delete -k {INSTALL} failed: {e}");
+        }
+    }
+}
+
+/// An executor pod as Spark's driver sends it (tests/fixtures/executor-pod.json), for app `app`
+/// in `ns` with its Spark container named `container`, created as a server-side dry run: the
+/// apiserver runs the admission webhooks and answers with the pod as they left it, storing
+/// nothing. Nothing but the webhook can have changed it.
+fn dry_run_executor(ns: &str, app: &str, container: &str) -> (Value, Value) {
+    let path = common::repo_root().join("tests/fixtures/executor-pod.json");
+    let mut pod: Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("executor-pod.json"))
+            .expect("executor-pod.json");
+    let meta = pod["metadata"].as_object_mut().expect("metadata");
+    for k in ["uid", "creationTimestamp", "ownerReferences"] {
+        meta.remove(k);
+    }
+    meta.insert("name".into(), format!("{app}-webhook-probe-exec-1").into());
+    meta.insert("namespace".into(), ns.into());
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = app.into();
+    pod["spec"]["containers"][0]["name"] = container.into();
+    pod["spec"]
+        .as_object_mut()
+        .expect("spec")
+        .remove("priority");
+    pod.as_object_mut().expect("pod").remove("status");
+    let out = kubectl_ok(
+        &["create", "--dry-run=server", "-f", "-", "-o", "json"],
+        Some(&pod.to_string()),
+    );
+    (
+        pod,
+        serde_json::from_str(&out).expect("kubectl create -o json"),
+    )
+}
+
+/// What the custom-container example's executor settings put on a pod: its env variable, the
+/// decommission preStop hook, the RuntimeDefault seccomp profile.
+fn executor_settings(pod: &Value) -> (Option<&str>, Option<&Value>, Option<&str>) {
+    let worker = pod["spec"]["containers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "worker"));
+    let env = worker.and_then(|w| {
+        w["env"].as_array()?.iter().find_map(|e| {
+            (e["name"] == "EXAMPLE_EXECUTOR_SETTING").then(|| e["value"].as_str().unwrap_or(""))
+        })
+    });
+    let pre_stop = worker.and_then(|w| w.pointer("/lifecycle/preStop/exec/command"));
+    let seccomp = pod
+        .pointer("/spec/securityContext/seccompProfile/type")
+        .and_then(Value::as_str);
+    (env, pre_stop, seccomp)
+}
+
+/// Issue 8's in-cluster install: the operator's image (tests/cluster/operator-image.sh, the
+/// Dockerfile's local twin) imported into the node, `kubectl apply -k manifests/k8s-1.20`, the
+/// apiserver calling the webhook through its Service, the shipped example run in spark-jobs, and
+/// the reconciler's leader pod deleted while the driver runs: another pod takes the Lease, the
+/// Deployment replaces the deleted one, and the app still completes.
+#[tokio::test]
+async fn the_operator_from_kubectl_apply_k_completes_an_app_after_its_leader_pod_is_deleted() {
+    let node = node();
+    let t = Instant::now();
+    let out =
+        std::process::Command::new(common::repo_root().join("tests/cluster/operator-image.sh"))
+            .arg("import")
+            .arg(&node.dir)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running tests/cluster/operator-image.sh");
+    assert!(
+        out.status.success(),
+        "operator-image.sh import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "operator image built (cached) and imported in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let client = common::client().await;
+
+    // 1. The install as a user runs it, until both replicas are Ready.
+    let t = Instant::now();
+    let operator = InCluster::apply();
+    let rollout = kubectl(&[
+        "rollout",
+        "status",
+        "deployment/spark-webhook",
+        "-n",
+        OPERATOR_NS,
+        "--timeout=240s",
+    ]);
+    assert!(
+        rollout.status.success(),
+        "the operator Deployment did not become available:\n{}\n{}",
+        String::from_utf8_lossy(&rollout.stderr),
+        operator.state()
+    );
+    let ready = InCluster::pods(&client).await;
+    assert!(
+        ready.len() == 2 && ready.iter().all(|(_, r)| *r),
+        "operator pods: {ready:?}"
+    );
+    eprintln!(
+        "operator: kubectl apply -k -> 2/2 Ready in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // 2. Both webhook configurations point at the Service (never a url), with the CA of the
+    //    certificate the operator made for itself in its Secret as their caBundle.
+    let ca = kubectl_ok(
+        &[
+            "get",
+            "secret",
+            "spark-webhook-certs",
+            "-n",
+            OPERATOR_NS,
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        None,
+    );
+    assert!(!ca.is_empty(), "no ca.crt in Secret spark-webhook-certs");
+    for kind in [
+        "mutatingwebhookconfiguration",
+        "validatingwebhookconfiguration",
+    ] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client_config = loop {
+            let v: Value = serde_json::from_str(&kubectl_ok(
+                &["get", kind, "spark-webhook", "-o", "json"],
+                None,
+            ))
+            .expect("webhook configuration json");
+            let cc = v["webhooks"][0]["clientConfig"].clone();
+            if cc["caBundle"].as_str() == Some(ca.as_str()) || Instant::now() > deadline {
+                break cc;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(
+            client_config["service"]["name"], "spark-webhook",
+            "{kind}: {client_config}"
+        );
+        assert_eq!(
+            client_config["service"]["namespace"], OPERATOR_NS,
+            "{kind}: {client_config}"
+        );
+        assert!(
+            client_config.get("url").is_none(),
+            "{kind}: {client_config}"
+        );
+        assert_eq!(
+            client_config["caBundle"].as_str(),
+            Some(ca.as_str()),
+            "{kind}'s caBundle is not the operator's CA"
+        );
+    }
+
+    // 3. The shipped example, unchanged, in the shipped job namespace.
+    driver_token(JOBS_NS);
+    let name = "spark-pi-custom-container";
+    let example = common::repo_root().join("manifests/examples/spark-pi-custom-container.yaml");
+    let applied = Instant::now();
+    kubectl_ok(&["apply", "-f", example.to_str().unwrap()], None);
+
+    // The apiserver reaches the webhook through the Service: a pod only the webhook sees (a
+    // dry run) comes back with the app's executor settings.
+    let (sent, mutated) = dry_run_executor(JOBS_NS, name, "worker");
+    assert_eq!(
+        executor_settings(&sent),
+        (None, None, None),
+        "the probe pod as sent"
+    );
+    let (env, pre_stop, seccomp) = executor_settings(&mutated);
+    assert_eq!(env, Some("in-the-worker-container"), "env from the webhook");
+    assert_eq!(
+        pre_stop,
+        Some(&json!(["/opt/decom.sh"])),
+        "preStop from the webhook"
+    );
+    assert_eq!(seccomp, Some("RuntimeDefault"), "seccomp from the webhook");
+
+    // 4. Once the driver runs, delete the pod holding the reconciler's Lease.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), JOBS_NS);
+    let driver = format!("{name}-driver");
+    let deadline = Instant::now() + RUN;
+    loop {
+        let phase = pods
+            .get_opt(&driver)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|p| p.status?.phase);
+        if phase.as_deref() == Some("Running") {
+            break;
+        }
+        assert!(
+            phase.as_deref() != Some("Failed") && Instant::now() < deadline,
+            "driver {driver} not Running (phase {phase:?}):\n{}",
+            diagnostics(JOBS_NS, &driver, &operator)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "driver Running {:.1}s after kubectl apply",
+        applied.elapsed().as_secs_f64()
+    );
+    let leader = InCluster::leader();
+    let before: Vec<String> = InCluster::pods(&client)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    assert!(
+        before.contains(&leader),
+        "Lease holder {leader:?} is none of the operator pods {before:?}"
+    );
+    let state = kubectl_ok(
+        &[
+            "get",
+            "sparkapp",
+            "-n",
+            JOBS_NS,
+            name,
+            "-o",
+            "jsonpath={.status.applicationState.state}",
+        ],
+        None,
+    );
+    assert_ne!(state, "COMPLETED", "the app finished before the handover");
+    let deleted = Instant::now();
+    kubectl_ok(
+        &["delete", "pod", "-n", OPERATOR_NS, &leader, "--wait=false"],
+        None,
+    );
+    eprintln!("deleted the leader pod {leader} (app {state})");
+
+    // Another pod takes the Lease.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let new_leader = loop {
+        let holder = InCluster::leader();
+        if !holder.is_empty() && holder != leader {
+            break holder;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "nobody took the Lease from {leader} in 90 s:\n{}",
+            operator.state()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    eprintln!(
+        "handover: {new_leader} holds the Lease {:.1}s after the delete",
+        deleted.elapsed().as_secs_f64()
+    );
+    // The Deployment replaces the deleted pod: two Ready replicas again, one of them new.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = InCluster::pods(&client).await;
+        if now.len() == 2
+            && now.iter().all(|(_, r)| *r)
+            && now.iter().any(|(n, _)| !before.contains(n))
+            && now.iter().all(|(n, _)| *n != leader)
+        {
+            eprintln!(
+                "replacement: 2/2 Ready {:.1}s after the delete: {now:?}",
+                deleted.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Deployment did not replace {leader} in 120 s: {now:?}\n{}",
+            operator.state()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // 5. The app completes under the new leader.
+    let run = wait_completed(&client, JOBS_NS, name, &operator).await;
+    eprintln!(
+        "in-cluster pi: kubectl apply -> COMPLETED in {:.1}s ({:.1}s after the leader was deleted)",
+        applied.elapsed().as_secs_f64(),
+        deleted.elapsed().as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", JOBS_NS, &driver], None);
+    assert!(
+        log.contains("Pi is roughly 3.1"),
+        "the driver log has no 'Pi is roughly 3.1':\n{log}"
+    );
+    assert_eq!(run.executors.len(), 1, "executor pods seen during the run");
+    let executor = serde_json::to_value(&run.executors[0]).expect("executor json");
+    let (env, pre_stop, seccomp) = executor_settings(&executor);
+    assert_eq!(
+        (env, pre_stop, seccomp),
+        (
+            Some("in-the-worker-container"),
+            Some(&json!(["/opt/decom.sh"])),
+            Some("RuntimeDefault")
+        ),
+        "the executor's settings"
+    );
+    let t = Instant::now();
+    operator.uninstall();
+    eprintln!(
+        "kubectl delete -k: everything gone in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
 }

@@ -3,7 +3,7 @@
 `ctr images import` reads) from a root filesystem folder: one gzip'd layer, no Docker needed.
 
 usage: mkimage.py --name REF --rootfs DIR --out FILE.tar [--workdir DIR] [--user UID]
-                  [--env K=V]... [--entrypoint ARG]...
+                  [--env K=V]... [--entrypoint ARG]... [--cmd ARG]... [--expose PORT/tcp]...
 """
 import argparse
 import gzip
@@ -23,6 +23,8 @@ p.add_argument("--workdir", default="/")
 p.add_argument("--user", default="")
 p.add_argument("--env", action="append", default=[])
 p.add_argument("--entrypoint", action="append", default=[])
+p.add_argument("--cmd", action="append", default=[], help="the image's CMD (Dockerfile CMD)")
+p.add_argument("--expose", action="append", default=[], help="an exposed port, e.g. 9443/tcp")
 a = p.parse_args()
 
 
@@ -56,7 +58,14 @@ with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
     config = {
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Entrypoint": a.entrypoint or None, "WorkingDir": a.workdir, "Env": env, "User": a.user},
+        "config": {
+            "Entrypoint": a.entrypoint or None,
+            "Cmd": a.cmd or None,
+            "WorkingDir": a.workdir,
+            "Env": env,
+            "User": a.user,
+            "ExposedPorts": {port: {} for port in a.expose} or None,
+        },
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }
     cfg = json.dumps(config).encode()

@@ -30,6 +30,7 @@ cache=${SPARK_WEBHOOK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spark-webhook}
 BRIDGE=spark-node0
 NODE_IP=10.88.0.1
 POD_CIDR=10.88.0.0/24
+SERVICE_CIDR=10.96.0.0/16 # cluster.sh: --service-cluster-ip-range
 NODE_NAME=node1
 PAUSE_IMAGE=localhost/spark-webhook/pause:3.2
 SPARK_IMAGE_REF=docker.io/library/spark:3.5.3
@@ -243,6 +244,11 @@ up() {
   ip link add "$BRIDGE" type bridge || fail "creating bridge $BRIDGE"
   ip addr add "$NODE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
+  # Service IPs from the host (the apiserver calling a webhook's Service, as for the operator
+  # deployed in-cluster): kube-proxy's OUTPUT rules rewrite them to pod addresses, but the kernel
+  # first needs a route to pick a source address, and this machine may have no default route.
+  # Through the bridge, from the node's address. Goes away with the bridge.
+  ip route add "$SERVICE_CIDR" dev "$BRIDGE" src "$NODE_IP" || fail "route to Services $SERVICE_CIDR via $BRIDGE"
   # The bridge plugin turns on IP forwarding for pods; nothing from the bridge may go elsewhere.
   iptables -I FORWARD 1 -i "$BRIDGE" ! -o "$BRIDGE" -m comment --comment spark-webhook-realnode -j DROP \
     || fail "adding the iptables FORWARD guard"
@@ -289,7 +295,7 @@ J
   for img in "$(pause_tar)" "$("$here/spark-image/build.sh")"; do
     ctr_ images import "$img" >>"$n/import.log" 2>&1 || fail "importing $img into containerd (log: $n/import.log)"
   done
-  ctr_ images ls -q | grep -qxF "$SPARK_IMAGE_REF" || fail "$SPARK_IMAGE_REF not in containerd after import"
+  ctr_ images ls -q | grep -xF "$SPARK_IMAGE_REF" >/dev/null || fail "$SPARK_IMAGE_REF not in containerd after import"
   say "images imported in $(($(date +%s) - t0))s"
 
   say "kube-controller-manager, kube-scheduler, kube-proxy, cluster DNS, kubelet"
