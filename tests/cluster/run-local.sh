@@ -60,7 +60,13 @@ step "certificates in certs/ (CA kept, serving certificate rotated)"
 
 step "installing the SparkApplication CRD"
 kubectl apply -f manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml >/dev/null
-kubectl wait --for=condition=Established --timeout=60s crd/sparkapplications.sparkoperator.k8s.io >/dev/null
+# Polled: `kubectl wait --for=condition=Established` fails at once on a CRD without conditions yet.
+established() {
+  [ "$(kubectl get crd/sparkapplications.sparkoperator.k8s.io \
+        -o 'jsonpath={.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ]
+}
+for _ in $(seq 600); do established && break; sleep 0.1; done
+established || { echo "run: the SparkApplication CRD is not Established after 60 s" >&2; exit 1; }
 
 step "starting spark-webhook serve (webhook https://127.0.0.1:$webhook_port, admin http://127.0.0.1:$admin_port)"
 "$bin" serve --cert-dir certs \

@@ -205,15 +205,28 @@ pub fn install_crd() {
     if let Some(err) = last {
         panic!("kubectl apply of the CRD failed:\n{err}");
     }
-    kubectl_ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
+    // Polled rather than `kubectl wait --for=condition=Established`: that kubectl fails at
+    // once ("accessor error: <nil>") on a CRD whose status has no conditions yet.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+    loop {
+        let out = kubectl(&[
+            "get",
             "crd/sparkapplications.sparkoperator.k8s.io",
-        ],
-        None,
-    );
+            "-o",
+            established,
+        ]);
+        if out.status.success() && out.stdout.as_slice() == b"True" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the SparkApplication CRD is not Established after 60 s: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Polls `f` until it returns Some or the deadline passes.
