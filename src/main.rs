@@ -6,6 +6,8 @@ use std::process::ExitCode;
 /// mimalloc instead of the system allocator: a pod review is allocation-bound (serde on an 8 KiB
 /// pod), and mimalloc halves its instruction count against glibc's malloc (callgrind: 2.06M ->
 /// 1.13M per driver review); musl's malloc, in the static image, is slower still.
+/// The `system-allocator` feature turns it off for heap profilers that interpose malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -17,9 +17,9 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::compact::CompactApp;
-pub use super::compact::GuardedApp;
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
+use crate::crd::compact::CompactApp;
+pub use crate::crd::compact::GuardedApp;
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
@@ -152,7 +152,7 @@ pub async fn run(
     let (app_reader, app_writer) = reflector::store();
     let app_stream = watcher(apps, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(super::compact::slim)
+        .modify(crate::crd::compact::slim)
         .reflect(app_writer)
         .applied_objects();
     // No limit in the controller itself: the two lanes in `reconcile` bound the work, so a

@@ -1,7 +1,6 @@
 //! The embedded reconciler: turns SparkApplications into driver submissions and keeps their
 //! status true. [`state`] decides (pure); [`controller`] observes and acts.
 
-pub mod compact;
 pub mod controller;
 pub mod runner;
 pub mod state;

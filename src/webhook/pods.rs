@@ -87,18 +87,22 @@ pub async fn review(
         }
     };
 
-    let app = match &guarded.0 {
+    let decoded = match &guarded.0 {
+        Ok(app) => state.apps.decode(app).map_err(|e| e.to_string()),
+        Err(invalid) => Err(invalid.error.clone()),
+    };
+    let app = match decoded {
         Ok(app) => app,
-        Err(invalid) => {
+        Err(error) => {
             let message = format!(
-                "SparkApplication {namespace}/{app_name} cannot be read, so its {role} pod cannot be built: {}",
-                invalid.error,
+                "SparkApplication {namespace}/{app_name} cannot be read, so its {role} pod cannot be built: {error}",
                 role = role.as_str()
             );
             tracing::warn!(error = %message, "pod refused");
             return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
         }
     };
+    let app = app.as_ref();
     match mutate::patch_pod(app, role, pod, &state.options) {
         Ok(patch) => {
             let outcome = if patch.0.is_empty() {
