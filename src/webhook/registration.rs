@@ -347,43 +347,35 @@ trait WebhookConfig:
     fn set_ca_bundle(&mut self, ca_bundle: &ByteString);
 }
 
-impl WebhookConfig for MutatingWebhookConfiguration {
-    const KIND: &'static str = "MutatingWebhookConfiguration";
-    fn same_webhooks(&self, other: &Self) -> bool {
-        self.webhooks == other.webhooks
-    }
-    fn ca_bundles(&self) -> Vec<Option<&ByteString>> {
-        self.webhooks
-            .iter()
-            .flatten()
-            .map(|w| w.client_config.ca_bundle.as_ref())
-            .collect()
-    }
-    fn set_ca_bundle(&mut self, ca_bundle: &ByteString) {
-        for w in self.webhooks.iter_mut().flatten() {
-            w.client_config.ca_bundle = Some(ca_bundle.clone());
+/// The two configuration types differ in name only: the fields read here are the same.
+macro_rules! webhook_config {
+    ($config:ty, $kind:literal) => {
+        impl WebhookConfig for $config {
+            const KIND: &'static str = $kind;
+            fn same_webhooks(&self, other: &Self) -> bool {
+                self.webhooks == other.webhooks
+            }
+            fn ca_bundles(&self) -> Vec<Option<&ByteString>> {
+                self.webhooks
+                    .iter()
+                    .flatten()
+                    .map(|w| w.client_config.ca_bundle.as_ref())
+                    .collect()
+            }
+            fn set_ca_bundle(&mut self, ca_bundle: &ByteString) {
+                for w in self.webhooks.iter_mut().flatten() {
+                    w.client_config.ca_bundle = Some(ca_bundle.clone());
+                }
+            }
         }
-    }
+    };
 }
 
-impl WebhookConfig for ValidatingWebhookConfiguration {
-    const KIND: &'static str = "ValidatingWebhookConfiguration";
-    fn same_webhooks(&self, other: &Self) -> bool {
-        self.webhooks == other.webhooks
-    }
-    fn ca_bundles(&self) -> Vec<Option<&ByteString>> {
-        self.webhooks
-            .iter()
-            .flatten()
-            .map(|w| w.client_config.ca_bundle.as_ref())
-            .collect()
-    }
-    fn set_ca_bundle(&mut self, ca_bundle: &ByteString) {
-        for w in self.webhooks.iter_mut().flatten() {
-            w.client_config.ca_bundle = Some(ca_bundle.clone());
-        }
-    }
-}
+webhook_config!(MutatingWebhookConfiguration, "MutatingWebhookConfiguration");
+webhook_config!(
+    ValidatingWebhookConfiguration,
+    "ValidatingWebhookConfiguration"
+);
 
 /// Logs once per configuration and version that a newer version's spec is left in place.
 fn note_newer(kind: &'static str, name: &str, newer: &Version) {
