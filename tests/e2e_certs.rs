@@ -307,44 +307,7 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
     // Spark pods are created, 4 at a time, through both replicas' webhooks (failurePolicy
     // Fail) until the renewals are done; `created` counts the admitted ones.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let stop = Arc::new(AtomicBool::new(false));
-    let created = Arc::new(AtomicUsize::new(0));
-    let creators: Vec<_> = (0..4)
-        .map(|worker| {
-            let (pods, ns) = (pods.clone(), ns.clone());
-            let (stop, created) = (Arc::clone(&stop), Arc::clone(&created));
-            tokio::spawn(async move {
-                let mut failures = Vec::new();
-                for i in 0.. {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    let name = format!("during-{worker}-{i}");
-                    match pods
-                        .create(&PostParams::default(), &driver_pod(&ns, &name))
-                        .await
-                    {
-                        Ok(p) if mutated(&p) => {
-                            created.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Ok(_) => failures.push(format!("{name}: created unmutated")),
-                        Err(e) => failures.push(format!("{name}: {e}")),
-                    }
-                }
-                failures
-            })
-        })
-        .collect();
-    // Pods admitted since `from`: proof they kept being admitted around each renewal.
-    let admitted_more = |from: usize| {
-        let created = Arc::clone(&created);
-        async move {
-            eventually("10 more Spark pods admitted", WAIT, || async {
-                (created.load(Ordering::Relaxed) >= from + 10).then_some(())
-            })
-            .await
-        }
-    };
+    let stream = PodStream::start(&pods, &ns, "during");
 
     // An expiring certificate (1 day, inside the 30-day window), then one for other names: each
     // is renewed by one replica, and both serve the renewal.
@@ -357,14 +320,14 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
         .into_iter()
         .enumerate()
     {
-        admitted_more(created.load(Ordering::Relaxed)).await;
+        stream.admitted_more(10).await;
         let replaced_at = Instant::now();
         let bad = replace_pair(&secrets, opts).await;
         let secret = renewed(&secrets, &bad).await;
         let renewed_after = replaced_at.elapsed();
         current = material(&secret);
         all_serve(&replicas, &current).await;
-        admitted_more(created.load(Ordering::Relaxed)).await;
+        stream.admitted_more(10).await;
         eprintln!(
             "{what} certificate: renewed in the Secret after {} ms, served by both replicas after {} ms",
             renewed_after.as_millis(),
@@ -383,12 +346,7 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
             b.logs()
         );
     }
-    stop.store(true, Ordering::Relaxed);
-    let mut failures = Vec::new();
-    for creator in creators {
-        failures.extend(creator.await.expect("pod creator"));
-    }
-    let created = created.load(Ordering::Relaxed);
+    let (created, failures) = stream.finish().await;
     eprintln!("{created} Spark pods admitted around and during the renewals");
     assert!(
         failures.is_empty(),
