@@ -113,17 +113,20 @@ impl Operator for Served {
     }
 }
 
+/// `kubectl ARGS` and everything it printed, for failure messages.
+fn kubectl_shown(args: &[&str]) -> String {
+    let o = kubectl(args);
+    format!(
+        "$ kubectl {}\n{}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 /// What to show when a run goes wrong: the app, the pods, the driver log, the operator's log.
 fn diagnostics(ns: &str, driver: &str, served: &dyn Operator) -> String {
-    let out = |args: &[&str]| {
-        let o = kubectl(args);
-        format!(
-            "$ kubectl {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        )
-    };
+    let out = kubectl_shown;
     let serve_log = served.logs();
     let tail: Vec<&str> = serve_log.lines().rev().take(40).collect();
     format!(
@@ -542,15 +545,7 @@ impl InCluster {
 
     /// Pods, events and the Deployment's state in spark-operator, for failure messages.
     fn state(&self) -> String {
-        let out = |args: &[&str]| {
-            let o = kubectl(args);
-            format!(
-                "$ kubectl {}\n{}{}",
-                args.join(" "),
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            )
-        };
+        let out = kubectl_shown;
         format!(
             "{}\n{}\n{}\n--- operator logs (tail) ---\n{}",
             out(&[
