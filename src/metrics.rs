@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
 use crate::crd::compact::GuardedApp;
+use crate::reconciler::pod::SparkPod;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -252,7 +252,7 @@ pub struct AppMetrics {
 }
 
 /// The caches of one controller: its apps and its Spark pods.
-type Source = (Store<GuardedApp>, Store<Pod>);
+type Source = (Store<GuardedApp>, Store<SparkPod>);
 
 /// Default start-latency buckets: 30 s steps to 5 min, then on to an hour (the Go operator's
 /// 300 s top bucket hid every slow start).
@@ -482,7 +482,7 @@ impl AppMetrics {
     }
 
     /// Registers the caches the running gauges are computed from.
-    pub fn add_source(&self, apps: Store<GuardedApp>, pods: Store<Pod>) {
+    pub fn add_source(&self, apps: Store<GuardedApp>, pods: Store<SparkPod>) {
         if let Ok(mut s) = self.sources.lock() {
             s.push((apps, pods));
         }
@@ -517,7 +517,7 @@ impl AppMetrics {
                     .and_then(|l| l.get(crate::mutate::SPARK_ROLE_LABEL))
                     .map(String::as_str)
                     == Some("executor")
-                    && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                    && pod.status.phase.as_deref() == Some("Running");
                 if !is_running_executor {
                     continue;
                 }

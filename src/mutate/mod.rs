@@ -137,8 +137,21 @@ pub fn spark_container_index(
     role: SparkRole,
 ) -> Result<usize, MutateError> {
     let containers: &[Container] = pod.spec.as_ref().map_or(&[], |s| &s.containers);
+    spark_container_position(containers.iter().map(|c| c.name.as_str()), app, role)
+}
+
+/// [`spark_container_index`] from the names of `spec.containers` alone, in pod order: the
+/// reconciler's cached pods keep no more of their containers.
+pub fn spark_container_position<'a, I>(
+    names: I,
+    app: &SparkApplication,
+    role: SparkRole,
+) -> Result<usize, MutateError>
+where
+    I: Iterator<Item = &'a str> + Clone,
+{
     let sidecars = &role_spec(app, role).pod.sidecars;
-    let is_sidecar = |c: &Container| sidecars.iter().any(|s| s.name == c.name);
+    let is_sidecar = |c: &str| sidecars.iter().any(|s| s.name == c);
     let template_key = format!("spark.kubernetes.{role}.podTemplateContainerName");
     let template_name = app
         .spec
@@ -153,9 +166,9 @@ pub fn spark_container_index(
     // of the app's sidecars only counts when nothing else can be the Spark container: it is
     // (most likely) the sidecar, appended by an earlier pass, and taking it would make a second
     // pass mutate another container than the first.
-    let by_template = |c: &Container| template_name.is_some_and(|name| &c.name == name);
-    let by_default = |c: &Container| defaults.contains(&c.name.as_str());
-    let first = |pick: &dyn Fn(&Container) -> bool| containers.iter().position(pick);
+    let by_template = |c: &str| template_name.is_some_and(|name| name == c);
+    let by_default = |c: &str| defaults.contains(&c);
+    let first = |pick: &dyn Fn(&str) -> bool| names.clone().position(pick);
     first(&|c| by_template(c) && !is_sidecar(c))
         .or_else(|| first(&|c| by_default(c) && !is_sidecar(c)))
         .or_else(|| first(&|c| !is_sidecar(c)))
@@ -164,7 +177,7 @@ pub fn spark_container_index(
         .ok_or_else(|| MutateError::NoSparkContainer {
             app: app_ref(app),
             role,
-            reason: if containers.is_empty() {
+            reason: if names.clone().next().is_none() {
                 "spec.containers is empty".to_string()
             } else {
                 format!(

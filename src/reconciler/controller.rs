@@ -17,6 +17,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
+use super::pod::SparkPod;
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
 use crate::crd::compact::CompactApp;
 pub use crate::crd::compact::GuardedApp;
@@ -45,7 +46,7 @@ pub const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
 pub struct Context {
     pub client: Client,
     pub apps: Store<GuardedApp>,
-    pub pods: Store<Pod>,
+    pub pods: Store<SparkPod>,
     /// The submission lane.
     pub submit_slots: tokio::sync::Semaphore,
     /// The status lane.
@@ -135,7 +136,7 @@ pub enum ReconcileError {
 /// Runs one controller over `api` (one namespace or all) until `shutdown`.
 pub async fn run(
     apps: Api<GuardedApp>,
-    pods_api: Api<Pod>,
+    pods_api: Api<SparkPod>,
     ctx_parts: ContextParts,
     shutdown: CancellationToken,
 ) {
@@ -145,7 +146,6 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{LAUNCHED_BY_LABEL}=true")),
     )
     .backoff(WatchBackoff::default())
-    .modify(slim_pod)
     .reflect(pod_writer)
     .touched_objects();
     // As `Controller::new` builds it, but the cached apps lose their managedFields first.
@@ -186,7 +186,7 @@ pub async fn run(
     ));
     let token = shutdown.clone();
     controller
-        .watches_stream(pod_stream, |pod: Pod| {
+        .watches_stream(pod_stream, |pod: SparkPod| {
             let name = pod.labels().get(APP_NAME_LABEL)?.clone();
             Some(ObjectRef::new(&name).within(pod.namespace()?.as_str()))
         })
@@ -250,41 +250,6 @@ async fn sweep_orphans(apps: Store<GuardedApp>, ctx: Arc<Context>, shutdown: Can
             }
         }
     }
-}
-
-/// Keeps of a watched Spark pod only what the reconciler, the orphan sweep and the metrics read
-/// (metadata without managedFields, container names, phase, reason, message and container
-/// states): every Spark pod of every app sits in the cache until it is deleted, and the rest
-/// (managedFields above all) is most of a pod's size. Code that needs more must GET the pod.
-pub fn slim_pod(pod: &mut Pod) {
-    use k8s_openapi::api::core::v1::{Container, ContainerStatus, PodSpec, PodStatus};
-    pod.metadata.managed_fields = None;
-    pod.spec = pod.spec.take().map(|spec| PodSpec {
-        containers: spec
-            .containers
-            .into_iter()
-            .map(|c| Container {
-                name: c.name,
-                ..Container::default()
-            })
-            .collect(),
-        ..PodSpec::default()
-    });
-    pod.status = pod.status.take().map(|status| PodStatus {
-        phase: status.phase,
-        reason: status.reason,
-        message: status.message,
-        container_statuses: status.container_statuses.map(|cs| {
-            cs.into_iter()
-                .map(|c| ContainerStatus {
-                    name: c.name,
-                    state: c.state,
-                    ..ContainerStatus::default()
-                })
-                .collect()
-        }),
-        ..PodStatus::default()
-    });
 }
 
 /// Waits until `store` has completed its first list (false on shutdown). Polls: kube-runtime's
@@ -375,7 +340,7 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
     if driver.is_none() && !status.driver_info.pod_name.is_empty() {
         // The pod cache can lag far behind under load: never declare a driver missing
         // without asking the apiserver.
-        let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+        let pods: Api<SparkPod> = Api::namespaced(ctx.client.clone(), &ns);
         driver = Box::pin(pods.get_opt(&status.driver_info.pod_name))
             .await?
             .map(Arc::new);
@@ -711,7 +676,7 @@ async fn delete_attempt(
     ctx: &Context,
     ns: &str,
     pod_name: &str,
-    driver: Option<&Pod>,
+    driver: Option<&SparkPod>,
 ) -> Result<(), ReconcileError> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
     match pods.delete(pod_name, &DeleteParams::background()).await {

@@ -1,7 +1,9 @@
 //! The embedded reconciler: turns SparkApplications into driver submissions and keeps their
-//! status true. [`state`] decides (pure); [`controller`] observes and acts.
+//! status true. [`state`] decides (pure); [`controller`] observes and acts; [`pod`] is how
+//! the Spark pods are cached.
 
 pub mod controller;
+pub mod pod;
 pub mod runner;
 pub mod state;
 

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
 use kube::runtime::events::{Recorder, Reporter};
@@ -14,6 +13,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{self, ContextParts, GuardedApp, Submitter};
+use super::pod::SparkPod;
 use super::state::Settings;
 use crate::metrics::AppMetrics;
 use crate::namespaces::JobNamespaces;
@@ -131,7 +131,7 @@ async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: Canc
     };
     let mut set = JoinSet::new();
     for ns in scopes {
-        let (apps, pods): (Api<GuardedApp>, Api<Pod>) = match &ns {
+        let (apps, pods): (Api<GuardedApp>, Api<SparkPod>) = match &ns {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
                 Api::namespaced(client.clone(), ns),

@@ -15,10 +15,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
+use super::pod::{SparkPod, Terminated};
 use crate::crd::{
     ApplicationState, ApplicationStateType as S, DriverInfo, ExecutorState, RestartPolicyType,
     SparkApplication, SparkApplicationStatus,
@@ -58,9 +58,9 @@ impl Default for Settings {
 pub struct Observed<'a> {
     pub now: Timestamp,
     /// The driver pod named in `status.driverInfo.podName`, if it exists.
-    pub driver: Option<&'a Pod>,
+    pub driver: Option<&'a SparkPod>,
     /// The app's executor pods.
-    pub executors: Vec<&'a Pod>,
+    pub executors: Vec<&'a SparkPod>,
     /// Hash of the app's current spec ([`crate::reconciler::spec_hash`]).
     pub spec_hash: &'a str,
 }
@@ -337,7 +337,7 @@ fn restart_type(app: &SparkApplication) -> RestartPolicyType {
     app.spec.restart_policy.effective_type()
 }
 
-fn pod_name(pod: &Pod) -> String {
+fn pod_name(pod: &SparkPod) -> String {
     pod.metadata.name.clone().unwrap_or_default()
 }
 
@@ -528,14 +528,14 @@ enum DriverPhase {
 
 /// Kubeflow's reading of a driver pod: the Spark container's exit code decides when it has
 /// terminated, whatever the pod phase says (sidecars may keep a pod Running).
-fn driver_state(pod: &Pod, container: &str) -> (DriverPhase, Option<String>) {
-    let status = pod.status.as_ref();
+fn driver_state(pod: &SparkPod, container: &str) -> (DriverPhase, Option<String>) {
+    let status = &pod.status;
     let terminated = status
-        .and_then(|s| s.container_statuses.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.name == container))
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.terminated.as_ref());
-    let failure = |t: Option<&k8s_openapi::api::core::v1::ContainerStateTerminated>| {
+        .container_statuses
+        .iter()
+        .find(|c| c.name == container)
+        .and_then(|c| c.state.terminated.as_ref());
+    let failure = |t: Option<&Terminated>| {
         Some(match t {
             Some(t) => format!(
                 "driver container failed with ExitCode: {}, Reason: {}",
@@ -543,11 +543,13 @@ fn driver_state(pod: &Pod, container: &str) -> (DriverPhase, Option<String>) {
                 t.reason.as_deref().unwrap_or("")
             ),
             None => status
-                .and_then(|s| s.message.clone().or_else(|| s.reason.clone()))
+                .message
+                .clone()
+                .or_else(|| status.reason.clone())
                 .unwrap_or_else(|| "driver pod failed".into()),
         })
     };
-    match status.and_then(|s| s.phase.as_deref()) {
+    match status.phase.as_deref() {
         Some("Pending") | None => (DriverPhase::Pending, None),
         Some("Running") => match terminated {
             Some(t) if t.exit_code == 0 => (DriverPhase::Completed, None),
@@ -563,13 +565,10 @@ fn driver_state(pod: &Pod, container: &str) -> (DriverPhase, Option<String>) {
     }
 }
 
-fn spark_container_name(app: &SparkApplication, pod: &Pod) -> String {
-    let containers = pod
-        .spec
-        .as_ref()
-        .map(|s| s.containers.as_slice())
-        .unwrap_or_default();
-    crate::mutate::spark_container_index(pod, app, crate::mutate::SparkRole::Driver)
+fn spark_container_name(app: &SparkApplication, pod: &SparkPod) -> String {
+    let containers = &pod.spec.containers;
+    let names = containers.iter().map(|c| c.name.as_str());
+    crate::mutate::spark_container_position(names, app, crate::mutate::SparkRole::Driver)
         .ok()
         .and_then(|i| containers.get(i))
         .map(|c| c.name.clone())
@@ -590,7 +589,7 @@ fn track_executors(cx: &mut Ctx, obs: &Observed, settings: &Settings) {
         if id.is_some_and(|id| id > settings.max_tracked_executors) {
             continue;
         }
-        let state = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
+        let state = match pod.status.phase.as_deref() {
             Some("Pending") | None => ExecutorState::Pending,
             Some("Running") => ExecutorState::Running,
             Some("Succeeded") => ExecutorState::Completed,
@@ -675,7 +674,7 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn pod(name: &str, phase: &str, exit: Option<i32>, hash: &str) -> Pod {
+    fn pod(name: &str, phase: &str, exit: Option<i32>, hash: &str) -> SparkPod {
         let mut v = json!({
             "metadata": {"name": name, "labels": {"spark-role": "driver", "spark-app-selector": "spark-abc"},
                          "annotations": {SPEC_HASH_ANNOTATION: hash}},
@@ -689,7 +688,7 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn executor(name: &str, id: u32, phase: &str) -> Pod {
+    fn executor(name: &str, id: u32, phase: &str) -> SparkPod {
         serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"spark-role": "executor", "spark-exec-id": id.to_string()}},
             "status": {"phase": phase}
@@ -697,7 +696,11 @@ mod tests {
         .unwrap()
     }
 
-    fn obs<'a>(now: &str, driver: Option<&'a Pod>, executors: Vec<&'a Pod>) -> Observed<'a> {
+    fn obs<'a>(
+        now: &str,
+        driver: Option<&'a SparkPod>,
+        executors: Vec<&'a SparkPod>,
+    ) -> Observed<'a> {
         Observed {
             now: t(now),
             driver,
@@ -1067,7 +1070,7 @@ mod tests {
     fn executor_state_is_tracked_and_capped() {
         let a = app(json!({}), running("RUNNING", json!({})));
         let p = pod("pi-driver", "Running", None, HASH);
-        let execs: Vec<Pod> = (1..=5)
+        let execs: Vec<SparkPod> = (1..=5)
             .map(|i| executor(&format!("pi-exec-{i}"), i, "Running"))
             .collect();
         let s = Settings {
