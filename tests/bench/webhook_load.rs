@@ -1,13 +1,16 @@
 //! TLS load run of the pod webhook against a no-op floor, printed as a table.
 //!
-//! Two HTTPS servers run in a child process (this binary re-executed with
+//! Three HTTPS servers run in a child process (this binary re-executed with
 //! `SPARK_WEBHOOK_BENCH_SERVER=<dir>`, so servers and load generator never share a tokio
-//! runtime), both through `server::serve_tls` with the same rustls config and certificates
+//! runtime), all through `server::serve_tls` with the same rustls config and certificates
 //! generated into a temporary directory:
 //!
 //! - **floor**: a router answering every POST with a fixed, pre-serialised AdmissionReview (the
 //!   webhook's own answer to the review below, so both send the same bytes back). It measures
 //!   what TLS, HTTP and our accept loop cost on their own;
+//! - **parse-only**: the floor plus reading the review into a `serde_json::Value` (and finding
+//!   its uid) before sending the same fixed answer: the least any handler that looks at the
+//!   review does, so the webhook's remaining distance to it is what its own rules cost;
 //! - **webhook**: the real `webhook::router` with the SparkApplication in its cache.
 //!
 //! The load generator (this process) sends an ~8 KiB driver-pod AdmissionReview over C
@@ -166,38 +169,55 @@ mod server {
             )
             .into());
         }
+        let fixed = answer.clone();
         let floor = Router::new()
             .route(
                 MUTATE_POD_PATH,
                 post(move |_body: Bytes| {
-                    let answer = answer.clone();
+                    let answer = fixed.clone();
                     async move { ([(header::CONTENT_TYPE, "application/json")], answer) }
+                }),
+            )
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        let parse_only = Router::new()
+            .route(
+                MUTATE_POD_PATH,
+                post(move |body: Bytes| {
+                    let answer = answer.clone();
+                    async move {
+                        let review = serde_json::from_slice::<serde_json::Value>(&body);
+                        match review.ok().filter(|r| r["request"]["uid"].is_string()) {
+                            Some(_) => (
+                                StatusCode::OK,
+                                [(header::CONTENT_TYPE, "application/json")],
+                                answer,
+                            ),
+                            None => (
+                                StatusCode::BAD_REQUEST,
+                                [(header::CONTENT_TYPE, "text/plain")],
+                                Bytes::from_static(b"not an AdmissionReview"),
+                            ),
+                        }
+                    }
                 }),
             )
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
 
         let shutdown = CancellationToken::new();
         let drain = Duration::from_secs(1);
-        let floor_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let webhook_listener = TcpListener::bind("127.0.0.1:0").await?;
-        let floor_port = floor_listener.local_addr()?.port();
-        let webhook_port = webhook_listener.local_addr()?.port();
-        let servers = [
-            tokio::spawn(serve_tls(
-                floor_listener,
+        let mut ports = Vec::new();
+        let mut servers = Vec::new();
+        for router in [floor, parse_only, webhook::router(state)] {
+            let listener = TcpListener::bind("127.0.0.1:0").await?;
+            ports.push(listener.local_addr()?.port().to_string());
+            servers.push(tokio::spawn(serve_tls(
+                listener,
                 Arc::clone(&tls),
-                floor,
+                router,
                 shutdown.clone(),
                 drain,
-            )),
-            tokio::spawn(serve_tls(
-                webhook_listener,
-                tls,
-                webhook::router(state),
-                shutdown.clone(),
-                drain,
-            )),
-        ];
+            )));
+        }
 
         // Stop when the load generator closes our stdin (or dies).
         let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
@@ -209,7 +229,7 @@ mod server {
         });
         {
             let mut out = std::io::stdout().lock();
-            writeln!(out, "READY {floor_port} {webhook_port}")?;
+            writeln!(out, "READY {}", ports.join(" "))?;
             out.flush()?;
         }
         tokio::select! {
@@ -299,15 +319,17 @@ mod client {
             .split_whitespace()
             .map(str::parse)
             .collect::<Result<_, _>>()?;
-        let [floor_port, webhook_port] = ports[..] else {
+        let [floor_port, parse_port, webhook_port] = ports[..] else {
             return Err(format!("unexpected line from the server process: {line:?}").into());
         };
         let floor = SocketAddr::from(([127, 0, 0, 1], floor_port));
+        let parse_only = SocketAddr::from(([127, 0, 0, 1], parse_port));
         let webhook = SocketAddr::from(([127, 0, 0, 1], webhook_port));
         let tls = connector(&report.ca_cert_path)?;
 
         // One checked request each, for the header.
         let (floor_answer, _) = probe(floor, &tls, &review).await?;
+        let (parse_answer, _) = probe(parse_only, &tls, &review).await?;
         let (webhook_answer, negotiated) = probe(webhook, &tls, &review).await?;
         println!();
         println!("webhook_load: POST {} over TLS", common::REVIEW_URI);
@@ -318,9 +340,10 @@ mod client {
             filler_vars,
         );
         println!(
-            "  answer: webhook {} bytes, floor {} bytes (allowed, base64 JSON patch)",
+            "  answer: webhook {} bytes, floor and parse-only {} / {} bytes (allowed, base64 JSON patch)",
             webhook_answer.len(),
-            floor_answer.len()
+            floor_answer.len(),
+            parse_answer.len()
         );
         println!("  {negotiated}, HTTP/1.1 keep-alive, 127.0.0.1, server in a separate process");
         println!(
@@ -336,8 +359,9 @@ mod client {
         let mut failures = 0;
         for conns in CONCURRENCY {
             let f = load(floor, &tls, &review, conns, measure).await;
+            let p = load(parse_only, &tls, &review, conns, measure).await;
             let w = load(webhook, &tls, &review, conns, measure).await;
-            for (name, run) in [("floor", &f), ("webhook", &w)] {
+            for (name, run) in [("floor", &f), ("parse-only", &p), ("webhook", &w)] {
                 if run.failures > 0 {
                     eprintln!(
                         "webhook_load: FAILURES: {name}, {conns} connection(s): {} failed request(s); first: {}",
@@ -347,7 +371,7 @@ mod client {
                 }
                 failures += run.failures;
             }
-            rows.push((conns, f, w));
+            rows.push((conns, f, p, w));
         }
 
         print_table(&rows);
@@ -362,17 +386,28 @@ mod client {
         Ok(failures)
     }
 
-    fn print_table(rows: &[(usize, Run, Run)]) {
+    fn print_table(rows: &[(usize, Run, Run, Run)]) {
         println!(
-            "{:>5} | {:>24} | {:>24} | {:>19} |",
-            "", "floor (no-op)", "webhook", "webhook / floor"
+            "{:>5} | {:>24} | {:>24} | {:>24} | {:>19} |",
+            "", "floor (no-op)", "parse-only", "webhook", "webhook / floor"
         );
         println!(
-            "{:>5} | {:>9} {:>6} {:>7} | {:>9} {:>6} {:>7} | {:>8} {:>10} | verdict",
-            "conns", "reviews/s", "p50 ms", "p99 ms", "reviews/s", "p50 ms", "p99 ms", "thr", "p99",
+            "{:>5} | {:>9} {:>6} {:>7} | {:>9} {:>6} {:>7} | {:>9} {:>6} {:>7} | {:>8} {:>10} | verdict",
+            "conns",
+            "reviews/s",
+            "p50 ms",
+            "p99 ms",
+            "reviews/s",
+            "p50 ms",
+            "p99 ms",
+            "reviews/s",
+            "p50 ms",
+            "p99 ms",
+            "thr",
+            "p99",
         );
-        println!("{}", "-".repeat(101));
-        for (conns, f, w) in rows {
+        println!("{}", "-".repeat(128));
+        for (conns, f, p, w) in rows {
             let thr = w.per_second() / f.per_second();
             let p99 = w.percentile_ms(0.99) / f.percentile_ms(0.99);
             let mut missed = Vec::new();
@@ -388,11 +423,14 @@ mod client {
                 format!("MISS ({})", missed.join(", "))
             };
             println!(
-                "{:>5} | {:>9.0} {:>6.3} {:>7.3} | {:>9.0} {:>6.3} {:>7.3} | {:>7.2}x {:>9.2}x | {}",
+                "{:>5} | {:>9.0} {:>6.3} {:>7.3} | {:>9.0} {:>6.3} {:>7.3} | {:>9.0} {:>6.3} {:>7.3} | {:>7.2}x {:>9.2}x | {}",
                 conns,
                 f.per_second(),
                 f.percentile_ms(0.5),
                 f.percentile_ms(0.99),
+                p.per_second(),
+                p.percentile_ms(0.5),
+                p.percentile_ms(0.99),
                 w.per_second(),
                 w.percentile_ms(0.5),
                 w.percentile_ms(0.99),
@@ -404,7 +442,7 @@ mod client {
         println!();
         println!(
             "targets: webhook throughput >= {THROUGHPUT_TARGET:.2}x floor, webhook p99 <= {P99_TARGET:.2}x floor \
-             (figures for the team, not a test)"
+             (figures for the team, not a test); parse-only shows what reading the review alone costs"
         );
     }
 
