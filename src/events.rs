@@ -34,12 +34,13 @@ pub use kube::runtime::events::{Event, EventType, Reporter};
 /// minutes, as in client-go and kube-runtime.
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
 
-/// Most events remembered for series at once, whatever the number of apps: 4096 entries of ~25
-/// bytes (key, [`Seen`], hash table control byte) are ~100 KiB at most. Beyond it the oldest are
-/// forgotten, and a repeat of a forgotten event creates a new Event object instead of patching a
-/// series: `kubectl describe` still shows it, only less folded. Repeats are rare (the regarding
-/// reference carries the object's resourceVersion, which changes with every status write), so
-/// most entries are never used again and losing the oldest costs little.
+/// Most events remembered for series at once, whatever the number of apps: 25 bytes per table
+/// bucket (key, [`Seen`], control byte), and 4096 entries take 8192 buckets at the table's 7/8
+/// load factor, so ~200 KiB at most (kube's recorder held ~2 KiB per event). Beyond it the
+/// oldest are forgotten, and a repeat of a forgotten event creates a new Event object instead of
+/// patching a series: `kubectl describe` still shows it, only less folded. Repeats are rare (the
+/// regarding reference carries the object's resourceVersion, which changes with every status
+/// write), so most entries are never used again and losing the oldest costs little.
 pub const MAX_TRACKED: usize = 4096;
 
 /// Expired entries are swept at most this often (or when the cache is full), not on every
