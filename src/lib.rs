@@ -6,6 +6,7 @@ pub mod certmanager;
 pub mod certs;
 pub mod cli;
 pub mod crd;
+pub mod events;
 pub mod failpoint;
 pub mod health;
 pub mod metrics;

@@ -14,13 +14,13 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use clap::{ArgAction, Args, ValueEnum};
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::appcache::AppCache;
 use crate::certmanager::{CertManager, CertManagerError, SecretCertConfig};
+use crate::events::{Recorder, Reporter};
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};
 use crate::mutate::MutationOptions;
@@ -372,7 +372,7 @@ impl ReconcilerArgs {
         namespaces: JobNamespaces,
         mutation: MutationOptions,
         metrics: Arc<AppMetrics>,
-        reporter: Reporter,
+        recorder: Recorder,
     ) -> Result<ReconcilerConfig, ServeError> {
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let leader_election = self
@@ -406,7 +406,7 @@ impl ReconcilerArgs {
             },
             metrics,
             leader_election,
-            reporter,
+            recorder,
         })
     }
 }
@@ -535,10 +535,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         .await
         .map_err(ServeError::KubeConfig)?;
     let namespaces = JobNamespaces::from_list(&args.namespaces);
-    let reporter = Reporter {
-        controller: "spark-webhook".into(),
-        instance: Some(identity()),
-    };
+    // One recorder (one bounded series cache) for the webhook and every controller.
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "spark-webhook".into(),
+            instance: Some(identity()),
+        },
+    );
     let mutation = MutationOptions {
         default_seccomp_profile: args.default_seccomp_profile == SeccompDefault::RuntimeDefault,
         executor_prestop_decommission: args.executor_prestop_decommission,
@@ -596,7 +600,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             options: mutation,
             metrics: metrics.clone(),
             client: Some(client.clone()),
-            recorder: Some(Recorder::new(client.clone(), reporter.clone())),
+            recorder: Some(recorder.clone()),
         };
         let listener = bind(args.webhook_addr).await?;
         if register && args.cert_secret.is_none() {
@@ -617,7 +621,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         Some(m) => {
             let cfg = args
                 .reconciler
-                .config(namespaces.clone(), mutation, m, reporter.clone())?;
+                .config(namespaces.clone(), mutation, m, recorder.clone())?;
             let client = client.clone();
             let token = shutdown.clone();
             Some(async move {

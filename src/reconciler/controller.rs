@@ -9,7 +9,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
-use kube::runtime::events::{Event, EventType as KubeEventType, Recorder};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -22,6 +21,7 @@ use super::state::{self, Action, Decision, EventType, Observed, Settings, Submit
 use crate::crd::compact::CompactApp;
 pub use crate::crd::compact::GuardedApp;
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
+use crate::events::{Event, EventType as KubeEventType, Recorder};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
 use crate::metrics::AppMetrics;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use kube::Client;
 use kube::api::Api;
-use kube::runtime::events::{Recorder, Reporter};
 use kube_lease_manager::LeaseManagerBuilder;
 use thiserror::Error;
 use tokio::task::JoinSet;
@@ -15,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::controller::{self, ContextParts, GuardedApp, Submitter};
 use super::pod::SparkPod;
 use super::state::Settings;
+use crate::events::Recorder;
 use crate::metrics::AppMetrics;
 use crate::namespaces::JobNamespaces;
 use crate::submission::SubmitOptions;
@@ -38,7 +38,8 @@ pub struct ReconcilerConfig {
     pub submitter: Submitter,
     pub metrics: Arc<AppMetrics>,
     pub leader_election: Option<LeaderElection>,
-    pub reporter: Reporter,
+    /// Shared with the webhook: one bounded series cache per process.
+    pub recorder: Recorder,
 }
 
 #[derive(Debug, Error)]
@@ -143,7 +144,7 @@ async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: Canc
             settings: cfg.settings.clone(),
             submit: cfg.submit.clone(),
             submitter: cfg.submitter.clone(),
-            recorder: Recorder::new(client.clone(), cfg.reporter.clone()),
+            recorder: cfg.recorder.clone(),
             metrics: cfg.metrics.clone(),
         };
         set.spawn(controller::run(apps, pods, parts, shutdown.clone()));

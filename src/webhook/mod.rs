@@ -14,10 +14,10 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use kube::runtime::events::Recorder;
 use serde::Deserialize;
 
 use crate::appcache::AppCache;
+use crate::events::Recorder;
 use crate::metrics::{Metrics, Outcome, ReviewKind};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;

@@ -1,10 +1,10 @@
 //! `/mutate-v1-pod`: patch Spark driver and executor pods from their SparkApplication.
 
+use crate::events::{Event, EventType};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::api::Api;
 use kube::core::admission::Operation;
-use kube::runtime::events::{Event, EventType};
 use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;

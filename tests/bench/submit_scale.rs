@@ -63,10 +63,10 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ListParams, PartialObjectMeta, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Config, Resource as _, ResourceExt as _};
 use spark_webhook::crd::{ApplicationStateType, SparkApplication};
+use spark_webhook::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use spark_webhook::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
 use spark_webhook::reconciler::state::{self, SPEC_HASH_ANNOTATION, SubmittedInfo};
 use spark_webhook::submission::{self, Submission, SubmitOptions};
@@ -500,8 +500,8 @@ async fn floor_run(
 
 /// Per app, every write a submission implies, in the operator's order, with no logic: the
 /// SparkApplication (as the user creates it), its driver pod, Service and ConfigMap, the
-/// SUBMITTED status (PUT /status, as the reconciler writes it) and the Event (through the same
-/// kube-runtime Recorder).
+/// SUBMITTED status (PUT /status, as the reconciler writes it) and the Event (through the
+/// operator's own events::Recorder).
 async fn full_floor_run(
     client: &Client,
     cluster: &Cluster,
