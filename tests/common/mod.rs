@@ -248,12 +248,27 @@ where
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released).
+/// A free TCP port on 127.0.0.1 (bound, then released), chosen below the kernel's ephemeral
+/// range: a port from that range (what binding port 0 gives) can be taken as the source port of
+/// any outgoing connection between its release and the server's bind, which failed a real-node
+/// test once with "Address already in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::hash::{BuildHasher, Hasher};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_start.max(10_001));
+    let seed = std::collections::hash_map::RandomState::new();
+    for attempt in 0u32..10_000 {
+        let mut h = seed.build_hasher();
+        h.write_u32(attempt);
+        let port = low + (h.finish() % u64::from(high - low)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
 }
 
 /// Label that `namespace()` puts on each test namespace with its own name, so a test's webhook
