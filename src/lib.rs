@@ -15,6 +15,7 @@ pub mod namespaces;
 pub mod quantity;
 pub mod reconciler;
 pub mod render;
+mod resource;
 pub mod serve;
 pub mod server;
 pub mod submission;

@@ -8,10 +8,7 @@
 //! read is an error of the watch (`DeserializeGuard`) exactly as before, and reading the text
 //! back, which our own serialisation wrote, cannot fail on it.
 
-use std::borrow::Cow;
-
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use kube::core::DeserializeGuard;
 use serde::{Deserialize, Deserializer};
 
@@ -69,39 +66,8 @@ pub fn slim(app: &mut GuardedApp) {
     }
 }
 
-/// The SparkApplication resource, as the watches and stores need it.
-impl Resource for CompactApp {
-    type DynamicType = ();
-    type Scope = <SparkApplication as Resource>::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        SparkApplication::kind(dt)
-    }
-
-    fn group(dt: &()) -> Cow<'_, str> {
-        SparkApplication::group(dt)
-    }
-
-    fn version(dt: &()) -> Cow<'_, str> {
-        SparkApplication::version(dt)
-    }
-
-    fn api_version(dt: &()) -> Cow<'_, str> {
-        SparkApplication::api_version(dt)
-    }
-
-    fn plural(dt: &()) -> Cow<'_, str> {
-        SparkApplication::plural(dt)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+// The SparkApplication resource, as the watches and stores need it.
+crate::resource::resource_as!(CompactApp, SparkApplication);
 
 #[cfg(test)]
 mod tests {

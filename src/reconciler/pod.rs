@@ -1,10 +1,7 @@
 //! The Spark pods the reconciler watches, caches and reads, as small as what it reads of them.
 
-use std::borrow::Cow;
-
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::Resource;
 use serde::{Deserialize, Deserializer};
 
 /// A Spark pod as the reconciler keeps it: exactly what the state machine, the orphan sweep and
@@ -101,47 +98,16 @@ fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
     Ok(meta)
 }
 
-/// The Pod resource (core/v1, namespaced), as the pod watch, the pod cache and the driver's GET
-/// need it.
-impl Resource for SparkPod {
-    type DynamicType = ();
-    type Scope = <Pod as Resource>::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        Pod::kind(dt)
-    }
-
-    fn group(dt: &()) -> Cow<'_, str> {
-        Pod::group(dt)
-    }
-
-    fn version(dt: &()) -> Cow<'_, str> {
-        Pod::version(dt)
-    }
-
-    fn api_version(dt: &()) -> Cow<'_, str> {
-        Pod::api_version(dt)
-    }
-
-    fn plural(dt: &()) -> Cow<'_, str> {
-        Pod::plural(dt)
-    }
-
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+// The Pod resource (core/v1, namespaced), as the pod watch, the pod cache and the driver's GET
+// need it.
+crate::resource::resource_as!(SparkPod, Pod);
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{ApplicationStateType as S, SparkApplication};
     use crate::reconciler::state::{self, Observed, Settings};
-    use kube::ResourceExt;
+    use kube::{Resource, ResourceExt};
     use serde_json::json;
 
     const DRIVER: &str = include_str!("../../tests/fixtures/spark-submit-3.3.4/driver-pod.json");
