@@ -47,6 +47,21 @@ async fn events(api: &Api<K8sEvent>) -> Vec<K8sEvent> {
     items
 }
 
+/// Publishes `reason` with `note` about `subject`, then lists the Events as [`events`] does.
+async fn publish(
+    recorder: &Recorder,
+    api: &Api<K8sEvent>,
+    subject: &ObjectReference,
+    reason: &str,
+    note: &str,
+) -> Vec<K8sEvent> {
+    recorder
+        .publish(&event(reason, note), subject)
+        .await
+        .unwrap();
+    events(api).await
+}
+
 fn count(e: &K8sEvent) -> Option<i32> {
     e.series.as_ref().map(|s| s.count)
 }
@@ -57,11 +72,7 @@ async fn a_repeat_patches_the_series_of_one_event() {
     let (api, subject) = regarding(&client, "ev-series").await;
     let recorder = Recorder::new(client.clone(), reporter());
 
-    recorder
-        .publish(&event("Flapping", "first"), &subject)
-        .await
-        .unwrap();
-    let first = events(&api).await;
+    let first = publish(&recorder, &api, &subject, "Flapping", "first").await;
     assert_eq!(first.len(), 1);
     let e = &first[0];
     let name = e.metadata.name.clone().unwrap();
@@ -77,11 +88,7 @@ async fn a_repeat_patches_the_series_of_one_event() {
     assert_eq!(count(e), None);
 
     // The note is not part of an event's identity: as with kube's recorder, the first stays.
-    recorder
-        .publish(&event("Flapping", "second"), &subject)
-        .await
-        .unwrap();
-    let after = events(&api).await;
+    let after = publish(&recorder, &api, &subject, "Flapping", "second").await;
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(after[0].metadata.name.as_deref(), Some(name.as_str()));
     assert_eq!(count(&after[0]), Some(2));
@@ -89,20 +96,15 @@ async fn a_repeat_patches_the_series_of_one_event() {
     let observed = after[0].series.as_ref().unwrap().last_observed_time.0;
     assert!(observed >= e.event_time.as_ref().unwrap().0);
 
-    recorder
-        .publish(&event("Flapping", "third"), &subject)
-        .await
-        .unwrap();
-    let after = events(&api).await;
+    let after = publish(&recorder, &api, &subject, "Flapping", "third").await;
     assert_eq!(after.len(), 1, "{after:?}");
     assert_eq!(count(&after[0]), Some(3));
 
     // Another reason is another Event.
-    recorder
-        .publish(&event("Other", "x"), &subject)
-        .await
-        .unwrap();
-    assert_eq!(events(&api).await.len(), 2);
+    assert_eq!(
+        publish(&recorder, &api, &subject, "Other", "x").await.len(),
+        2
+    );
 }
 
 #[tokio::test]
@@ -111,20 +113,12 @@ async fn a_repeat_of_a_deleted_event_creates_a_new_one() {
     let (api, subject) = regarding(&client, "ev-gone").await;
     let recorder = Recorder::new(client.clone(), reporter());
 
-    recorder
-        .publish(&event("Flapping", "first"), &subject)
-        .await
-        .unwrap();
-    let first = events(&api).await;
+    let first = publish(&recorder, &api, &subject, "Flapping", "first").await;
     assert_eq!(first.len(), 1);
     let old = first[0].metadata.name.clone().unwrap();
     api.delete(&old, &DeleteParams::default()).await.unwrap();
 
-    recorder
-        .publish(&event("Flapping", "second"), &subject)
-        .await
-        .unwrap();
-    let now = events(&api).await;
+    let now = publish(&recorder, &api, &subject, "Flapping", "second").await;
     assert_eq!(now.len(), 1, "{now:?}");
     let new = now[0].metadata.name.clone().unwrap();
     assert_ne!(new, old);
@@ -132,11 +126,7 @@ async fn a_repeat_of_a_deleted_event_creates_a_new_one() {
     assert_eq!(now[0].note.as_deref(), Some("second"));
 
     // The new Event is the one the next repeat extends.
-    recorder
-        .publish(&event("Flapping", "third"), &subject)
-        .await
-        .unwrap();
-    let now = events(&api).await;
+    let now = publish(&recorder, &api, &subject, "Flapping", "third").await;
     assert_eq!(now.len(), 1, "{now:?}");
     assert_eq!(now[0].metadata.name.as_deref(), Some(new.as_str()));
     assert_eq!(count(&now[0]), Some(2));
@@ -151,11 +141,7 @@ async fn an_event_forgotten_at_the_cap_starts_a_new_event() {
     recorder.publish(&event("A", "a"), &subject).await.unwrap();
     recorder.publish(&event("B", "b"), &subject).await.unwrap();
     // A was dropped to make room for B: its repeat is a new Event, not an error.
-    recorder
-        .publish(&event("A", "a again"), &subject)
-        .await
-        .unwrap();
-    let all = events(&api).await;
+    let all = publish(&recorder, &api, &subject, "A", "a again").await;
     let reasons: Vec<_> = all.iter().map(|e| e.reason.as_deref().unwrap()).collect();
     assert_eq!(reasons, ["A", "B", "A"]);
     assert!(all.iter().all(|e| e.series.is_none()), "{all:?}");
