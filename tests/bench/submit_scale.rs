@@ -1472,8 +1472,10 @@ impl Operator {
             .port();
         let child = Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
             .env("KUBECONFIG", kubeconfig)
-            // As manifests/operator/deployment.yaml runs it (freed memory returned at once).
+            // As manifests/operator/deployment.yaml runs it (freed memory returned at once, no
+            // transparent huge pages).
             .env("MIMALLOC_PURGE_DELAY", "0")
+            .env("MIMALLOC_ALLOW_THP", "0")
             .env_remove("KUBERNETES_SERVICE_HOST")
             .env_remove("SPARK_WEBHOOK_LOG")
             .args([
