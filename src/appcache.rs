@@ -170,7 +170,7 @@ mod tests {
     #[test]
     fn an_updated_app_is_decoded_again_and_other_apps_never_mix() {
         let cache = AppCache::with_apps([]);
-        let mut app: SparkApplication = serde_yaml::from_str(APP).unwrap();
+        let mut app: SparkApplication = yaml_serde::from_str(APP).unwrap();
         app.metadata.resource_version = Some("10".into());
         let first = cache.decode(&compact(&app)).unwrap();
         assert_eq!(*first, app);

@@ -28,9 +28,9 @@ pub fn render(args: &RenderArgs) -> Result<String, String> {
     // SparkApplication in it and name what was left out.
     let mut out = String::new();
     let mut apps = 0;
-    for (n, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
+    for (n, doc) in yaml_serde::Deserializer::from_str(&text).enumerate() {
         let at = format!("{} (document {})", args.file.display(), n + 1);
-        let value = serde_yaml::Value::deserialize(doc).map_err(|e| format!("{at}: {e}"))?;
+        let value = yaml_serde::Value::deserialize(doc).map_err(|e| format!("{at}: {e}"))?;
         if value.is_null() {
             continue;
         }
@@ -116,7 +116,7 @@ fn render_app(mut app: SparkApplication, args: &RenderArgs) -> Result<String, St
         &MutationOptions::default(),
     )
     .map_err(|e| e.to_string())?;
-    let patch_yaml = serde_yaml::to_string(&patch).map_err(|e| e.to_string())?;
+    let patch_yaml = yaml_serde::to_string(&patch).map_err(|e| e.to_string())?;
     out.push_str("---\n# The webhook's JSON patch for each executor pod of this app:\n");
     for line in patch_yaml.lines() {
         out.push_str(&format!("# {line}\n"));

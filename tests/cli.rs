@@ -100,7 +100,7 @@ fn render_prints_the_submission_and_refuses_invalid_apps() {
     let text = String::from_utf8_lossy(&out.stdout);
     let kinds: Vec<String> = text
         .split("\n---\n")
-        .filter_map(|doc| serde_yaml::from_str::<serde_json::Value>(doc).ok())
+        .filter_map(|doc| yaml_serde::from_str::<serde_json::Value>(doc).ok())
         .filter_map(|v| v["kind"].as_str().map(String::from))
         .collect();
     assert_eq!(kinds, ["ConfigMap", "Service", "Pod"], "{text}");

@@ -25,9 +25,9 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// Parses a fixture; serde_yaml errors carry the field path (e.g. `spec.executor.instances`).
+/// Parses a fixture; yaml_serde errors carry the field path (e.g. `spec.executor.instances`).
 fn parse(rel: &str) -> SparkApplication {
-    serde_yaml::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} does not deserialise: {e}"))
+    yaml_serde::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel} does not deserialise: {e}"))
 }
 
 /// Paths where two JSON values differ, for a readable round-trip failure.
@@ -55,7 +55,7 @@ fn diff(path: &str, want: &Value, got: &Value, out: &mut Vec<String>) {
 }
 
 fn assert_round_trip(rel: &str) -> SparkApplication {
-    let input: Value = serde_yaml::from_str(&read(rel)).expect("fixture is valid YAML");
+    let input: Value = yaml_serde::from_str(&read(rel)).expect("fixture is valid YAML");
     let app = parse(rel);
     let output = serde_json::to_value(&app).expect("serialise");
     let mut diffs = Vec::new();
@@ -142,7 +142,7 @@ fn pi_fixture_round_trips_losslessly() {
 #[test]
 fn unknown_application_type_is_rejected_naming_the_field() {
     let yaml = read("tests/fixtures/sparkapplication-pi.yaml").replace("type: Scala", "type: Go");
-    let err = serde_yaml::from_str::<SparkApplication>(&yaml)
+    let err = yaml_serde::from_str::<SparkApplication>(&yaml)
         .expect_err("type: Go must not deserialise")
         .to_string();
     assert!(
@@ -156,7 +156,7 @@ fn unknown_application_type_is_rejected_naming_the_field() {
 fn wrong_json_type_is_rejected_naming_the_field() {
     let yaml = read("tests/fixtures/sparkapplication-pi.yaml")
         .replace("instances: 1", "instances: \"two\"");
-    let err = serde_yaml::from_str::<SparkApplication>(&yaml)
+    let err = yaml_serde::from_str::<SparkApplication>(&yaml)
         .expect_err("instances: \"two\" must not deserialise")
         .to_string();
     assert!(
@@ -169,7 +169,7 @@ fn wrong_json_type_is_rejected_naming_the_field() {
 fn missing_required_field_is_rejected() {
     let yaml =
         read("tests/fixtures/sparkapplication-pi.yaml").replace("  sparkVersion: 3.5.3\n", "");
-    let err = serde_yaml::from_str::<SparkApplication>(&yaml)
+    let err = yaml_serde::from_str::<SparkApplication>(&yaml)
         .expect_err("sparkVersion is required")
         .to_string();
     assert!(err.contains("sparkVersion"), "{err}");

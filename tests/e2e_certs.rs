@@ -461,7 +461,7 @@ async fn a_certificate_from_make_install_certs_is_served_as_is_and_never_rewritt
 
 /// A kubeconfig like the admin's, but acting as `user` (impersonation) or calling `server`.
 fn kubeconfig_variant(dir: &Path, user: Option<&str>, server: Option<&str>) -> std::path::PathBuf {
-    let mut kc: Value = serde_yaml::from_str(
+    let mut kc: Value = yaml_serde::from_str(
         &std::fs::read_to_string(&common::cluster().kubeconfig).expect("admin kubeconfig"),
     )
     .expect("kubeconfig yaml");
@@ -476,7 +476,7 @@ fn kubeconfig_variant(dir: &Path, user: Option<&str>, server: Option<&str>) -> s
         }
     }
     let path = dir.join("variant.kubeconfig");
-    std::fs::write(&path, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&path, yaml_serde::to_string(&kc).unwrap()).unwrap();
     path
 }
 
@@ -590,7 +590,7 @@ fn manifests_secret_role(ns: &str) -> Value {
     use serde::Deserialize;
     let text =
         std::fs::read_to_string(common::repo_root().join("manifests/rbac/operator.yaml")).unwrap();
-    let mut role = serde_yaml::Deserializer::from_str(&text)
+    let mut role = yaml_serde::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).expect("a YAML document"))
         .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "spark-webhook-certs")
         .expect("Role spark-webhook-certs in manifests/rbac/operator.yaml");
@@ -634,7 +634,7 @@ fn copy_dir(from: &Path, to: &Path) {
 fn rendered(dir: &Path) -> Vec<Value> {
     use serde::Deserialize;
     let yaml = common::kubectl_ok(&["kustomize", dir.to_str().unwrap()], None);
-    serde_yaml::Deserializer::from_str(&yaml)
+    yaml_serde::Deserializer::from_str(&yaml)
         .map(|d| Value::deserialize(d).expect("a YAML document"))
         .filter(|v| !v.is_null())
         .collect()

@@ -10,7 +10,7 @@ const FULL: &str = include_str!("fixtures/sparkapplication-full.yaml");
 
 /// The fixture with its metadata pointed at `ns` (fixtures carry no status for apply).
 fn manifest(yaml: &str, ns: &str, name: &str) -> String {
-    let mut v: Value = serde_yaml::from_str(yaml).expect("fixture YAML");
+    let mut v: Value = yaml_serde::from_str(yaml).expect("fixture YAML");
     v["metadata"] = serde_json::json!({"name": name, "namespace": ns});
     if let Some(o) = v.as_object_mut() {
         o.remove("status");

@@ -361,7 +361,7 @@ async fn install_crd_with(client: &Client) {
         common::repo_root().join("manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml"),
     )
     .expect("CRD manifest");
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&yaml).expect("CRD");
+    let crd: CustomResourceDefinition = yaml_serde::from_str(&yaml).expect("CRD");
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     api.create(&Default::default(), &crd)
         .await

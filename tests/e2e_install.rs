@@ -21,7 +21,7 @@ use spark_webhook::certs::{CertOptions, generate};
 fn render(dir: &str) -> Vec<Value> {
     let path = common::repo_root().join(dir);
     let yaml = kubectl_ok(&["kustomize", path.to_str().unwrap()], None);
-    serde_yaml::Deserializer::from_str(&yaml)
+    yaml_serde::Deserializer::from_str(&yaml)
         .map(|doc| Value::deserialize(doc).expect("a YAML document"))
         .filter(|v| !v.is_null())
         .collect()

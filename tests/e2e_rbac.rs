@@ -40,7 +40,7 @@ const RBAC_KINDS: [&str; 5] = [
 fn rendered_base() -> Vec<Value> {
     let root = common::repo_root().join("manifests");
     let yaml = kubectl_ok(&["kustomize", root.to_str().unwrap()], None);
-    serde_yaml::Deserializer::from_str(&yaml)
+    yaml_serde::Deserializer::from_str(&yaml)
         .map(|doc| Value::deserialize(doc).expect("a YAML document"))
         .filter(|v| !v.is_null())
         .collect()
@@ -180,7 +180,7 @@ impl Install {
             .expect("token status")
             .token;
         let admin: Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&common::cluster().kubeconfig).unwrap())
+            yaml_serde::from_str(&std::fs::read_to_string(&common::cluster().kubeconfig).unwrap())
                 .unwrap();
         let cluster = admin["clusters"][0]["cluster"].clone();
         let kubeconfig = json!({
@@ -191,7 +191,7 @@ impl Install {
             "current-context": "operator"
         });
         let path = dir.join("operator.kubeconfig");
-        std::fs::write(&path, serde_yaml::to_string(&kubeconfig).unwrap()).unwrap();
+        std::fs::write(&path, yaml_serde::to_string(&kubeconfig).unwrap()).unwrap();
         path
     }
 

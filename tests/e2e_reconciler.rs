@@ -489,7 +489,7 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
         .expect("the driver's ConfigMap");
     let data = cm.data.unwrap();
     let template: Pod =
-        serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("template is a Pod");
+        yaml_serde::from_str(&data["executor-pod-template.yaml"]).expect("template is a Pod");
     let conf = common::spark_executor::plain_properties(&data["spark.properties"]);
     let executor = common::spark_executor::from_template(&template, &conf, 1);
     let stored = pods

@@ -74,7 +74,7 @@ fn the_deployment_registers_exactly_the_committed_configurations() {
 /// committed configurations.
 fn registered_by(path: &str) -> Box<spark_webhook::serve::ServeArgs> {
     let text = std::fs::read_to_string(repo(path)).unwrap();
-    let deployment: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let deployment: serde_json::Value = yaml_serde::from_str(&text).unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];
     let args: Vec<String> = serde_json::from_value(container["args"].clone()).unwrap();
     assert_eq!(args.first().map(String::as_str), Some("serve"));
@@ -128,7 +128,7 @@ fn generated_configurations_select_only_spark_pods_on_create() {
         .unwrap();
     let docs: Vec<serde_json::Value> = yaml
         .split("\n---\n")
-        .map(|d| serde_yaml::from_str(d).expect("yaml document"))
+        .map(|d| yaml_serde::from_str(d).expect("yaml document"))
         .collect();
     assert_eq!(docs.len(), 2);
     let pods = &docs[0]["webhooks"][0];
@@ -154,7 +154,7 @@ fn generated_configurations_select_only_spark_pods_on_create() {
 fn yaml_docs(path: &str) -> Vec<serde_json::Value> {
     use serde::Deserialize;
     let text = std::fs::read_to_string(repo(path)).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
+    yaml_serde::Deserializer::from_str(&text)
         .map(|d| serde_json::Value::deserialize(d).unwrap())
         .collect()
 }

@@ -31,7 +31,7 @@ fn read(path: &str) -> String {
 }
 
 fn app() -> SparkApplication {
-    serde_yaml::from_str(&read("sparkapplication.yaml")).expect("fixture app parses")
+    yaml_serde::from_str(&read("sparkapplication.yaml")).expect("fixture app parses")
 }
 
 fn raw(role: SparkRole) -> Value {
@@ -1300,7 +1300,7 @@ fn json_pointer_escaping_in_label_and_annotation_keys() {
 
 #[test]
 fn nothing_to_do_gives_an_empty_patch() {
-    let app: SparkApplication = serde_yaml::from_str(
+    let app: SparkApplication = yaml_serde::from_str(
         "apiVersion: sparkoperator.k8s.io/v1beta2\nkind: SparkApplication\n\
          metadata: {name: spark-pi, namespace: default, uid: u-1}\n\
          spec: {type: Scala, sparkVersion: 3.3.4, driver: {}, executor: {}}\n",

@@ -439,7 +439,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn fixture_app() -> SparkApplication {
     let yaml = std::fs::read_to_string(format!("{FIXTURES}/sparkapplication.yaml")).expect("app");
-    serde_yaml::from_str(&yaml).expect("fixture app parses")
+    yaml_serde::from_str(&yaml).expect("fixture app parses")
 }
 
 fn fixture_driver_pod() -> Value {

@@ -63,7 +63,7 @@ fn read(path: &str) -> String {
 }
 
 fn app(yaml: &str) -> SparkApplication {
-    serde_yaml::from_str(yaml).expect("test app parses")
+    yaml_serde::from_str(yaml).expect("test app parses")
 }
 
 fn spark_pi() -> SparkApplication {
@@ -573,22 +573,22 @@ fn memory_overhead() {
 
 /// A small Scala app; `extra` is YAML for more `spec` fields (replacing the base's).
 fn minimal(extra: &str) -> SparkApplication {
-    let mut doc: serde_yaml::Value = serde_yaml::from_str(
+    let mut doc: yaml_serde::Value = yaml_serde::from_str(
         "metadata: {name: spark-pi, namespace: default, uid: u-1}\n\
          spec: {type: Scala, sparkVersion: 3.5.3, mainClass: Main, \
          mainApplicationFile: 'local:///app.jar', driver: {}, executor: {}}",
     )
     .expect("base app");
-    let extra: serde_yaml::Mapping = if extra.trim().is_empty() {
-        serde_yaml::Mapping::new()
+    let extra: yaml_serde::Mapping = if extra.trim().is_empty() {
+        yaml_serde::Mapping::new()
     } else {
-        serde_yaml::from_str(&unindent(extra)).expect("extra spec fields")
+        yaml_serde::from_str(&unindent(extra)).expect("extra spec fields")
     };
     let spec = doc["spec"].as_mapping_mut().expect("spec mapping");
     for (key, value) in extra {
         spec.insert(key, value);
     }
-    serde_yaml::from_value(doc).expect("test app parses")
+    yaml_serde::from_value(doc).expect("test app parses")
 }
 
 /// The extra fields are written indented by two spaces, as under `spec:`.
@@ -899,16 +899,16 @@ fn render_yaml_parses_back() {
     let mut sub = built(&app(&read("sparkapplication.yaml")));
     owned_by_driver(&mut sub, "uid-1");
     let yaml = render_yaml(&sub);
-    let docs: Vec<serde_yaml::Value> = serde_yaml::Deserializer::from_str(&yaml)
-        .map(|doc| serde_yaml::Value::deserialize(doc).expect("YAML document"))
+    let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
+        .map(|doc| yaml_serde::Value::deserialize(doc).expect("YAML document"))
         .collect();
     assert_eq!(docs.len(), 3);
     assert_eq!(docs[0]["kind"], "ConfigMap");
     assert_eq!(docs[1]["kind"], "Service");
     assert_eq!(docs[2]["kind"], "Pod");
-    let config_map: ConfigMap = serde_yaml::from_value(docs[0].clone()).expect("ConfigMap");
-    let service: Service = serde_yaml::from_value(docs[1].clone()).expect("Service");
-    let pod: Pod = serde_yaml::from_value(docs[2].clone()).expect("Pod");
+    let config_map: ConfigMap = yaml_serde::from_value(docs[0].clone()).expect("ConfigMap");
+    let service: Service = yaml_serde::from_value(docs[1].clone()).expect("Service");
+    let pod: Pod = yaml_serde::from_value(docs[2].clone()).expect("Pod");
     assert_eq!(config_map, sub.config_map);
     assert_eq!(service, sub.service);
     assert_eq!(pod, sub.driver_pod);
@@ -1183,7 +1183,7 @@ fn executor_template_carries_every_mutation() {
     let sub = built(&app);
     let data = sub.config_map.data.as_ref().expect("data");
     let template: Pod =
-        serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("the template is a Pod");
+        yaml_serde::from_str(&data["executor-pod-template.yaml"]).expect("the template is a Pod");
     let conf = parse_properties(&data["spark.properties"]);
     assert_eq!(
         conf["spark.kubernetes.executor.podTemplateFile"],
@@ -1219,7 +1219,7 @@ fn executor_template_carries_every_mutation() {
     without_conf_map.spec.spark_config_map = None;
     let sub = built(&without_conf_map);
     let data = sub.config_map.data.as_ref().expect("data");
-    let template: Pod = serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("Pod");
+    let template: Pod = yaml_serde::from_str(&data["executor-pod-template.yaml"]).expect("Pod");
     let executor =
         spark_executor::from_template(&template, &parse_properties(&data["spark.properties"]), 1);
     let json = serde_json::to_value(&executor).expect("pod serialises");
@@ -1259,7 +1259,7 @@ fn executor_template_carries_every_mutation() {
     );
     let sub = built(&custom);
     let data = sub.config_map.data.as_ref().expect("data");
-    let template: Pod = serde_yaml::from_str(&data["executor-pod-template.yaml"]).expect("Pod");
+    let template: Pod = yaml_serde::from_str(&data["executor-pod-template.yaml"]).expect("Pod");
     assert_eq!(template.spec.as_ref().unwrap().containers[0].name, "worker");
     let conf = parse_properties(&data["spark.properties"]);
     assert_eq!(

@@ -17,7 +17,7 @@ const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json")
 const PI: &str = include_str!("fixtures/sparkapplication-pi.yaml");
 
 fn app() -> SparkApplication {
-    let mut app: SparkApplication = serde_yaml::from_str(PI).unwrap();
+    let mut app: SparkApplication = yaml_serde::from_str(PI).unwrap();
     app.metadata.namespace = Some("default".into());
     app.metadata.uid = Some("app-uid-1".into());
     app.spec.volumes =

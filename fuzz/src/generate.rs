@@ -409,7 +409,7 @@ fn app(u: &mut Unstructured<'_>) -> Result<Value> {
 
 /// The fixture app with some of its parts generated anew.
 fn fixture_app(u: &mut Unstructured<'_>) -> Result<Value> {
-    let mut app: Value = serde_yaml::from_str(FIXTURE_APP_YAML).expect("fixture app parses");
+    let mut app: Value = yaml_serde::from_str(FIXTURE_APP_YAML).expect("fixture app parses");
     if u.arbitrary()? {
         app["spec"]["sparkConf"] = spark_conf(u)?;
     }

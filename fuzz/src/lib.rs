@@ -57,7 +57,7 @@ pub fn bench_router() -> axum::Router {
     static ROUTER: OnceLock<axum::Router> = OnceLock::new();
     ROUTER
         .get_or_init(|| {
-            let app = serde_yaml::from_str(BENCH_APP_YAML).expect("bench app parses");
+            let app = yaml_serde::from_str(BENCH_APP_YAML).expect("bench app parses");
             webhook::router(state(vec![app], MutationOptions::default()))
         })
         .clone()

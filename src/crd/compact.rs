@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn expands_to_the_app_it_was_read_from() {
-        let app: SparkApplication = serde_yaml::from_str(APP).unwrap();
+        let app: SparkApplication = yaml_serde::from_str(APP).unwrap();
         let json = serde_json::to_vec(&app).unwrap();
         let compact: GuardedApp = serde_json::from_slice(&json).unwrap();
         let compact = compact.0.expect("readable");

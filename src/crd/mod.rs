@@ -90,7 +90,7 @@ pub fn crd() -> CustomResourceDefinition {
 /// `manifests/crd/`. Deterministic: every map in the CRD is ordered.
 pub fn crd_yaml() -> String {
     // Serialising a CRD cannot fail: all map keys are strings and there are no non-finite floats.
-    serde_yaml::to_string(&crd()).expect("a CustomResourceDefinition always serialises to YAML")
+    yaml_serde::to_string(&crd()).expect("a CustomResourceDefinition always serialises to YAML")
 }
 
 /// Recursively rewrites one schema node (see [`crd()`]).

@@ -44,7 +44,7 @@ pub(crate) fn attach(ctx: &Ctx<'_>, conf: &mut Conf) -> Result<Option<String>, S
         .as_ref()
         .map(|s| s.containers[index].name.clone())
         .unwrap_or_default();
-    let yaml = serde_yaml::to_string(&pod).map_err(|e| SubmissionError::Invalid {
+    let yaml = yaml_serde::to_string(&pod).map_err(|e| SubmissionError::Invalid {
         app: ctx.app_ref.clone(),
         field: "spec.executor".into(),
         value: String::new(),

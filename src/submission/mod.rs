@@ -145,7 +145,7 @@ pub fn render_yaml(sub: &Submission) -> String {
 fn to_yaml<T: Serialize>(object: &T) -> String {
     // These core objects only have string keys and no floats: serialising cannot fail, but a
     // failure would still show up in the output rather than as a panic.
-    match serde_yaml::to_string(object) {
+    match yaml_serde::to_string(object) {
         Ok(yaml) => format!("---\n{yaml}"),
         Err(e) => format!("---\n# cannot render this object: {e}\n"),
     }

@@ -467,7 +467,7 @@ mod tests {
     use super::*;
 
     fn app(yaml: &str) -> SparkApplication {
-        serde_yaml::from_str(yaml).expect("test app parses")
+        yaml_serde::from_str(yaml).expect("test app parses")
     }
 
     const MASTER: &str = "k8s://https://127.0.0.1:6443";

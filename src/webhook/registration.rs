@@ -268,13 +268,13 @@ impl Registration {
     /// Both configurations as one multi-document YAML, for `kubectl apply -f`. Without the
     /// version annotation: it records who registered through the API, and committed manifests
     /// would otherwise change with every release.
-    pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
+    pub fn to_yaml(&self) -> Result<String, yaml_serde::Error> {
         let mut mutating = self.mutating();
         mutating.metadata.annotations = None;
         let mut validating = self.validating();
         validating.metadata.annotations = None;
-        let m = serde_yaml::to_string(&tagged(&mutating, "MutatingWebhookConfiguration"))?;
-        let v = serde_yaml::to_string(&tagged(&validating, "ValidatingWebhookConfiguration"))?;
+        let m = yaml_serde::to_string(&tagged(&mutating, "MutatingWebhookConfiguration"))?;
+        let v = yaml_serde::to_string(&tagged(&validating, "ValidatingWebhookConfiguration"))?;
         Ok(format!("{m}---\n{v}"))
     }
 
