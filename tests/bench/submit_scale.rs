@@ -30,6 +30,12 @@
 //!    which cost it several times the pod, Service and ConfigMap); `BENCH_RATE=50` paces at
 //!    the rate target. Both runs are printed; the ratio to the floor only for the burst (a
 //!    paced run lasts as long as its arrivals).
+//! 4. **operator + webhook**: the burst of 2 once more, with `serve`'s webhook on as a Deployment
+//!    runs it (`BENCH_WEBHOOK=0` skips this run): certificates from `spark-webhook certs`, both
+//!    webhook configurations registered with a URL clientConfig on loopback, so the apiserver
+//!    calls the webhook for every driver pod and validates every SparkApplication through it.
+//!    Its peak RSS is the operator's whole memory: the webhook's caches beside the
+//!    reconciler's. The configurations are deleted afterwards.
 //!
 //! Besides the targets, the table shows what each phase cost the control plane (requests the
 //! apiserver served by verb, resource and code, from its `apiserver_request_total`; CPU of
@@ -84,6 +90,7 @@ const APPS_ENV: &str = "BENCH_APPS";
 const CONCURRENCY_ENV: &str = "BENCH_CONCURRENCY";
 const TIMEOUT_ENV: &str = "BENCH_TIMEOUT_SECS";
 const RATE_ENV: &str = "BENCH_RATE";
+const WEBHOOK_ENV: &str = "BENCH_WEBHOOK";
 /// Arrivals per second of the paced run: below what the pipeline takes (see the doc comment).
 const DEFAULT_RATE: f64 = 20.0;
 const DEFAULT_APPS: usize = 1000;
@@ -162,6 +169,8 @@ struct Settings {
     timeout: Duration,
     /// Arrivals per second of the paced run; None: no paced run.
     rate: Option<f64>,
+    /// Whether the burst runs once more with the webhook on.
+    webhook: bool,
 }
 
 impl Settings {
@@ -208,11 +217,17 @@ impl Settings {
                 }
             },
         };
+        let webhook = match std::env::var(WEBHOOK_ENV).as_deref() {
+            Err(_) | Ok("1") => true,
+            Ok("0") => false,
+            Ok(s) => return Err(format!("{WEBHOOK_ENV}={s:?}: expected 0 or 1")),
+        };
         Ok(Settings {
             sizes,
             concurrency,
             timeout,
             rate,
+            webhook,
         })
     }
 }
@@ -222,6 +237,8 @@ struct Results {
     n: usize,
     /// Arrivals per second of a paced run; None: a burst.
     rate: Option<f64>,
+    /// The operator ran with its webhook on.
+    webhook: bool,
     floor: Floor,
     /// The floor with the app's create, its status write and its Event.
     full_floor: Floor,
@@ -229,11 +246,12 @@ struct Results {
 }
 
 impl Results {
-    /// "1000", or "1000@50/s" for a paced run.
+    /// "1000", "1000@50/s" for a paced run, "1000+wh" for a run with the webhook on.
     fn label(&self) -> String {
+        let wh = if self.webhook { "+wh" } else { "" };
         match self.rate {
-            None => self.n.to_string(),
-            Some(r) => format!("{}@{r:.0}/s", self.n),
+            None => format!("{}{wh}", self.n),
+            Some(r) => format!("{}@{r:.0}/s{wh}", self.n),
         }
     }
 }
@@ -309,7 +327,7 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
         Ok(c) => c,
         Err(e) => return (results, Some(e)),
     };
-    let template: SparkApplication = match serde_yaml::from_str(APP_YAML) {
+    let template: SparkApplication = match yaml_serde::from_str(APP_YAML) {
         Ok(a) => a,
         Err(e) => return (results, Some(format!("sparkapplication.yaml: {e}").into())),
     };
@@ -335,12 +353,19 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
             "submit_scale: N={n}: full floor done in {:.2} s; operator run",
             full_floor.total.as_secs_f64()
         );
-        let rates = std::iter::once(None).chain(s.rate.map(Some));
-        for rate in rates {
+        // The burst, the paced run, then the burst with the webhook on (last: its
+        // configurations are registered for the run's duration only).
+        let runs = std::iter::once((None, false))
+            .chain(s.rate.map(|r| (Some(r), false)))
+            .chain(s.webhook.then_some((None, true)));
+        for (rate, webhook) in runs {
             if let Some(r) = rate {
                 eprintln!("submit_scale: N={n}: operator run, paced at {r} apps/s");
             }
-            let op = match operator_run(&client, cluster, &template, n, rate, s).await {
+            if webhook {
+                eprintln!("submit_scale: N={n}: operator run with the webhook on");
+            }
+            let op = match operator_run(&client, cluster, &template, n, rate, webhook, s).await {
                 Ok(op) => op,
                 Err(e) => return (results, Some(format!("N={n}: operator: {e}").into())),
             };
@@ -348,6 +373,7 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
             let r = Results {
                 n,
                 rate,
+                webhook,
                 floor: floor.clone(),
                 full_floor: full_floor.clone(),
                 op,
@@ -373,7 +399,7 @@ async fn prepare(cluster: &Cluster) -> Result<Client, BoxError> {
     let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
     let client = Client::try_from(config)?;
 
-    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD_YAML)?;
+    let crd: CustomResourceDefinition = yaml_serde::from_str(CRD_YAML)?;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     ignore_conflict(crds.create(&PostParams::default(), &crd).await)?;
     let name = crd.name_any();
@@ -743,13 +769,22 @@ async fn operator_run(
     template: &SparkApplication,
     n: usize,
     rate: Option<f64>,
+    webhook: bool,
     s: &Settings,
 ) -> Result<OperatorRun, BoxError> {
     let ns = create_namespace(client, "submit-scale-op").await?;
     let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("submit_scale");
     std::fs::create_dir_all(&log_dir)?;
     let log_path = log_dir.join(format!("serve-{n}-{ns}.log"));
-    let mut operator = Operator::start(&cluster.kubeconfig, &ns, &log_path)?;
+    let registered = match webhook {
+        true => Some(Registered::certs(
+            client,
+            &log_dir.join(format!("certs-{ns}")),
+            &ns,
+        )?),
+        false => None,
+    };
+    let mut operator = Operator::start(&cluster.kubeconfig, &ns, &log_path, registered.as_ref())?;
     let fail = |operator: &Operator, what: String| -> BoxError {
         format!(
             "{what}\n--- last lines of the operator log ({}) ---\n{}",
@@ -961,6 +996,9 @@ async fn operator_run(
     }
 
     let status = operator.stop();
+    if let Some(registered) = registered {
+        registered.delete().await?;
+    }
     let log = LogSummary::read(&log_path, &ns);
     if let Some(status) = status.filter(|s| !s.success()) {
         eprintln!("submit_scale: note: the operator exited with {status} on SIGTERM");
@@ -1129,7 +1167,8 @@ fn print_table(results: &[Results], s: &Settings) {
     println!(
         "submit_scale: SparkApplications through `spark-webhook serve --webhook=false` on a local \
          kube-apiserver 1.20.2 (at most {} creates in flight; N@R/s: paced at R arrivals/s, \
-         else a burst; times on this process's clock)",
+         else a burst; N+wh: the burst with the webhook on and registered; times on this \
+         process's clock)",
         s.concurrency
     );
     println!();
@@ -1455,7 +1494,68 @@ fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     }
 }
 
-/// `spark-webhook serve` as a child, reconciler only.
+/// The webhook's certificates and the name of its configurations, for a run with it on.
+struct Registered {
+    client: Client,
+    cert_dir: PathBuf,
+    config_name: String,
+}
+
+impl Registered {
+    /// Certificates from `spark-webhook certs` (127.0.0.1 is always among their addresses).
+    fn certs(client: &Client, cert_dir: &Path, ns: &str) -> Result<Registered, BoxError> {
+        let out = Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
+            .arg("certs")
+            .arg("--dir")
+            .arg(cert_dir)
+            .stdin(Stdio::null())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!(
+                "spark-webhook certs: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+            .into());
+        }
+        Ok(Registered {
+            client: client.clone(),
+            cert_dir: cert_dir.to_path_buf(),
+            config_name: format!("submit-scale-{ns}"),
+        })
+    }
+
+    /// Deletes the configurations `serve` registered, so no later run's pods are sent to a
+    /// webhook that is gone.
+    async fn delete(self) -> Result<(), BoxError> {
+        use k8s_openapi::api::admissionregistration::v1::{
+            MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+        };
+        let dp = kube::api::DeleteParams::default();
+        let name = &self.config_name;
+        gone(
+            Api::<MutatingWebhookConfiguration>::all(self.client.clone())
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+        )?;
+        gone(
+            Api::<ValidatingWebhookConfiguration>::all(self.client.clone())
+                .delete(name, &dp)
+                .await
+                .map(|_| ()),
+        )
+    }
+}
+
+/// A delete's result, with "already gone" as success.
+fn gone(r: kube::Result<()>) -> Result<(), BoxError> {
+    match r {
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// `spark-webhook serve` as a child: the reconciler, and the webhook for a [`Registered`] run.
 struct Operator {
     child: Child,
     /// Sends SIGTERM to the operator should this process die without dropping the guard.
@@ -1466,10 +1566,36 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(kubeconfig: &Path, ns: &str, log: &Path) -> Result<Operator, BoxError> {
-        let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+    fn start(
+        kubeconfig: &Path,
+        ns: &str,
+        log: &Path,
+        webhook: Option<&Registered>,
+    ) -> Result<Operator, BoxError> {
+        let free_port = || -> std::io::Result<u16> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                .local_addr()?
+                .port())
+        };
+        let admin_port = free_port()?;
+        let mut serve: Vec<String> = vec!["serve".into(), "--leader-election=false".into()];
+        match webhook {
+            None => serve.push("--webhook=false".into()),
+            Some(r) => {
+                let port = free_port()?;
+                serve.extend([
+                    "--cert-dir".into(),
+                    r.cert_dir.display().to_string(),
+                    "--webhook-addr".into(),
+                    format!("127.0.0.1:{port}"),
+                    "--register-webhook=true".into(),
+                    "--webhook-url".into(),
+                    format!("https://127.0.0.1:{port}"),
+                    "--webhook-config-name".into(),
+                    r.config_name.clone(),
+                ]);
+            }
+        }
         let child = Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
             .env("KUBECONFIG", kubeconfig)
             // As manifests/operator/deployment.yaml runs it (freed memory returned at once, no
@@ -1484,7 +1610,7 @@ impl Operator {
                 "--log-format",
                 "json",
             ])
-            .args(["serve", "--webhook=false", "--leader-election=false"])
+            .args(&serve)
             .args(["--namespaces", ns])
             .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
             .stdin(Stdio::null())
