@@ -9,6 +9,7 @@ pub mod crd;
 pub mod events;
 pub mod failpoint;
 pub mod health;
+pub mod labels;
 pub mod metrics;
 pub mod mutate;
 pub mod namespaces;

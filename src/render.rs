@@ -8,7 +8,11 @@ use serde_json::json;
 
 use crate::cli::RenderArgs;
 use crate::crd::SparkApplication;
-use crate::mutate::{self, MutationOptions, SparkRole};
+use crate::labels::{
+    APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, SPARK_APP_SELECTOR_LABEL,
+    SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL, SparkRole,
+};
+use crate::mutate::{self, MutationOptions};
 use crate::submission::{self, SubmitOptions};
 use crate::validation;
 
@@ -104,9 +108,8 @@ fn render_app(mut app: SparkApplication, args: &RenderArgs) -> Result<String, St
     let executor = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{name}-exec-1"), "namespace": app.metadata.namespace, "labels": {
-            "spark-role": "executor", "spark-exec-id": "1", "spark-app-selector": sub.app_id,
-            mutate::APP_NAME_LABEL: name, "sparkoperator.k8s.io/launched-by-spark-operator": "true",
-            "sparkoperator.k8s.io/submission-id": sub.submission_id}},
+            SPARK_ROLE_LABEL: SparkRole::Executor.as_str(), EXECUTOR_ID_LABEL: "1", SPARK_APP_SELECTOR_LABEL: sub.app_id,
+            APP_NAME_LABEL: name, LAUNCHED_BY_LABEL: "true", SUBMISSION_ID_LABEL: sub.submission_id}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": "spark-kubernetes-executor", "image": image, "args": ["executor"]}]}
     });
     let patch = mutate::pod_patch(
