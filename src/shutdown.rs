@@ -60,7 +60,7 @@ pub fn spawn_signal_handler(shutdown: CancellationToken) {
 }
 
 /// Runs the three top-level parts of `serve` to their end. Once `shutdown` fires they have
-/// `drain` (the in-flight reviews' allowance) plus [`SHUTDOWN_SLACK`] to finish; past that the
+/// `drain` (the in-flight reviews' allowance) plus `SHUTDOWN_SLACK` to finish; past that the
 /// error names those still running.
 pub async fn run_parts<A, B, C>(
     shutdown: &CancellationToken,
