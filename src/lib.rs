@@ -1,14 +1,17 @@
 //! spark-webhook: a mutating admission webhook for Spark pods and a SparkApplication reconciler,
 //! compatible with kubeflow spark-operator's `sparkoperator.k8s.io/v1beta2` API.
 
+pub mod admin;
 pub mod appcache;
 pub mod certmanager;
 pub mod certs;
 pub mod cli;
+pub mod config;
 pub mod crd;
 pub mod events;
 pub mod failpoint;
 pub mod health;
+pub mod labels;
 pub mod metrics;
 pub mod mutate;
 pub mod namespaces;
@@ -18,6 +21,7 @@ pub mod render;
 mod resource;
 pub mod serve;
 pub mod server;
+pub mod shutdown;
 pub mod submission;
 pub mod telemetry;
 pub mod tls;

@@ -52,7 +52,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Render(args) => {
-            print!("{}", spark_webhook::render::render(&args)?);
+            print!("{}", spark_webhook::render::render(&args.options())?);
             Ok(())
         }
         Command::Certs(args) => {

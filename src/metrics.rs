@@ -514,7 +514,7 @@ impl AppMetrics {
             for pod in pod_store.state() {
                 let l = pod.metadata.labels.as_ref();
                 let is_running_executor = l
-                    .and_then(|l| l.get(crate::mutate::SPARK_ROLE_LABEL))
+                    .and_then(|l| l.get(crate::labels::SPARK_ROLE_LABEL))
                     .map(String::as_str)
                     == Some("executor")
                     && pod.status.phase.as_deref() == Some("Running");
@@ -523,7 +523,7 @@ impl AppMetrics {
                 }
                 let key = (
                     pod.metadata.namespace.clone().unwrap_or_default(),
-                    l.and_then(|l| l.get(crate::mutate::APP_NAME_LABEL))
+                    l.and_then(|l| l.get(crate::labels::APP_NAME_LABEL))
                         .cloned()
                         .unwrap_or_default(),
                 );

@@ -2,18 +2,35 @@
 //! without) a cluster — what sparkctl users lost.
 
 use std::io::Read;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cli::RenderArgs;
 use crate::crd::SparkApplication;
-use crate::mutate::{self, MutationOptions, SparkRole};
+use crate::labels::{
+    APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, SPARK_APP_SELECTOR_LABEL,
+    SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL, SparkRole,
+};
+use crate::mutate::{self, MutationOptions};
 use crate::submission::{self, SubmitOptions};
 use crate::validation;
 
+/// What to render (`spark-webhook render`'s flags).
+#[derive(Clone, Debug)]
+pub struct RenderOptions {
+    /// SparkApplication manifest (YAML or JSON); `-` reads standard input.
+    pub file: PathBuf,
+    /// Namespace for a manifest that names none.
+    pub namespace: String,
+    /// Submission attempt to render.
+    pub attempt: u32,
+    /// Image for apps that name none.
+    pub default_spark_image: Option<String>,
+}
+
 /// The rendered YAML stream, or one error line.
-pub fn render(args: &RenderArgs) -> Result<String, String> {
+pub fn render(args: &RenderOptions) -> Result<String, String> {
     let text = if args.file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
@@ -62,7 +79,7 @@ pub fn render(args: &RenderArgs) -> Result<String, String> {
 }
 
 /// The objects a submission of `app` creates, and the webhook's patch for its executors.
-fn render_app(mut app: SparkApplication, args: &RenderArgs) -> Result<String, String> {
+fn render_app(mut app: SparkApplication, args: &RenderOptions) -> Result<String, String> {
     app.metadata
         .namespace
         .get_or_insert_with(|| args.namespace.clone());
@@ -104,9 +121,8 @@ fn render_app(mut app: SparkApplication, args: &RenderArgs) -> Result<String, St
     let executor = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": format!("{name}-exec-1"), "namespace": app.metadata.namespace, "labels": {
-            "spark-role": "executor", "spark-exec-id": "1", "spark-app-selector": sub.app_id,
-            mutate::APP_NAME_LABEL: name, "sparkoperator.k8s.io/launched-by-spark-operator": "true",
-            "sparkoperator.k8s.io/submission-id": sub.submission_id}},
+            SPARK_ROLE_LABEL: SparkRole::Executor.as_str(), EXECUTOR_ID_LABEL: "1", SPARK_APP_SELECTOR_LABEL: sub.app_id,
+            APP_NAME_LABEL: name, LAUNCHED_BY_LABEL: "true", SUBMISSION_ID_LABEL: sub.submission_id}},
         "spec": {"restartPolicy": "Never", "containers": [{"name": "spark-kubernetes-executor", "image": image, "args": ["executor"]}]}
     });
     let patch = mutate::pod_patch(

@@ -28,9 +28,9 @@ use kube::{Client, ResourceExt};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use spark_webhook::certmanager::{CertMaterial, ISSUED_BY_ANNOTATION, check};
+use spark_webhook::certmanager::{CertMaterial, check};
 use spark_webhook::certs::{CertOptions, generate};
-use spark_webhook::webhook::registration::VERSION_ANNOTATION;
+use spark_webhook::labels::{ISSUED_BY_ANNOTATION, VERSION_ANNOTATION};
 
 const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
 const SECRET: &str = "spark-webhook-certs";

@@ -474,7 +474,7 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
 
     // The stored driver: the webhook would have nothing to add.
     let driver = wait_pod(&pods, "spark-pi-driver").await;
-    let patch = nothing_left(spark_webhook::mutate::SparkRole::Driver, &driver);
+    let patch = nothing_left(spark_webhook::labels::SparkRole::Driver, &driver);
     assert!(patch.0.is_empty(), "driver: {patch:?}");
 
     // An executor built from the shipped template as Spark's driver builds it, created
@@ -496,7 +496,7 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
         .create(&Default::default(), &executor)
         .await
         .expect("executor created");
-    let patch = nothing_left(spark_webhook::mutate::SparkRole::Executor, &stored);
+    let patch = nothing_left(spark_webhook::labels::SparkRole::Executor, &stored);
     assert!(patch.0.is_empty(), "executor: {patch:?}");
     let spec = stored.spec.unwrap();
     assert_eq!(spec.enable_service_links, Some(false));

@@ -72,7 +72,7 @@ fn the_deployment_registers_exactly_the_committed_configurations() {
 
 /// `serve`'s options from the first container's args in `path`, checked to register exactly the
 /// committed configurations.
-fn registered_by(path: &str) -> Box<spark_webhook::serve::ServeArgs> {
+fn registered_by(path: &str) -> Box<spark_webhook::cli::ServeArgs> {
     let text = std::fs::read_to_string(repo(path)).unwrap();
     let deployment: serde_json::Value = yaml_serde::from_str(&text).unwrap();
     let container = &deployment["spec"]["template"]["spec"]["containers"][0];

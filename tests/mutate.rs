@@ -19,9 +19,9 @@ use k8s_openapi::api::core::v1::{
 };
 use serde_json::{Value, json};
 use spark_webhook::crd::{GPUSpec, SparkApplication};
+use spark_webhook::labels::{self, SparkRole, classify};
 use spark_webhook::mutate::{
-    self, MutateError, MutationOptions, SparkRole, classify, mutate_pod, pod_patch,
-    spark_container_index,
+    MutateError, MutationOptions, mutate_pod, pod_patch, spark_container_index,
 };
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -1314,7 +1314,7 @@ fn nothing_to_do_gives_an_empty_patch() {
     input["spec"]["enableServiceLinks"] = json!(false);
     let patch = pod_patch(&app, SparkRole::Executor, &input, &opts).expect("patch");
     assert!(patch.0.is_empty(), "{patch:?}");
-    assert_eq!(mutate::SPARK_ROLE_LABEL, "spark-role");
+    assert_eq!(labels::SPARK_ROLE_LABEL, "spark-role");
 }
 
 #[test]

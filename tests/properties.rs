@@ -24,7 +24,8 @@ use proptest::prelude::*;
 use proptest::sample::select;
 use serde_json::{Value, json};
 use spark_webhook::crd::SparkApplication;
-use spark_webhook::mutate::{MutationOptions, SparkRole, pod_patch};
+use spark_webhook::labels::SparkRole;
+use spark_webhook::mutate::{MutationOptions, pod_patch};
 
 /// A pool value most of the time, else a short free-form string (with `/`, `~` and `.`).
 fn pick(pool: &'static [&'static str]) -> BoxedStrategy<String> {

@@ -14,7 +14,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use serde::Deserialize;
 use serde_json::Value;
 use spark_webhook::crd::SparkApplication;
-use spark_webhook::mutate::{SparkRole, pod_patch};
+use spark_webhook::labels::SparkRole;
+use spark_webhook::mutate::pod_patch;
 use spark_webhook::submission::{
     self, Submission, SubmissionError, SubmitOptions, build, driver_pod_name, owned_by_driver,
     render_yaml,

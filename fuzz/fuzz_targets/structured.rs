@@ -6,7 +6,8 @@
 use base64::Engine as _;
 use k8s_openapi::api::core::v1::Pod;
 use libfuzzer_sys::fuzz_target;
-use spark_webhook::mutate::{self, pod_patch};
+use spark_webhook::labels;
+use spark_webhook::mutate::pod_patch;
 use spark_webhook::webhook::{self, MUTATE_POD_PATH};
 use spark_webhook_fuzz::check::{Checked, check};
 use spark_webhook_fuzz::{generate, pod_review, send, state};
@@ -42,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let response = &answer["response"];
     let ours = serde_json::from_value::<Pod>(pod.clone())
         .ok()
-        .and_then(|p| mutate::classify(&p))
+        .and_then(|p| labels::classify(&p))
         .is_some_and(|(r, name)| {
             r == role && name == app.metadata.name.clone().unwrap_or_default()
         });

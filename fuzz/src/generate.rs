@@ -5,7 +5,8 @@
 use arbitrary::{Result, Unstructured};
 use serde_json::{Map, Value, json};
 use spark_webhook::crd::SparkApplication;
-use spark_webhook::mutate::{MutationOptions, SparkRole};
+use spark_webhook::labels::SparkRole;
+use spark_webhook::mutate::MutationOptions;
 
 use crate::pools::*;
 use crate::{DRIVER_POD, EXECUTOR_POD, FIXTURE_APP_YAML};

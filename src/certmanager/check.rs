@@ -13,13 +13,11 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use time::OffsetDateTime;
 
 use super::CertManagerError;
-use super::rotation::{
-    CA_NEXT_CERT, CA_NEXT_KEY, CA_PREVIOUS_CERT, NEXT_STAGED_AT_ANNOTATION,
-    PREVIOUS_RETIRED_AT_ANNOTATION,
-};
+use super::rotation::{CA_NEXT_CERT, CA_NEXT_KEY, CA_PREVIOUS_CERT};
 use crate::certs::{
     self, CA_CERT_FILE, CA_KEY_FILE, CertError, CertOptions, TLS_CERT_FILE, TLS_KEY_FILE,
 };
+use crate::labels::{NEXT_STAGED_AT_ANNOTATION, PREVIOUS_RETIRED_AT_ANNOTATION};
 use crate::tls;
 use kube::ResourceExt as _;
 

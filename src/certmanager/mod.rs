@@ -46,6 +46,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::certs::{self, CaOutcome, CertError};
+use crate::labels::ISSUED_BY_ANNOTATION;
 use crate::tls::ReloadingCertResolver;
 use crate::webhook::registration::{Registration, RegistrationError};
 
@@ -58,8 +59,6 @@ use rotation::Step;
 
 /// The Secret type written when creating it (an existing Secret keeps its type: it is immutable).
 pub const SECRET_TYPE: &str = "kubernetes.io/tls";
-/// Annotation naming the replica that wrote the current certificate.
-pub const ISSUED_BY_ANNOTATION: &str = "spark-webhook.sparkoperator.k8s.io/issued-by";
 /// A replica writes at most this many certificates per [`WRITE_WINDOW`], so a disagreement (two
 /// versions with incompatible settings rewriting each other's) costs a few writes a minute, not a
 /// hot loop; the other replicas still renew meanwhile.
@@ -383,7 +382,7 @@ impl CertManager {
                 name: Some(self.cfg.name.clone()),
                 namespace: Some(self.cfg.namespace.clone()),
                 labels: Some(BTreeMap::from([(
-                    "app.kubernetes.io/managed-by".to_string(),
+                    crate::labels::MANAGED_BY_LABEL.to_string(),
                     "spark-webhook".to_string(),
                 )])),
                 ..ObjectMeta::default()

@@ -33,6 +33,7 @@ use time::OffsetDateTime;
 
 use super::check::{CertMaterial, SecretCertConfig, regenerate};
 use crate::certs::{self, CertError, NewCaReason};
+use crate::labels::NEXT_STAGED_AT_ANNOTATION;
 
 /// Secret key of the next CA's certificate (staged, signing nothing yet).
 pub const CA_NEXT_CERT: &str = "ca-next.crt";
@@ -40,11 +41,6 @@ pub const CA_NEXT_CERT: &str = "ca-next.crt";
 pub const CA_NEXT_KEY: &str = "ca-next.key";
 /// Secret key of the CA replaced at the switch, trusted for `ca_overlap` more.
 pub const CA_PREVIOUS_CERT: &str = "ca-previous.crt";
-/// Annotation: when the next CA was staged (RFC 3339).
-pub const NEXT_STAGED_AT_ANNOTATION: &str = "spark-webhook.sparkoperator.k8s.io/ca-next-staged-at";
-/// Annotation: when the previous CA stopped signing (RFC 3339).
-pub const PREVIOUS_RETIRED_AT_ANNOTATION: &str =
-    "spark-webhook.sparkoperator.k8s.io/ca-previous-retired-at";
 
 /// What the CA replacement needs next, given the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]

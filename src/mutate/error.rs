@@ -1,7 +1,7 @@
 //! Why a Spark pod cannot be built from its SparkApplication. Every message names the app
 //! (`namespace/name`), the role and the field, so the webhook's denial is actionable as is.
 
-use super::SparkRole;
+use crate::labels::SparkRole;
 
 /// A pod the rules refuse to build. The webhook denies the pod with this message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -3,7 +3,8 @@
 use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler, Pod};
 
 use super::util::spark_container;
-use super::{Ctx, MutateError, SparkRole};
+use super::{Ctx, MutateError};
+use crate::labels::SparkRole;
 
 /// Spark's decommission script (`spark.decommission.script` default), shipped in Spark's images:
 /// it signals the executor to migrate its blocks and waits for it to exit.

@@ -4,25 +4,25 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::{APP_NAME_LABEL, Ctx, MutateError, SPARK_ROLE_LABEL};
-
-/// SparkApplication labels with this prefix stay off the pods (kubeflow's workaround for
-/// Kueue, which would otherwise manage the driver pod as a workload of its own).
-const KUEUE_LABEL_PREFIX: &str = "kueue.x-k8s.io/";
+use super::{Ctx, MutateError};
+use crate::labels::{
+    APP_NAME_LABEL, EXECUTOR_ID_LABEL, KUEUE_LABEL_PREFIX, LAUNCHED_BY_LABEL,
+    RESOURCE_PROFILE_ID_LABEL, SPARK_APP_SELECTOR_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL,
+};
 
 /// Labels Spark reserves for its own bookkeeping, plus the one that makes the pod ours. Spark
 /// refuses user labels with the first ones; changing the last would make the pod belong to
 /// another app on the next run.
 const RESERVED_LABELS: &[&str] = &[
     SPARK_ROLE_LABEL,
-    "spark-app-selector",
-    "spark-exec-id",
-    "spark-exec-resourceprofile-id",
+    SPARK_APP_SELECTOR_LABEL,
+    EXECUTOR_ID_LABEL,
+    RESOURCE_PROFILE_ID_LABEL,
     APP_NAME_LABEL,
     // Identify the submission: the reconciler recognises its own driver, and the webhook its
     // pods, by these; an app label must never overwrite them.
-    "sparkoperator.k8s.io/submission-id",
-    "sparkoperator.k8s.io/launched-by-spark-operator",
+    SUBMISSION_ID_LABEL,
+    LAUNCHED_BY_LABEL,
 ];
 
 /// `metadata.labels`: the SparkApplication's own labels (except `kueue.x-k8s.io/*`), then the

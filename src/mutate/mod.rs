@@ -46,41 +46,12 @@ mod security;
 mod util;
 mod volumes;
 
-use std::fmt;
-
 use k8s_openapi::api::core::v1::{Container, Lifecycle, Pod};
 
 use crate::crd::{Port, SparkApplication, SparkPodSpec};
+use crate::labels::SparkRole;
 
 pub use error::MutateError;
-
-/// Label naming a Spark pod's role, set by spark-submit and by Spark's driver.
-pub const SPARK_ROLE_LABEL: &str = "spark-role";
-/// Label naming the SparkApplication a pod belongs to (kubeflow's convention).
-pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
-
-/// The role of a Spark pod.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum SparkRole {
-    Driver,
-    Executor,
-}
-
-impl SparkRole {
-    /// The `spark-role` label value, also the SparkApplication field (`driver` / `executor`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Driver => "driver",
-            Self::Executor => "executor",
-        }
-    }
-}
-
-impl fmt::Display for SparkRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Knobs of the rules that go beyond kubeflow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,26 +69,6 @@ impl Default for MutationOptions {
             executor_prestop_decommission: true,
         }
     }
-}
-
-/// Whether `pod` is a Spark pod we mutate, and for which SparkApplication: label `spark-role`
-/// is `driver` or `executor` and label `sparkoperator.k8s.io/app-name` is non-empty.
-pub fn classify(pod: &Pod) -> Option<(SparkRole, String)> {
-    let (role, app) = classify_labels(pod.metadata.labels.as_ref()?)?;
-    Some((role, app.to_string()))
-}
-
-/// [`classify`] on a pod's labels alone (the webhook reads them without typing the pod).
-pub fn classify_labels(
-    labels: &std::collections::BTreeMap<String, String>,
-) -> Option<(SparkRole, &str)> {
-    let role = match labels.get(SPARK_ROLE_LABEL)?.as_str() {
-        "driver" => SparkRole::Driver,
-        "executor" => SparkRole::Executor,
-        _ => return None,
-    };
-    let app = labels.get(APP_NAME_LABEL).filter(|name| !name.is_empty())?;
-    Some((role, app.as_str()))
 }
 
 /// Index of the Spark container in `pod.spec.containers`:

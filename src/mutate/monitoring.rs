@@ -9,7 +9,10 @@ use crate::crd::{MonitoringSpec, PrometheusSpec};
 
 use super::util::{ensure_mount, ensure_port, ensure_volume};
 use super::volumes::{config_map_volume, mount};
-use super::{Ctx, MutateError, SparkRole};
+use super::{Ctx, MutateError};
+use crate::labels::{
+    PROMETHEUS_PATH_ANNOTATION, PROMETHEUS_PORT_ANNOTATION, PROMETHEUS_SCRAPE_ANNOTATION, SparkRole,
+};
 
 /// Where the exporter ConfigMap is mounted; the `-javaagent` option points here.
 pub(crate) const PROMETHEUS_CONFIG_MOUNT_PATH: &str = "/etc/metrics/conf";
@@ -96,9 +99,9 @@ fn annotate(pod: &mut Pod, port: i32) {
         .annotations
         .get_or_insert_with(Default::default);
     for (key, value) in [
-        ("prometheus.io/scrape", "true".to_string()),
-        ("prometheus.io/port", port.to_string()),
-        ("prometheus.io/path", "/metrics".to_string()),
+        (PROMETHEUS_SCRAPE_ANNOTATION, "true".to_string()),
+        (PROMETHEUS_PORT_ANNOTATION, port.to_string()),
+        (PROMETHEUS_PATH_ANNOTATION, "/metrics".to_string()),
     ] {
         annotations.insert(key.to_string(), value);
     }

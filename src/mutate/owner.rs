@@ -5,7 +5,8 @@
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
-use super::{Ctx, MutateError, SparkRole};
+use super::{Ctx, MutateError};
+use crate::labels::SparkRole;
 
 const API_VERSION: &str = "sparkoperator.k8s.io/v1beta2";
 const KIND: &str = "SparkApplication";

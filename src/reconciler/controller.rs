@@ -24,12 +24,11 @@ use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationSt
 use crate::events::{Event, EventType as KubeEventType, Recorder};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
+use crate::labels::{APP_NAME_LABEL, LAUNCHED_BY_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL};
 use crate::metrics::AppMetrics;
-use crate::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
 use crate::submission::spark_submit::{self, SparkSubmitter};
 use crate::submission::{self, SubmitOptions};
 use crate::validation;
-use crate::webhook::registration::LAUNCHED_BY_LABEL;
 
 /// Submissions in flight at once per controller. Each in-flight reconcile costs ~0.4 MiB
 /// (its connection's buffers, the typed objects sent and read back), and 8 already keep a
@@ -42,9 +41,6 @@ const SUBMIT_CONCURRENCY: usize = 8;
 /// minutes to show COMPLETED (the Go operator's status lagged ~30 min in its benchmark). Sized
 /// like the submission lane, for the same reason.
 const STATUS_CONCURRENCY: usize = 8;
-
-/// Label carrying the submission id on every object of one attempt.
-pub const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
 
 /// Shared by every reconcile of one controller.
 pub struct Context {
@@ -517,7 +513,7 @@ async fn submit(
         .map_err(|e| SubmitError::Failed(e.to_string()))?;
     sub.driver_pod
         .annotations_mut()
-        .insert(state::SPEC_HASH_ANNOTATION.into(), spec_hash.into());
+        .insert(crate::labels::SPEC_HASH_ANNOTATION.into(), spec_hash.into());
     let ns = app.namespace().unwrap_or_default();
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_name = sub.driver_pod.name_any();
@@ -612,7 +608,7 @@ async fn submit_with_spark_submit(
                 "--conf".to_string(),
                 format!(
                     "spark.kubernetes.driver.annotation.{}={spec_hash}",
-                    state::SPEC_HASH_ANNOTATION
+                    crate::labels::SPEC_HASH_ANNOTATION
                 ),
             ];
             args.extend(
@@ -631,7 +627,7 @@ async fn submit_with_spark_submit(
         driver_pod_name: pod_name,
         app_id: pod
             .labels()
-            .get("spark-app-selector")
+            .get(crate::labels::SPARK_APP_SELECTOR_LABEL)
             .cloned()
             .unwrap_or_default(),
         ui_service_name: String::new(),

@@ -120,7 +120,7 @@ mod tests {
             "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]);
         pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "sparkoperator.k8s.io/v1beta2",
             "kind": "SparkApplication", "name": "spark-pi", "uid": "u1", "controller": true}]);
-        pod["metadata"]["annotations"] = json!({state::SPEC_HASH_ANNOTATION: "h1"});
+        pod["metadata"]["annotations"] = json!({crate::labels::SPEC_HASH_ANNOTATION: "h1"});
         pod["status"] = json!({
             "phase": "Running", "qosClass": "Burstable", "hostIP": "10.0.0.1", "podIP": null,
             "conditions": [{"type": "Ready", "status": "False"}],
@@ -176,7 +176,7 @@ mod tests {
         assert_eq!(pod.owner_references()[0].uid, "u1");
         assert_eq!(
             pod.labels()
-                .get(crate::mutate::APP_NAME_LABEL)
+                .get(crate::labels::APP_NAME_LABEL)
                 .map(String::as_str),
             Some("spark-pi")
         );

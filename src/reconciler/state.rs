@@ -23,11 +23,7 @@ use crate::crd::{
     ApplicationState, ApplicationStateType as S, DriverInfo, ExecutorState, RestartPolicyType,
     SparkApplication, SparkApplicationStatus,
 };
-
-/// Label Spark puts on executor pods with their numeric id.
-pub const EXECUTOR_ID_LABEL: &str = "spark-exec-id";
-/// Annotation on the driver pod: the hash of the spec it was submitted from.
-pub const SPEC_HASH_ANNOTATION: &str = "sparkoperator.k8s.io/spec-hash";
+use crate::labels::{EXECUTOR_ID_LABEL, SPEC_HASH_ANNOTATION};
 
 /// Operator settings the state machine depends on.
 #[derive(Clone, Debug)]
@@ -475,7 +471,7 @@ fn track_driver(cx: &mut Ctx, obs: &Observed, settings: &Settings) {
         .metadata
         .labels
         .as_ref()
-        .and_then(|l| l.get("spark-app-selector"))
+        .and_then(|l| l.get(crate::labels::SPARK_APP_SELECTOR_LABEL))
     {
         cx.status.spark_application_id = id.clone();
     }
@@ -568,7 +564,7 @@ fn driver_state(pod: &SparkPod, container: &str) -> (DriverPhase, Option<String>
 fn spark_container_name(app: &SparkApplication, pod: &SparkPod) -> String {
     let containers = &pod.spec.containers;
     let names = containers.iter().map(|c| c.name.as_str());
-    crate::mutate::spark_container_position(names, app, crate::mutate::SparkRole::Driver)
+    crate::mutate::spark_container_position(names, app, crate::labels::SparkRole::Driver)
         .ok()
         .and_then(|i| containers.get(i))
         .map(|c| c.name.clone())

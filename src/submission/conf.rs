@@ -16,6 +16,10 @@
 use std::collections::BTreeMap;
 
 use crate::crd::{DeployMode, SparkApplicationType};
+use crate::labels::{
+    EXECUTOR_ID_LABEL, RESOURCE_PROFILE_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL,
+    SPARK_ROLE_LABEL, SPARK_VERSION_LABEL,
+};
 use crate::validation::archive_uri;
 
 use super::{Ctx, SubmissionError, kubeflow};
@@ -95,19 +99,19 @@ const NON_JVM_OVERHEAD_FACTOR: &str = "0.4";
 
 /// Labels Spark sets on the driver itself and refuses in `spark.kubernetes.driver.label.*`.
 pub(crate) const SPARK_DRIVER_LABELS: &[&str] = &[
-    "spark-version",
-    "spark-app-selector",
-    "spark-app-name",
-    "spark-role",
+    SPARK_VERSION_LABEL,
+    SPARK_APP_SELECTOR_LABEL,
+    SPARK_APP_NAME_LABEL,
+    SPARK_ROLE_LABEL,
 ];
 /// Same for executors (Spark's driver refuses them when it creates executors).
 const SPARK_EXECUTOR_LABELS: &[&str] = &[
-    "spark-version",
-    "spark-exec-id",
-    "spark-app-selector",
-    "spark-app-name",
-    "spark-role",
-    "spark-exec-resourceprofile-id",
+    SPARK_VERSION_LABEL,
+    EXECUTOR_ID_LABEL,
+    SPARK_APP_SELECTOR_LABEL,
+    SPARK_APP_NAME_LABEL,
+    SPARK_ROLE_LABEL,
+    RESOURCE_PROFILE_ID_LABEL,
 ];
 
 /// How Spark runs the main application file (`spark.kubernetes.resource.type`).

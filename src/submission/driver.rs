@@ -11,6 +11,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
+use crate::labels::{
+    SPARK_APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL, SPARK_ROLE_LABEL, SPARK_VERSION_LABEL,
+};
 use crate::quantity::parse_spark_mib;
 
 use super::conf::{
@@ -37,10 +40,13 @@ pub(crate) fn spark_labels(ctx: &Ctx<'_>, conf: &Conf) -> BTreeMap<String, Strin
         .into_iter()
         .map(|(k, v)| (k.to_string(), substitute_app_id(v, &ctx.names.app_id)))
         .collect();
-    labels.insert("spark-version".into(), ctx.app.spec.spark_version.clone());
-    labels.insert("spark-app-selector".into(), ctx.names.app_id.clone());
-    labels.insert("spark-app-name".into(), app_name_label(ctx.name));
-    labels.insert("spark-role".into(), "driver".into());
+    labels.insert(
+        SPARK_VERSION_LABEL.into(),
+        ctx.app.spec.spark_version.clone(),
+    );
+    labels.insert(SPARK_APP_SELECTOR_LABEL.into(), ctx.names.app_id.clone());
+    labels.insert(SPARK_APP_NAME_LABEL.into(), app_name_label(ctx.name));
+    labels.insert(SPARK_ROLE_LABEL.into(), "driver".into());
     labels
 }
 

@@ -15,7 +15,8 @@ use super::conf::Conf;
 use super::driver::SPARK_CONF_DIR;
 use super::{Ctx, SubmissionError};
 use crate::crd::SparkApplication;
-use crate::mutate::{self, MutationOptions, SparkRole};
+use crate::labels::SparkRole;
+use crate::mutate::{self, MutationOptions};
 
 /// ConfigMap key (and file name under `SPARK_CONF_DIR`) of the template.
 pub(crate) const TEMPLATE_KEY: &str = "executor-pod-template.yaml";

@@ -8,27 +8,27 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::Volume;
 
 use crate::crd::{SecretType, SparkPodSpec};
-use crate::mutate::APP_NAME_LABEL;
+use crate::labels::{
+    APP_NAME_LABEL, EXECUTOR_ID_LABEL, KUEUE_LABEL_PREFIX, LAUNCHED_BY_LABEL, MUTATED_BY_LABEL,
+    PROMETHEUS_PATH_ANNOTATION, PROMETHEUS_PORT_ANNOTATION, PROMETHEUS_SCRAPE_ANNOTATION,
+    RESOURCE_PROFILE_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL, SPARK_ROLE_LABEL,
+    SPARK_VERSION_LABEL, SUBMISSION_ID_LABEL,
+};
 
 use super::conf::{Conf, keys::*};
 use super::{Ctx, SubmissionError};
 
-pub(crate) const LAUNCHED_BY_LABEL: &str = "sparkoperator.k8s.io/launched-by-spark-operator";
-pub(crate) const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
-const MUTATED_BY_LABEL: &str = "sparkoperator.k8s.io/mutated-by-spark-operator";
-/// kubeflow keeps SparkApplication labels with this prefix off the pods (Kueue).
-const KUEUE_LABEL_PREFIX: &str = "kueue.x-k8s.io/";
 /// Labels never copied from the SparkApplication's or the role's labels.
 const PROTECTED_LABELS: &[&str] = &[
     APP_NAME_LABEL,
     LAUNCHED_BY_LABEL,
     SUBMISSION_ID_LABEL,
-    "spark-version",
-    "spark-app-selector",
-    "spark-app-name",
-    "spark-role",
-    "spark-exec-id",
-    "spark-exec-resourceprofile-id",
+    SPARK_VERSION_LABEL,
+    SPARK_APP_SELECTOR_LABEL,
+    SPARK_APP_NAME_LABEL,
+    SPARK_ROLE_LABEL,
+    EXECUTOR_ID_LABEL,
+    RESOURCE_PROFILE_ID_LABEL,
 ];
 const LOCAL_DIR_VOLUME_PREFIX: &str = "spark-local-dir-";
 /// Where the Prometheus ConfigMap (`<app>-prom-conf`) is mounted, and its keys.
@@ -264,9 +264,9 @@ fn role(
 fn role_annotations(ctx: &Ctx<'_>, role: &Role, pod: &SparkPodSpec) -> BTreeMap<String, String> {
     let mut annotations = pod.annotations.clone();
     if let Some(port) = prometheus_port(ctx, role) {
-        annotations.insert("prometheus.io/scrape".into(), "true".into());
-        annotations.insert("prometheus.io/port".into(), port.to_string());
-        annotations.insert("prometheus.io/path".into(), "/metrics".into());
+        annotations.insert(PROMETHEUS_SCRAPE_ANNOTATION.into(), "true".into());
+        annotations.insert(PROMETHEUS_PORT_ANNOTATION.into(), port.to_string());
+        annotations.insert(PROMETHEUS_PATH_ANNOTATION.into(), "/metrics".into());
     }
     annotations
 }

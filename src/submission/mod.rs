@@ -31,7 +31,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
 
 use crate::crd::SparkApplication;
-use crate::mutate::{self, MutationOptions, SparkRole};
+use crate::labels::SparkRole;
+use crate::mutate::{self, MutationOptions};
 
 pub use conf::Conf;
 pub use error::SubmissionError;

@@ -7,11 +7,10 @@ use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::mutate::APP_NAME_LABEL;
+use crate::labels::{APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL, SUBMISSION_ID_LABEL};
 
 use super::conf::{Conf, block_manager_port, driver_port, keys::*, prefixed, ui_port};
 use super::driver::SPARK_PROPERTIES;
-use super::kubeflow::SUBMISSION_ID_LABEL;
 use super::{Ctx, SubmissionError, executor_template, props};
 
 /// The headless Service executors reach the driver through (`spark.driver.host`). It selects
@@ -22,7 +21,10 @@ pub(crate) fn service(
     conf: &Conf,
     selector: BTreeMap<String, String>,
 ) -> Result<Service, SubmissionError> {
-    let mut labels = BTreeMap::from([("spark-app-selector".to_string(), ctx.names.app_id.clone())]);
+    let mut labels = BTreeMap::from([(
+        SPARK_APP_SELECTOR_LABEL.to_string(),
+        ctx.names.app_id.clone(),
+    )]);
     labels.extend(owned(prefixed(conf, DRIVER_SERVICE_LABEL_PREFIX)));
     labels.extend(operator_labels(ctx));
     let annotations = owned(prefixed(conf, DRIVER_SERVICE_ANNOTATION_PREFIX));

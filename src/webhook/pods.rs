@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::WebhookState;
-use super::registration::LAUNCHED_BY_LABEL;
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
 use crate::appcache::GuardedApp;
 use crate::crd::SparkApplication;
+use crate::labels::{LAUNCHED_BY_LABEL, SparkRole, classify_labels};
 use crate::metrics::Outcome;
-use crate::mutate::{self, SparkRole};
+use crate::mutate;
 
 /// Answers one pod review. Only a body that is not an AdmissionReview is an error; anything
 /// about the pod itself becomes an allowed or denied answer.
@@ -132,7 +132,7 @@ fn ours<'a>(
     object_namespace: Option<&'a str>,
     labels: Option<&'a BTreeMap<String, String>>,
 ) -> Option<(SparkRole, &'a str, &'a str)> {
-    let (role, app) = labels.and_then(mutate::classify_labels)?;
+    let (role, app) = labels.and_then(classify_labels)?;
     let namespace = request_namespace.or(object_namespace).unwrap_or("default");
     state
         .namespaces

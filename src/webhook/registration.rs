@@ -42,13 +42,9 @@ use serde::de::DeserializeOwned;
 use thiserror::Error;
 
 use super::{MUTATE_POD_PATH, VALIDATE_APP_PATH};
-
-/// Label on Spark pods launched by a SparkApplication (kubeflow's convention, set by the
-/// submission on driver and executors).
-pub const LAUNCHED_BY_LABEL: &str = "sparkoperator.k8s.io/launched-by-spark-operator";
-
-/// Annotation on both configurations: the version of the binary that wrote their spec.
-pub const VERSION_ANNOTATION: &str = "spark-webhook.sparkoperator.k8s.io/registered-by-version";
+use crate::labels::{
+    LAUNCHED_BY_LABEL, MANAGED_BY_LABEL, SPARK_ROLE_LABEL, SparkRole, VERSION_ANNOTATION,
+};
 
 /// Debug builds only: the version to register instead of the crate's, so a test can run two
 /// "versions" of one build. Release builds ignore it: no user can pin a version by accident.
@@ -183,7 +179,7 @@ impl Registration {
         ObjectMeta {
             name: Some(self.name.clone()),
             labels: Some(BTreeMap::from([(
-                "app.kubernetes.io/managed-by".to_string(),
+                MANAGED_BY_LABEL.to_string(),
                 "spark-webhook".to_string(),
             )])),
             annotations: Some(BTreeMap::from([(
@@ -210,9 +206,12 @@ impl Registration {
                     match_labels: None,
                     match_expressions: Some(vec![
                         LabelSelectorRequirement {
-                            key: "spark-role".into(),
+                            key: SPARK_ROLE_LABEL.into(),
                             operator: "In".into(),
-                            values: Some(vec!["driver".into(), "executor".into()]),
+                            values: Some(vec![
+                                SparkRole::Driver.as_str().into(),
+                                SparkRole::Executor.as_str().into(),
+                            ]),
                         },
                         LabelSelectorRequirement {
                             key: LAUNCHED_BY_LABEL.into(),

@@ -21,7 +21,8 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use spark_webhook::mutate::{MutationOptions, SparkRole, pod_patch};
+use spark_webhook::labels::SparkRole;
+use spark_webhook::mutate::{MutationOptions, pod_patch};
 use spark_webhook::webhook;
 use tower::ServiceExt as _;
 

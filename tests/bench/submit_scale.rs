@@ -73,8 +73,8 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Config, Resource as _, ResourceExt as _};
 use spark_webhook::crd::{ApplicationStateType, SparkApplication};
 use spark_webhook::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use spark_webhook::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
-use spark_webhook::reconciler::state::{self, SPEC_HASH_ANNOTATION, SubmittedInfo};
+use spark_webhook::labels::{APP_NAME_LABEL, SPARK_ROLE_LABEL, SPEC_HASH_ANNOTATION};
+use spark_webhook::reconciler::state::{self, SubmittedInfo};
 use spark_webhook::submission::{self, Submission, SubmitOptions};
 use tokio::sync::mpsc;
 

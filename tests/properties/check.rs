@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde_json::Value;
 use spark_webhook::crd::SparkApplication;
-use spark_webhook::mutate::{MutateError, MutationOptions, SparkRole, mutate_pod, pod_patch};
+use spark_webhook::labels::SparkRole;
+use spark_webhook::mutate::{MutateError, MutationOptions, mutate_pod, pod_patch};
 
 /// What the mutation did with a pod whose properties all hold.
 #[derive(Debug)]

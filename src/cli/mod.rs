@@ -1,13 +1,17 @@
-//! Command line: `serve`, `certs`, `crds`. Every flag has an environment-variable fallback
-//! (`SPARK_WEBHOOK_*`) so a Deployment can be configured without rewriting its args.
+//! Command line: `serve`, `certs`, `crds`, `webhooks`, `render`. Every flag has an
+//! environment-variable fallback (`SPARK_WEBHOOK_*`) so a Deployment can be configured without
+//! rewriting its args. Only the clap structs live here; `config` says what they mean.
+
+mod serve;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::certs::CertOptions;
 use crate::telemetry::LogFormat;
+
+pub use serve::{ReconcilerArgs, RegistrationArgs, SeccompDefault, ServeArgs, SubmitterKind};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,7 +43,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the admission webhook and the SparkApplication reconciler.
-    Serve(Box<crate::serve::ServeArgs>),
+    Serve(Box<ServeArgs>),
     /// Create or rotate the webhook's CA and serving certificate (PEM files in --dir).
     Certs(CertsArgs),
     /// Print the SparkApplication CustomResourceDefinition (YAML) for `kubectl apply -f -`.
@@ -79,7 +83,7 @@ pub struct WebhooksArgs {
     pub ca_bundle_file: Option<PathBuf>,
 
     #[command(flatten)]
-    pub registration: crate::serve::RegistrationArgs,
+    pub registration: RegistrationArgs,
 }
 
 /// Options of `spark-webhook certs`.
@@ -129,19 +133,4 @@ pub struct CertsArgs {
     /// Replace the CA too (clients must then get the new caBundle); by default the CA is kept.
     #[arg(long, env = "SPARK_WEBHOOK_NEW_CA")]
     pub new_ca: bool,
-}
-
-impl CertsArgs {
-    pub fn options(&self) -> CertOptions {
-        CertOptions {
-            dir: self.dir.clone(),
-            service_name: self.service_name.clone(),
-            namespace: self.namespace.clone(),
-            extra_dns: self.dns_names.clone(),
-            extra_ips: self.ips.clone(),
-            validity_days: self.validity_days,
-            ca_validity_days: self.ca_validity_days,
-            new_ca: self.new_ca,
-        }
-    }
 }

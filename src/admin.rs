@@ -1,0 +1,92 @@
+//! The plain-HTTP admin endpoints: /healthz, /readyz and /metrics. Apart from the webhook's
+//! TLS port, so probes and scrapers need no certificate and keep answering while it rotates.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::appcache::AppCache;
+use crate::health::ApiHealth;
+use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};
+use crate::tls::ReloadingCertResolver;
+
+/// What the admin endpoints report on.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Whether the apiserver answers now.
+    pub api: Arc<ApiHealth>,
+    /// The webhook's cache and certificate; None when the webhook is off.
+    pub apps: Option<AppCache>,
+    pub resolver: Option<Arc<ReloadingCertResolver>>,
+    pub metrics: Arc<Metrics>,
+    pub app_metrics: Option<Arc<AppMetrics>>,
+}
+
+/// `/healthz` (the process answers), `/readyz` and `/metrics`.
+pub fn admin_router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_handler))
+        .with_state(state)
+}
+
+/// Ready while the apiserver answers, the certificate is valid and the SparkApplication cache
+/// has synced. Caches outlive an apiserver outage, so they alone would say ready throughout.
+async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
+    let mut missing = Vec::new();
+    if !s.api.is_reachable() {
+        missing.push("Kubernetes API unreachable".to_string());
+    }
+    if let Some(r) = s.resolver.as_ref().filter(|r| !r.is_valid_now()) {
+        missing.push(if r.is_loaded() {
+            "serving certificate expired".to_string()
+        } else {
+            match r.last_error() {
+                Some(e) => format!("no serving certificate yet ({e})"),
+                None => "no serving certificate yet".to_string(),
+            }
+        });
+    }
+    if s.apps.as_ref().is_some_and(|a| !a.is_ready()) {
+        missing.push("SparkApplication cache not synced".to_string());
+    }
+    if missing.is_empty() {
+        (StatusCode::OK, "ok\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {}\n", missing.join(", ")),
+        )
+    }
+}
+
+/// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format
+/// otherwise (curl, promtool).
+async fn metrics_handler(
+    State(s): State<AdminState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    if let Some(r) = &s.resolver {
+        s.metrics.cert_not_after.set(r.not_after_unix());
+        s.metrics.ca_not_after.set(r.ca_not_after_unix());
+    }
+    let text = s.metrics.encode(s.app_metrics.as_deref());
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS_TEXT)], text)
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            to_prometheus_text(&text),
+        )
+    }
+}

@@ -1,0 +1,264 @@
+//! Flags -> typed configs. `cli` holds what was typed; this module says what it means (the
+//! defaults that depend on where we run: in a cluster or not, POD_NAMESPACE, this replica's
+//! identity) and returns the configs of the layers below (`Registration`, `SecretCertConfig`,
+//! `ReconcilerConfig`, ...) that `serve` composes. `serve` asks for each where today's start-up
+//! order needs it, so a bad flag is still reported after the errors that precede it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::certmanager::SecretCertConfig;
+use crate::certs::CertOptions;
+use crate::cli::{
+    CertsArgs, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault, ServeArgs,
+    SubmitterKind,
+};
+use crate::events::Recorder;
+use crate::metrics::AppMetrics;
+use crate::mutate::MutationOptions;
+use crate::namespaces::JobNamespaces;
+use crate::reconciler::controller::Submitter;
+use crate::reconciler::runner::{LeaderElection, ReconcilerConfig};
+use crate::reconciler::state::Settings;
+use crate::render::RenderOptions;
+use crate::submission::SubmitOptions;
+use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
+use crate::webhook::registration::{Endpoint, Registration};
+
+/// A flag combination that cannot run (clap has already checked each flag alone).
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("--submitter=spark-submit needs --spark-home (or SPARK_HOME)")]
+    NoSparkHome,
+    #[error("no bin/spark-submit under --spark-home {0}")]
+    NoSparkSubmit(String),
+}
+
+/// Whether we run in a pod: the defaults of --register-webhook and --leader-election.
+fn in_cluster() -> bool {
+    std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+}
+
+impl CertsArgs {
+    pub fn options(&self) -> CertOptions {
+        CertOptions {
+            dir: self.dir.clone(),
+            service_name: self.service_name.clone(),
+            namespace: self.namespace.clone(),
+            extra_dns: self.dns_names.clone(),
+            extra_ips: self.ips.clone(),
+            validity_days: self.validity_days,
+            ca_validity_days: self.ca_validity_days,
+            new_ca: self.new_ca,
+        }
+    }
+}
+
+impl RenderArgs {
+    pub fn options(&self) -> RenderOptions {
+        RenderOptions {
+            file: self.file.clone(),
+            namespace: self.namespace.clone(),
+            attempt: self.attempt,
+            default_spark_image: self.default_spark_image.clone(),
+        }
+    }
+}
+
+impl RegistrationArgs {
+    /// The registration these flags describe, with `ca_bundle` as its caBundle.
+    pub fn registration(&self, ca_bundle: Vec<u8>) -> Registration {
+        let endpoint = match &self.webhook_url {
+            Some(url) => Endpoint::Url(url.clone()),
+            None => Endpoint::Service {
+                namespace: self.service_namespace.clone(),
+                name: self.service_name.clone(),
+                port: self.service_port,
+            },
+        };
+        Registration {
+            name: self.webhook_config_name.clone(),
+            endpoint,
+            ca_bundle,
+            pod_failure_policy: self.webhook_failure_policy,
+            app_failure_policy: self.validation_failure_policy,
+            timeout_seconds: self.webhook_timeout_seconds,
+            namespace_selector: self
+                .webhook_namespace_selector
+                .iter()
+                .cloned()
+                .collect::<BTreeMap<_, _>>(),
+        }
+    }
+}
+
+impl ReconcilerArgs {
+    fn submitter(&self) -> Result<Submitter, ConfigError> {
+        if self.submitter == SubmitterKind::Native {
+            return Ok(Submitter::Native);
+        }
+        let spark_home = self.spark_home.clone().ok_or(ConfigError::NoSparkHome)?;
+        if !spark_home.join("bin/spark-submit").exists() {
+            return Err(ConfigError::NoSparkSubmit(spark_home.display().to_string()));
+        }
+        let sa = SubmitAuth::service_account();
+        let auth = SubmitAuth {
+            token_file: self
+                .spark_submit_token_file
+                .clone()
+                .unwrap_or(sa.token_file),
+            ca_cert_file: self.spark_submit_ca_file.clone().or(sa.ca_cert_file),
+        };
+        Ok(Submitter::SparkSubmit {
+            runner: SparkSubmitter {
+                spark_home,
+                timeout: self.spark_submit_timeout,
+                kubeconfig_auth: auth,
+            },
+            master: self.spark_master.clone(),
+        })
+    }
+
+    /// The reconciler's config; `spark-submit` is checked to exist here.
+    pub fn config(
+        &self,
+        namespaces: JobNamespaces,
+        mutation: MutationOptions,
+        metrics: Arc<AppMetrics>,
+        recorder: Recorder,
+    ) -> Result<ReconcilerConfig, ConfigError> {
+        let leader_election =
+            self.leader_election
+                .unwrap_or_else(in_cluster)
+                .then(|| LeaderElection {
+                    lease_name: self.leader_election_lock_name.clone(),
+                    namespace: self
+                        .leader_election_lock_namespace
+                        .clone()
+                        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+                        .unwrap_or_else(|| "default".into()),
+                    identity: identity(),
+                    duration: self.leader_election_lease_duration,
+                    grace: self.leader_election_renew_grace,
+                });
+        Ok(ReconcilerConfig {
+            submitter: self.submitter()?,
+            namespaces,
+            settings: Settings {
+                driver_start_timeout: (!self.driver_start_timeout.is_zero())
+                    .then_some(self.driver_start_timeout),
+                max_tracked_executors: self.max_tracked_executor_per_app,
+                orphan_sweep_interval: self.orphan_sweep_interval.max(Duration::from_millis(100)),
+                ..Settings::default()
+            },
+            submit: SubmitOptions {
+                default_image: self.default_spark_image.clone(),
+                master_url: self.spark_master.clone(),
+                mutation,
+            },
+            metrics,
+            leader_election,
+            recorder,
+        })
+    }
+}
+
+impl ServeArgs {
+    /// Whether to register the webhook configurations: --register-webhook, else in a cluster.
+    pub fn registers(&self) -> bool {
+        self.register_webhook.unwrap_or_else(in_cluster)
+    }
+
+    /// The mutation rules' knobs.
+    pub fn mutation(&self) -> MutationOptions {
+        MutationOptions {
+            default_seccomp_profile: self.default_seccomp_profile == SeccompDefault::RuntimeDefault,
+            executor_prestop_decommission: self.executor_prestop_decommission,
+        }
+    }
+
+    /// The self-managed mode's settings for Secret `name`.
+    pub fn secret_cert_config(&self, name: &str) -> SecretCertConfig {
+        let reg = &self.registration;
+        let (mut extra_dns, mut extra_ips) = (Vec::new(), Vec::new());
+        // A url clientConfig is called by its host: the certificate must cover it too.
+        if let Some(host) = reg.webhook_url.as_deref().and_then(url_host) {
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => extra_ips.push(ip),
+                Err(_) => extra_dns.push(host),
+            }
+        }
+        SecretCertConfig {
+            namespace: self
+                .cert_secret_namespace
+                .clone()
+                .or_else(|| {
+                    std::env::var("POD_NAMESPACE")
+                        .ok()
+                        .filter(|s| !s.is_empty())
+                })
+                .unwrap_or_else(|| reg.service_namespace.clone()),
+            name: name.to_string(),
+            service_name: reg.service_name.clone(),
+            service_namespace: reg.service_namespace.clone(),
+            extra_dns,
+            extra_ips,
+            renew_before: self.cert_renew_before,
+            check_interval: self.cert_check_interval,
+            validity_days: self.cert_validity_days,
+            ca_validity_days: self.ca_validity_days,
+            ca_renew_before: self.ca_renew_before,
+            ca_overlap: self.ca_overlap,
+            identity: identity(),
+        }
+    }
+}
+
+/// The host of `https://host[:port]/path` (brackets of an IPv6 literal removed).
+fn url_host(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next()?
+    } else {
+        authority.split(':').next()?
+    };
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// This replica's name for leases and Events: the pod name, else hostname and pid (two
+/// processes on one host must never share an identity, kubeflow #2063).
+pub fn identity() -> String {
+    if let Some(pod) = std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()) {
+        return pod;
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "spark-webhook".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_hosts() {
+        for (url, host) in [
+            ("https://127.0.0.1:9443", Some("127.0.0.1")),
+            ("https://webhook.example.com/x", Some("webhook.example.com")),
+            ("https://[::1]:9443/", Some("::1")),
+            ("webhook:443", Some("webhook")),
+            ("https://", None),
+        ] {
+            assert_eq!(url_host(url).as_deref(), host, "{url}");
+        }
+    }
+}
