@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::certs::CertOptions;
+use crate::certs::issue::CertOptions;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]

@@ -2,7 +2,6 @@
 //! compatible with kubeflow spark-operator's `sparkoperator.k8s.io/v1beta2` API.
 
 pub mod appcache;
-pub mod certmanager;
 pub mod certs;
 pub mod cli;
 pub mod crd;
@@ -20,6 +19,5 @@ pub mod serve;
 pub mod server;
 pub mod submission;
 pub mod telemetry;
-pub mod tls;
 pub mod validation;
 pub mod webhook;

@@ -19,7 +19,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::appcache::AppCache;
-use crate::certmanager::{CertManager, CertManagerError, SecretCertConfig};
+use crate::certs::manager::CertManager;
+use crate::certs::secret::{CertManagerError, SecretCertConfig};
+use crate::certs::tls::{self, ReloadingCertResolver};
 use crate::events::{Recorder, Reporter};
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};
@@ -30,7 +32,6 @@ use crate::reconciler::runner::{self, LeaderElection, ReconcilerConfig};
 use crate::reconciler::state::Settings;
 use crate::submission::SubmitOptions;
 use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
-use crate::tls::{self, ReloadingCertResolver};
 use crate::webhook::registration::{Endpoint, FailurePolicy, Registration};
 use crate::webhook::{self, WebhookState};
 use crate::{server, webhook::parse_go_duration};
