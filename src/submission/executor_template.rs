@@ -12,7 +12,7 @@
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::conf::Conf;
-use super::driver::SPARK_CONF_DIR;
+use super::conf_dir::SPARK_CONF_DIR;
 use super::{Ctx, SubmissionError};
 use crate::crd::SparkApplication;
 use crate::mutate::{self, MutationOptions, SparkRole};

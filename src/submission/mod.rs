@@ -15,7 +15,9 @@
 //! pod, then [`owned_by_driver`] with the pod's uid, as Spark does), the Prometheus ConfigMap
 //! `<app>-prom-conf`, the web UI Service/Ingress. Executor pod templates are not supported yet.
 
-mod conf;
+mod assemble;
+pub(crate) mod conf;
+mod conf_dir;
 mod driver;
 mod error;
 mod executor_template;
@@ -25,6 +27,8 @@ mod objects;
 mod props;
 pub mod spark_submit;
 mod volumes;
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -85,8 +89,8 @@ pub fn build(
     opts: &SubmitOptions,
 ) -> Result<Submission, SubmissionError> {
     let ctx = Ctx::new(app, attempt, opts)?;
-    let main = conf::MainApp::of(&ctx)?;
-    let mut conf = conf::build(&ctx, &main)?;
+    let main = assemble::MainApp::of(&ctx)?;
+    let mut conf = assemble::build(&ctx, &main)?;
     let executor_template = executor_template::attach(&ctx, &mut conf)?;
     let selector = driver::spark_labels(&ctx, &conf);
     let mut driver_pod = driver::pod(&ctx, &conf, &main)?;
@@ -110,10 +114,10 @@ pub fn properties(
     app: &SparkApplication,
     attempt: u32,
     opts: &SubmitOptions,
-) -> Result<Conf, SubmissionError> {
+) -> Result<BTreeMap<String, String>, SubmissionError> {
     let ctx = Ctx::new(app, attempt, opts)?;
-    let main = conf::MainApp::of(&ctx)?;
-    conf::build(&ctx, &main)
+    let main = assemble::MainApp::of(&ctx)?;
+    assemble::build(&ctx, &main).map(Conf::into_map)
 }
 
 /// Makes the Service and ConfigMap children of the created driver pod (controller reference,

@@ -9,8 +9,8 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::mutate::APP_NAME_LABEL;
 
-use super::conf::{Conf, block_manager_port, driver_port, keys::*, prefixed, ui_port};
-use super::driver::SPARK_PROPERTIES;
+use super::conf::{Conf, keys::*};
+use super::conf_dir::SPARK_PROPERTIES;
 use super::kubeflow::SUBMISSION_ID_LABEL;
 use super::{Ctx, SubmissionError, executor_template, props};
 
@@ -23,13 +23,13 @@ pub(crate) fn service(
     selector: BTreeMap<String, String>,
 ) -> Result<Service, SubmissionError> {
     let mut labels = BTreeMap::from([("spark-app-selector".to_string(), ctx.names.app_id.clone())]);
-    labels.extend(owned(prefixed(conf, DRIVER_SERVICE_LABEL_PREFIX)));
+    labels.extend(owned(conf.prefixed(DRIVER_SERVICE_LABEL_PREFIX)));
     labels.extend(operator_labels(ctx));
-    let annotations = owned(prefixed(conf, DRIVER_SERVICE_ANNOTATION_PREFIX));
+    let annotations = owned(conf.prefixed(DRIVER_SERVICE_ANNOTATION_PREFIX));
     let ports = [
-        ("driver-rpc-port", driver_port(ctx, conf)?),
-        ("blockmanager", block_manager_port(ctx, conf)?),
-        ("spark-ui", ui_port(ctx, conf)?),
+        ("driver-rpc-port", conf.driver_port(ctx)?),
+        ("blockmanager", conf.block_manager_port(ctx)?),
+        ("spark-ui", conf.ui_port(ctx)?),
     ]
     .into_iter()
     .map(|(name, port)| ServicePort {
@@ -67,7 +67,7 @@ pub(crate) fn config_map(
     let mut data = BTreeMap::from([
         (
             SPARK_PROPERTIES.to_string(),
-            props::render(conf, &ctx.names.config_map),
+            props::render(conf.as_map(), &ctx.names.config_map),
         ),
         (NAMESPACE.to_string(), ctx.namespace.to_string()),
     ]);

@@ -23,7 +23,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crd::SparkApplication;
 
-use super::conf::{self, MainApp, Resource, keys::*};
+use super::assemble::{self, MainApp, Resource};
+use super::conf::keys::*;
 use super::{Ctx, SubmissionError, SubmitOptions};
 
 /// Prefix of the confs with which spark-submit itself authenticates to the API server.
@@ -72,7 +73,7 @@ pub fn arguments(
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = MainApp::of(&ctx)?;
     check_main_file(&ctx, &main)?;
-    let conf = conf::build(&ctx, &main)?;
+    let conf = assemble::build(&ctx, &main)?;
 
     let mut args: Vec<String> = vec![
         "--master".into(),
