@@ -3,7 +3,7 @@
 //! in-process instead of by a `spark-submit` JVM per application.
 //!
 //! The Spark configuration reproduces the `--conf`s kubeflow's Go operator passes and what
-//! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`conf`] documents the order).
+//! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`assemble`] documents the order).
 //! The driver pod then goes through [`mutate::mutate_pod`], so it is complete without the
 //! webhook (which finds nothing left to change).
 //!
