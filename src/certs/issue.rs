@@ -156,7 +156,8 @@ pub enum CaOutcome {
     Created(NewCaReason),
 }
 
-/// Errors from [`generate`]; each names the step and, where relevant, the file.
+/// Errors issuing ([`generate_pem`]) or writing (the `certs` command) certificates; each names
+/// the step and, where relevant, the file.
 #[derive(Debug, thiserror::Error)]
 pub enum CertError {
     /// The options are inconsistent.

@@ -28,45 +28,6 @@ pub const NEXT_STAGED_AT_ANNOTATION: &str = "spark-webhook.sparkoperator.k8s.io/
 pub const PREVIOUS_RETIRED_AT_ANNOTATION: &str =
     "spark-webhook.sparkoperator.k8s.io/ca-previous-retired-at";
 
-/// Errors of one check; the loop logs them and retries with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum CertManagerError {
-    /// An API call on the Secret failed.
-    #[error("{action} Secret {namespace}/{name}: {detail}")]
-    Api {
-        /// What was being done.
-        action: &'static str,
-        /// The Secret's namespace.
-        namespace: String,
-        /// The Secret's name.
-        name: String,
-        /// The client's error.
-        #[source]
-        source: Box<kube::Error>,
-        /// The client's error in one line (the apiserver's message, without its Debug dump).
-        detail: String,
-        /// What to do about it, when known (logged beside the error).
-        hint: &'static str,
-    },
-    /// Certificate generation failed.
-    #[error("generating a certificate: {0}")]
-    Generate(#[from] CertError),
-    /// Every attempt lost a race with another writer.
-    #[error("Secret {namespace}/{name} kept changing while we tried to renew it")]
-    Conflicts {
-        /// The Secret's namespace.
-        namespace: String,
-        /// The Secret's name.
-        name: String,
-    },
-    /// Writing the caBundle into the webhook configurations failed.
-    #[error("registering the caBundle: {0}")]
-    Register(#[from] RegistrationError),
-    /// Inconsistent settings.
-    #[error("invalid certificate settings: {0}")]
-    Config(String),
-}
-
 /// What the self-managed mode manages and how.
 #[derive(Clone, Debug)]
 pub struct SecretCertConfig {
@@ -286,4 +247,44 @@ impl CertMaterial {
             CaOutcome::Created(_) => Self::from_generated(g),
         }
     }
+}
+
+/// Errors of one check; the loop logs them and retries with backoff. Here rather than in the
+/// manager because [`SecretCertConfig::validate`] reports through it too.
+#[derive(Debug, thiserror::Error)]
+pub enum CertManagerError {
+    /// An API call on the Secret failed.
+    #[error("{action} Secret {namespace}/{name}: {detail}")]
+    Api {
+        /// What was being done.
+        action: &'static str,
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+        /// The client's error.
+        #[source]
+        source: Box<kube::Error>,
+        /// The client's error in one line (the apiserver's message, without its Debug dump).
+        detail: String,
+        /// What to do about it, when known (logged beside the error).
+        hint: &'static str,
+    },
+    /// Certificate generation failed.
+    #[error("generating a certificate: {0}")]
+    Generate(#[from] CertError),
+    /// Every attempt lost a race with another writer.
+    #[error("Secret {namespace}/{name} kept changing while we tried to renew it")]
+    Conflicts {
+        /// The Secret's namespace.
+        namespace: String,
+        /// The Secret's name.
+        name: String,
+    },
+    /// Writing the caBundle into the webhook configurations failed.
+    #[error("registering the caBundle: {0}")]
+    Register(#[from] RegistrationError),
+    /// Inconsistent settings.
+    #[error("invalid certificate settings: {0}")]
+    Config(String),
 }
