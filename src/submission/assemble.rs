@@ -15,8 +15,11 @@
 use crate::crd::{DeployMode, SparkApplicationType};
 use crate::validation::archive_uri;
 
-use super::conf::{Conf, invalid, keys::*, parse_factor};
-use super::{Ctx, SubmissionError, kubeflow};
+use super::conf::{Conf, invalid, parse_factor};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
+use super::kubeflow;
 
 const JVM_OVERHEAD_FACTOR: &str = "0.1";
 const NON_JVM_OVERHEAD_FACTOR: &str = "0.4";

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 use std::collections::btree_map;
 
-use super::{Ctx, SubmissionError};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 
 /// A Spark configuration, sorted by key (the order `spark.properties` is written in).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,69 +108,6 @@ impl<'c> IntoIterator for &'c Conf {
         self.iter()
     }
 }
-
-/// Spark configuration keys used here.
-pub(crate) mod keys {
-    pub const MASTER: &str = "spark.master";
-    pub const DEPLOY_MODE: &str = "spark.submit.deployMode";
-    pub const APP_NAME: &str = "spark.app.name";
-    pub const APP_ID: &str = "spark.app.id";
-    pub const NAMESPACE: &str = "spark.kubernetes.namespace";
-    pub const DRIVER_POD_NAME: &str = "spark.kubernetes.driver.pod.name";
-    pub const SUBMIT_IN_DRIVER: &str = "spark.kubernetes.submitInDriver";
-    pub const WAIT_APP_COMPLETION: &str = "spark.kubernetes.submission.waitAppCompletion";
-    pub const RESOURCE_TYPE: &str = "spark.kubernetes.resource.type";
-    pub const CONTAINER_IMAGE: &str = "spark.kubernetes.container.image";
-    pub const DRIVER_IMAGE: &str = "spark.kubernetes.driver.container.image";
-    pub const EXECUTOR_IMAGE: &str = "spark.kubernetes.executor.container.image";
-    pub const PULL_POLICY: &str = "spark.kubernetes.container.image.pullPolicy";
-    pub const PULL_SECRETS: &str = "spark.kubernetes.container.image.pullSecrets";
-    pub const MEMORY_OVERHEAD_FACTOR: &str = "spark.kubernetes.memoryOverheadFactor";
-    pub const DRIVER_MEMORY_OVERHEAD_FACTOR: &str = "spark.driver.memoryOverheadFactor";
-    pub const PYTHON_VERSION: &str = "spark.kubernetes.pyspark.pythonVersion";
-    pub const PYSPARK_PYTHON: &str = "spark.pyspark.python";
-    pub const PYSPARK_DRIVER_PYTHON: &str = "spark.pyspark.driver.python";
-    pub const DRIVER_HOST: &str = "spark.driver.host";
-    pub const DRIVER_BIND_ADDRESS: &str = "spark.driver.bindAddress";
-    pub const DRIVER_PORT: &str = "spark.driver.port";
-    pub const DRIVER_BLOCK_MANAGER_PORT: &str = "spark.driver.blockManager.port";
-    pub const BLOCK_MANAGER_PORT: &str = "spark.blockManager.port";
-    pub const UI_PORT: &str = "spark.ui.port";
-    pub const DRIVER_CORES: &str = "spark.driver.cores";
-    pub const DRIVER_REQUEST_CORES: &str = "spark.kubernetes.driver.request.cores";
-    pub const DRIVER_LIMIT_CORES: &str = "spark.kubernetes.driver.limit.cores";
-    pub const DRIVER_MEMORY: &str = "spark.driver.memory";
-    pub const DRIVER_MEMORY_OVERHEAD: &str = "spark.driver.memoryOverhead";
-    pub const DRIVER_SERVICE_ACCOUNT: &str =
-        "spark.kubernetes.authenticate.driver.serviceAccountName";
-    pub const DRIVER_TEMPLATE_CONTAINER: &str = "spark.kubernetes.driver.podTemplateContainerName";
-    pub const SCHEDULER_NAME: &str = "spark.kubernetes.scheduler.name";
-    pub const DRIVER_SCHEDULER_NAME: &str = "spark.kubernetes.driver.scheduler.name";
-    pub const JARS: &str = "spark.jars";
-    pub const FILES: &str = "spark.files";
-    pub const PY_FILES: &str = "spark.submit.pyFiles";
-    pub const ARCHIVES: &str = "spark.archives";
-    pub const PACKAGES: &str = "spark.jars.packages";
-    pub const EXCLUDES: &str = "spark.jars.excludes";
-    pub const REPOSITORIES: &str = "spark.jars.repositories";
-    pub const LOCAL_DIR: &str = "spark.local.dir";
-    pub const LOCAL_DIRS_TMPFS: &str = "spark.kubernetes.local.dirs.tmpfs";
-    pub const NODE_SELECTOR_PREFIX: &str = "spark.kubernetes.node.selector.";
-    pub const DRIVER_NODE_SELECTOR_PREFIX: &str = "spark.kubernetes.driver.node.selector.";
-    pub const DRIVER_LABEL_PREFIX: &str = "spark.kubernetes.driver.label.";
-    pub const EXECUTOR_LABEL_PREFIX: &str = "spark.kubernetes.executor.label.";
-    pub const DRIVER_ANNOTATION_PREFIX: &str = "spark.kubernetes.driver.annotation.";
-    pub const DRIVER_SERVICE_LABEL_PREFIX: &str = "spark.kubernetes.driver.service.label.";
-    pub const DRIVER_SERVICE_ANNOTATION_PREFIX: &str =
-        "spark.kubernetes.driver.service.annotation.";
-    pub const DRIVER_ENV_PREFIX: &str = "spark.kubernetes.driverEnv.";
-    pub const DRIVER_SECRETS_PREFIX: &str = "spark.kubernetes.driver.secrets.";
-    pub const DRIVER_SECRET_KEY_REF_PREFIX: &str = "spark.kubernetes.driver.secretKeyRef.";
-    pub const DRIVER_VOLUMES_PREFIX: &str = "spark.kubernetes.driver.volumes.";
-    pub const DRIVER_RESOURCE_PREFIX: &str = "spark.driver.resource.";
-}
-
-use keys::*;
 
 /// Spark's defaults for what the pod is built from.
 pub(crate) const DEFAULT_DRIVER_PORT: i32 = 7078;

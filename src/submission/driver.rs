@@ -14,10 +14,13 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use crate::quantity::parse_spark_mib;
 
 use super::assemble::{MainApp, Resource};
-use super::conf::{Conf, invalid, keys::*, parse_factor};
+use super::conf::{Conf, invalid, parse_factor};
 use super::conf_dir::{SPARK_CONF_DIR, SPARK_PROPERTIES};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 use super::names::app_name_label;
-use super::{Ctx, SubmissionError, executor_template, volumes};
+use super::{executor_template, volumes};
 
 pub(crate) const DRIVER_CONTAINER: &str = "spark-kubernetes-driver";
 const CONF_VOLUME: &str = "spark-conf-volume-driver";

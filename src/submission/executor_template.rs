@@ -13,7 +13,8 @@ use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::conf::Conf;
 use super::conf_dir::SPARK_CONF_DIR;
-use super::{Ctx, SubmissionError};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
 use crate::crd::SparkApplication;
 use crate::mutate::{self, MutationOptions, SparkRole};
 

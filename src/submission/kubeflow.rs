@@ -10,8 +10,10 @@ use k8s_openapi::api::core::v1::Volume;
 use crate::crd::{SecretType, SparkPodSpec};
 use crate::mutate::APP_NAME_LABEL;
 
-use super::conf::{Conf, keys::*};
-use super::{Ctx, SubmissionError};
+use super::conf::Conf;
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 
 pub(crate) const LAUNCHED_BY_LABEL: &str = "sparkoperator.k8s.io/launched-by-spark-operator";
 pub(crate) const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";

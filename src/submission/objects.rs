@@ -9,10 +9,13 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::mutate::APP_NAME_LABEL;
 
-use super::conf::{Conf, keys::*};
+use super::conf::Conf;
 use super::conf_dir::SPARK_PROPERTIES;
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 use super::kubeflow::SUBMISSION_ID_LABEL;
-use super::{Ctx, SubmissionError, executor_template, props};
+use super::{executor_template, props};
 
 /// The headless Service executors reach the driver through (`spark.driver.host`). It selects
 /// the driver by Spark's driver labels, as Spark does. Labels: Spark's `spark-app-selector`,

@@ -24,8 +24,10 @@ use tokio_util::sync::CancellationToken;
 use crate::crd::SparkApplication;
 
 use super::assemble::{self, MainApp, Resource};
-use super::conf::keys::*;
-use super::{Ctx, SubmissionError, SubmitOptions};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
+use super::options::SubmitOptions;
 
 /// Prefix of the confs with which spark-submit itself authenticates to the API server.
 const SUBMISSION_AUTH_PREFIX: &str = "spark.kubernetes.authenticate.submission.";

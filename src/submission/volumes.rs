@@ -11,8 +11,10 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::conf::{Conf, invalid, keys::*};
-use super::{Ctx, SubmissionError};
+use super::conf::{Conf, invalid};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 
 const LOCAL_DIR_VOLUME_PREFIX: &str = "spark-local-dir-";
 
