@@ -10,9 +10,9 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::appcache::AppCache;
+use crate::certs::tls::ReloadingCertResolver;
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};
-use crate::tls::ReloadingCertResolver;
 
 /// What the admin endpoints report on.
 #[derive(Clone)]

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::certmanager::SecretCertConfig;
-use crate::certs::CertOptions;
+use crate::certs::issue::CertOptions;
+use crate::certs::secret::SecretCertConfig;
 use crate::cli::{
     CertsArgs, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault, ServeArgs,
     SubmitterKind,

@@ -3,7 +3,6 @@
 
 pub mod admin;
 pub mod appcache;
-pub mod certmanager;
 pub mod certs;
 pub mod cli;
 pub mod config;
@@ -24,6 +23,5 @@ pub mod server;
 pub mod shutdown;
 pub mod submission;
 pub mod telemetry;
-pub mod tls;
 pub mod validation;
 pub mod webhook;

@@ -56,7 +56,7 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Certs(args) => {
-            let report = certs::generate(&args.options()).map_err(|e| e.to_string())?;
+            let report = certs::files::generate(&args.options()).map_err(|e| e.to_string())?;
             println!("{report}");
             Ok(())
         }

@@ -196,6 +196,15 @@ mod tests {
     }
 
     #[test]
+    fn the_start_latency_flag_default_is_the_bucket_list() {
+        let parsed: Vec<f64> = DEFAULT_START_LATENCY_BUCKETS_FLAG
+            .split(',')
+            .map(|b| b.parse().expect("a number"))
+            .collect();
+        assert_eq!(parsed, DEFAULT_START_LATENCY_BUCKETS);
+    }
+
+    #[test]
     fn counters_exist_at_zero_and_count() {
         let m = Metrics::new();
         let text = m.encode(None);
@@ -254,11 +263,22 @@ pub struct AppMetrics {
 /// The caches of one controller: its apps and its Spark pods.
 type Source = (Store<GuardedApp>, Store<SparkPod>);
 
-/// Default start-latency buckets: 30 s steps to 5 min, then on to an hour (the Go operator's
-/// 300 s top bucket hid every slow start).
-pub const DEFAULT_START_LATENCY_BUCKETS: &[f64] = &[
-    30.0, 60.0, 90.0, 120.0, 150.0, 180.0, 210.0, 240.0, 270.0, 300.0, 600.0, 900.0, 1800.0, 3600.0,
-];
+/// States the default start-latency buckets once, as the values and as the text of the flag's
+/// default (clap takes a string), so the two cannot drift apart.
+macro_rules! start_latency_buckets {
+    ($first:literal $(, $rest:literal)* $(,)?) => {
+        /// Default start-latency buckets: 30 s steps to 5 min, then on to an hour (the Go
+        /// operator's 300 s top bucket hid every slow start).
+        pub const DEFAULT_START_LATENCY_BUCKETS: &[f64] = &[$first as f64 $(, $rest as f64)*];
+        /// [`DEFAULT_START_LATENCY_BUCKETS`] as the comma-separated default of
+        /// `--metrics-job-start-latency-buckets`.
+        pub const DEFAULT_START_LATENCY_BUCKETS_FLAG: &str =
+            concat!(stringify!($first) $(, ",", stringify!($rest))*);
+    };
+}
+start_latency_buckets!(
+    30, 60, 90, 120, 150, 180, 210, 240, 270, 300, 600, 900, 1800, 3600
+);
 
 type Labels = Vec<(String, String)>;
 type HistFamily = Family<Labels, Histogram, Buckets>;

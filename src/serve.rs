@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::appcache::AppCache;
-use crate::certmanager::{CertManager, CertManagerError};
+use crate::certs::manager::CertManager;
+use crate::certs::secret::CertManagerError;
+use crate::certs::tls::{self, ReloadingCertResolver};
 use crate::cli::ServeArgs;
 use crate::config::{self, ConfigError};
 use crate::events::{Recorder, Reporter};
@@ -22,7 +24,6 @@ use crate::namespaces::JobNamespaces;
 use crate::reconciler::runner;
 use crate::server;
 use crate::shutdown;
-use crate::tls::{self, ReloadingCertResolver};
 use crate::webhook::registration::Registration;
 use crate::webhook::{self, WebhookState};
 

@@ -28,8 +28,8 @@ use kube::{Client, ResourceExt};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use spark_webhook::certmanager::{CertMaterial, check};
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{check::check, secret::CertMaterial};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::labels::{ISSUED_BY_ANNOTATION, VERSION_ANNOTATION};
 
 const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
@@ -965,7 +965,7 @@ async fn an_expiring_ca_is_replaced_in_stages_without_a_refused_pod() {
         );
     }
     // The CA expiry is exported beside the certificate's.
-    let want = spark_webhook::certs::not_after(&new_ca)
+    let want = spark_webhook::certs::x509::not_after(&new_ca)
         .unwrap()
         .unix_timestamp() as f64;
     for served in replicas {

@@ -23,7 +23,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::crd::SparkApplication;
 use spark_webhook::failpoint::{self, FailPoint};
 

@@ -16,7 +16,7 @@ use std::process::Command;
 use common::{install_crd, kubectl, kubectl_ok};
 use serde::Deserialize;
 use serde_json::Value;
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 
 fn render(dir: &str) -> Vec<Value> {
     let path = common::repo_root().join(dir);

@@ -19,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::crd::SparkApplication;
 
 const WAIT: Duration = Duration::from_secs(30);

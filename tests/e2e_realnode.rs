@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::crd::SparkApplication;
 
 /// A pi run takes about a minute on an idle 2-core machine, several on a busy one.

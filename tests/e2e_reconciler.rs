@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
 use serde_json::{Value, json};
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::crd::SparkApplication;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -349,7 +349,10 @@ async fn the_reconciler_submits_through_spark_submit_when_asked() {
     common::install_crd();
     let ns = common::namespace(&client, "ss-reconcile").await;
     let certs = tempfile::tempdir().unwrap();
-    spark_webhook::certs::generate(&spark_webhook::certs::CertOptions::new(certs.path())).unwrap();
+    spark_webhook::certs::files::generate(&spark_webhook::certs::issue::CertOptions::new(
+        certs.path(),
+    ))
+    .unwrap();
     let token_file = certs.path().join("token");
     std::fs::write(&token_file, admin_token()).unwrap();
     let ca = common::cluster().dir.join("pki/apiserver.crt");

@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
 use serde_json::{Value, json};
-use spark_webhook::certs::{CertOptions, generate};
+use spark_webhook::certs::{files::generate, issue::CertOptions};
 
 const DRIVER: &str = include_str!("fixtures/spark-submit-3.3.4/driver-pod.json");
 const EXECUTOR: &str = include_str!("fixtures/executor-pod.json");

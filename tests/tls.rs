@@ -1,5 +1,5 @@
 //! End-to-end TLS behaviour of the webhook port on real 127.0.0.1 sockets: certificates from
-//! `certs::generate`, hot rotation (regeneration and kubelet-style `..data` symlink swaps),
+//! `certs::files::generate`, hot rotation (regeneration and kubelet-style `..data` symlink swaps),
 //! refusal of mismatched pairs, and graceful shutdown.
 
 use std::net::SocketAddr;
@@ -15,9 +15,10 @@ use hyper::body::Bytes;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use spark_webhook::certs::{self, CaOutcome, CertOptions};
+use spark_webhook::certs::files;
+use spark_webhook::certs::issue::{CaOutcome, CertOptions};
+use spark_webhook::certs::tls::{ReloadingCertResolver, server_config};
 use spark_webhook::server::serve_tls;
-use spark_webhook::tls::{ReloadingCertResolver, server_config};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
@@ -145,7 +146,7 @@ fn leaf_of(cert_path: &Path) -> Vec<u8> {
 #[tokio::test]
 async fn serves_https_by_service_name_and_ip_over_http1_and_h2() {
     let dir = tempfile::tempdir().unwrap();
-    let report = certs::generate(&CertOptions::new(dir.path())).unwrap();
+    let report = files::generate(&CertOptions::new(dir.path())).unwrap();
     let server = Server::start(
         &report.cert_path,
         &report.key_path,
@@ -179,7 +180,7 @@ async fn serves_https_by_service_name_and_ip_over_http1_and_h2() {
             .is_err()
     );
     let other = tempfile::tempdir().unwrap();
-    let other_report = certs::generate(&CertOptions::new(other.path())).unwrap();
+    let other_report = files::generate(&CertOptions::new(other.path())).unwrap();
     let stranger = client(&other_report.ca_cert_path, &[]);
     assert!(served_leaf(server.addr, &stranger).await.is_err());
 
@@ -197,7 +198,7 @@ async fn serves_https_by_service_name_and_ip_over_http1_and_h2() {
 async fn regenerating_rotates_the_served_leaf_under_the_same_ca() {
     let dir = tempfile::tempdir().unwrap();
     let opts = CertOptions::new(dir.path());
-    let report = certs::generate(&opts).unwrap();
+    let report = files::generate(&opts).unwrap();
     let server = Server::start(
         &report.cert_path,
         &report.key_path,
@@ -213,7 +214,7 @@ async fn regenerating_rotates_the_served_leaf_under_the_same_ca() {
     let before = served_leaf(server.addr, &tls).await.unwrap();
     assert_eq!(before, leaf_of(&report.cert_path));
 
-    let rotated = certs::generate(&opts).unwrap();
+    let rotated = files::generate(&opts).unwrap();
     assert_eq!(rotated.ca, CaOutcome::Reused);
     let expected = leaf_of(&rotated.cert_path);
     assert_ne!(expected, before);
@@ -236,7 +237,7 @@ async fn regenerating_rotates_the_served_leaf_under_the_same_ca() {
 }
 
 /// Copies the serving pair of `report` into `dir/name/`.
-fn stage_pair(dir: &Path, name: &str, report: &certs::CertReport) -> PathBuf {
+fn stage_pair(dir: &Path, name: &str, report: &files::CertReport) -> PathBuf {
     let target = dir.join(name);
     std::fs::create_dir(&target).unwrap();
     std::fs::copy(&report.cert_path, target.join("tls.crt")).unwrap();
@@ -252,7 +253,7 @@ async fn kubelet_symlink_swap_rotates_without_failed_handshakes() {
     // Pairs generated elsewhere (same CA), then projected like a Secret volume.
     let gen_dir = tempfile::tempdir().unwrap();
     let opts = CertOptions::new(gen_dir.path());
-    let first = certs::generate(&opts).unwrap();
+    let first = files::generate(&opts).unwrap();
     let vol = tempfile::tempdir().unwrap();
     let v = vol.path();
     stage_pair(v, "..2026_a", &first);
@@ -299,7 +300,7 @@ async fn kubelet_symlink_swap_rotates_without_failed_handshakes() {
     })
     .await;
 
-    let second = certs::generate(&opts).unwrap();
+    let second = files::generate(&opts).unwrap();
     assert_eq!(second.ca, CaOutcome::Reused);
     let new_leaf = leaf_of(&second.cert_path);
     stage_pair(v, "..2026_b", &second);
@@ -336,7 +337,7 @@ async fn kubelet_symlink_swap_rotates_without_failed_handshakes() {
 async fn mismatched_pair_is_refused_and_old_cert_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let opts = CertOptions::new(dir.path());
-    let report = certs::generate(&opts).unwrap();
+    let report = files::generate(&opts).unwrap();
     let server = Server::start(
         &report.cert_path,
         &report.key_path,
@@ -352,7 +353,7 @@ async fn mismatched_pair_is_refused_and_old_cert_keeps_serving() {
     let other_opts = CertOptions::new(other.path());
     std::fs::copy(dir.path().join("ca.crt"), other.path().join("ca.crt")).unwrap();
     std::fs::copy(dir.path().join("ca.key"), other.path().join("ca.key")).unwrap();
-    let new_pair = certs::generate(&other_opts).unwrap();
+    let new_pair = files::generate(&other_opts).unwrap();
     assert_eq!(new_pair.ca, CaOutcome::Reused);
     std::fs::copy(&new_pair.cert_path, &report.cert_path).unwrap();
 
@@ -406,7 +407,7 @@ fn slow_router(started: Arc<tokio::sync::Notify>, delay: Duration) -> Router {
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let report = certs::generate(&CertOptions::new(dir.path())).unwrap();
+    let report = files::generate(&CertOptions::new(dir.path())).unwrap();
     let started = Arc::new(tokio::sync::Notify::new());
     let server = Server::start(
         &report.cert_path,
@@ -457,7 +458,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_refuses_new_connections() {
 #[tokio::test]
 async fn drain_timeout_force_closes_stuck_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let report = certs::generate(&CertOptions::new(dir.path())).unwrap();
+    let report = files::generate(&CertOptions::new(dir.path())).unwrap();
     let started = Arc::new(tokio::sync::Notify::new());
     let server = Server::start(
         &report.cert_path,

@@ -194,7 +194,7 @@ pub struct ReconcilerArgs {
     #[arg(
         long,
         env = "SPARK_WEBHOOK_SPARK_MASTER",
-        default_value = "k8s://https://kubernetes.default.svc:443"
+        default_value = crate::submission::DEFAULT_MASTER_URL
     )]
     pub spark_master: String,
 
@@ -277,7 +277,7 @@ pub struct ReconcilerArgs {
         long,
         env = "SPARK_WEBHOOK_METRICS_JOB_START_LATENCY_BUCKETS",
         value_delimiter = ',',
-        default_value = "30,60,90,120,150,180,210,240,270,300,600,900,1800,3600"
+        default_value = crate::metrics::DEFAULT_START_LATENCY_BUCKETS_FLAG
     )]
     pub metrics_job_start_latency_buckets: Vec<f64>,
 }

@@ -16,17 +16,16 @@ use crate::labels::{
 };
 use crate::quantity::parse_spark_mib;
 
-use super::conf::{
-    Conf, MainApp, block_manager_port, driver_port, invalid, keys::*, parse_factor, prefixed,
-    ui_port,
-};
+use super::assemble::{MainApp, Resource};
+use super::conf::{Conf, invalid, parse_factor};
+use super::conf_dir::{SPARK_CONF_DIR, SPARK_PROPERTIES};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 use super::names::app_name_label;
-use super::{Ctx, SubmissionError, executor_template, volumes};
+use super::{executor_template, volumes};
 
 pub(crate) const DRIVER_CONTAINER: &str = "spark-kubernetes-driver";
-/// Where the `spark.properties` ConfigMap is mounted (Spark's `SPARK_CONF_DIR_INTERNAL`).
-pub(crate) const SPARK_CONF_DIR: &str = "/opt/spark/conf";
-pub(crate) const SPARK_PROPERTIES: &str = "spark.properties";
 const CONF_VOLUME: &str = "spark-conf-volume-driver";
 /// Spark's minimum memory overhead, MiB.
 const MIN_OVERHEAD_MIB: u64 = 384;
@@ -36,7 +35,8 @@ const CONF_FILE_MODE: i32 = 420;
 /// The labels Spark puts on the driver (and selects it by in the driver Service): the
 /// `spark.kubernetes.driver.label.*` ones, then Spark's own.
 pub(crate) fn spark_labels(ctx: &Ctx<'_>, conf: &Conf) -> BTreeMap<String, String> {
-    let mut labels: BTreeMap<String, String> = prefixed(conf, DRIVER_LABEL_PREFIX)
+    let mut labels: BTreeMap<String, String> = conf
+        .prefixed(DRIVER_LABEL_PREFIX)
         .into_iter()
         .map(|(k, v)| (k.to_string(), substitute_app_id(v, &ctx.names.app_id)))
         .collect();
@@ -127,9 +127,9 @@ fn basic(
     );
     let ports = container.ports.get_or_insert_with(Vec::new);
     for (name, port) in [
-        ("driver-rpc-port", driver_port(ctx, conf)?),
-        ("blockmanager", block_manager_port(ctx, conf)?),
-        ("spark-ui", ui_port(ctx, conf)?),
+        ("driver-rpc-port", conf.driver_port(ctx)?),
+        ("blockmanager", conf.block_manager_port(ctx)?),
+        ("spark-ui", conf.ui_port(ctx)?),
     ] {
         ports.push(ContainerPort {
             name: Some(name.into()),
@@ -146,7 +146,7 @@ fn basic(
         env.push(value_env("SPARK_USER", user));
     }
     env.push(value_env("SPARK_APPLICATION_ID", &ctx.names.app_id));
-    for (name, value) in prefixed(conf, DRIVER_ENV_PREFIX) {
+    for (name, value) in conf.prefixed(DRIVER_ENV_PREFIX) {
         env.push(value_env(name, value));
     }
     env.push(EnvVar {
@@ -168,7 +168,8 @@ fn basic(
     meta.labels
         .get_or_insert_with(BTreeMap::new)
         .extend(spark_labels(ctx, conf));
-    let annotations: BTreeMap<String, String> = prefixed(conf, DRIVER_ANNOTATION_PREFIX)
+    let annotations: BTreeMap<String, String> = conf
+        .prefixed(DRIVER_ANNOTATION_PREFIX)
         .into_iter()
         .map(|(k, v)| (k.to_string(), substitute_app_id(v, &ctx.names.app_id)))
         .collect();
@@ -179,9 +180,10 @@ fn basic(
     }
 
     spec.restart_policy = Some("Never".into());
-    let selector: BTreeMap<String, String> = prefixed(conf, NODE_SELECTOR_PREFIX)
+    let selector: BTreeMap<String, String> = conf
+        .prefixed(NODE_SELECTOR_PREFIX)
         .into_iter()
-        .chain(prefixed(conf, DRIVER_NODE_SELECTOR_PREFIX))
+        .chain(conf.prefixed(DRIVER_NODE_SELECTOR_PREFIX))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     if !selector.is_empty() {
@@ -267,7 +269,7 @@ fn resources(ctx: &Ctx<'_>, conf: &Conf, container: &mut Container) -> Result<()
         limits.insert("cpu".into(), Quantity(limit.clone()));
     }
     limits.insert("memory".into(), memory);
-    let custom = prefixed(conf, DRIVER_RESOURCE_PREFIX);
+    let custom = conf.prefixed(DRIVER_RESOURCE_PREFIX);
     for (name, amount) in custom
         .iter()
         .filter_map(|(k, v)| k.strip_suffix(".amount").map(|name| (name, *v)))
@@ -312,7 +314,7 @@ fn command(ctx: &Ctx<'_>, conf: &Conf, main: &MainApp, container: &mut Container
     ]);
     args.extend(ctx.app.spec.arguments.iter().cloned());
     container.args.get_or_insert_with(Vec::new).extend(args);
-    if main.resource == super::conf::Resource::Python {
+    if main.resource == Resource::Python {
         let python = conf.get(PYSPARK_PYTHON);
         let driver_python = conf.get(PYSPARK_DRIVER_PYTHON).or(python);
         let env = container.env.get_or_insert_with(Vec::new);

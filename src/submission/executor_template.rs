@@ -12,8 +12,9 @@
 use k8s_openapi::api::core::v1::{Container, Pod, PodSpec};
 
 use super::conf::Conf;
-use super::driver::SPARK_CONF_DIR;
-use super::{Ctx, SubmissionError};
+use super::conf_dir::SPARK_CONF_DIR;
+use super::ctx::Ctx;
+use super::error::SubmissionError;
 use crate::crd::SparkApplication;
 use crate::labels::SparkRole;
 use crate::mutate::{self, MutationOptions};

@@ -15,8 +15,10 @@ use crate::labels::{
     SPARK_VERSION_LABEL, SUBMISSION_ID_LABEL,
 };
 
-use super::conf::{Conf, keys::*};
-use super::{Ctx, SubmissionError};
+use super::conf::Conf;
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 
 /// Labels never copied from the SparkApplication's or the role's labels.
 const PROTECTED_LABELS: &[&str] = &[

@@ -3,7 +3,7 @@
 //! in-process instead of by a `spark-submit` JVM per application.
 //!
 //! The Spark configuration reproduces the `--conf`s kubeflow's Go operator passes and what
-//! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`conf`] documents the order).
+//! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`assemble`] documents the order).
 //! The driver pod then goes through [`mutate::mutate_pod`], so it is complete without the
 //! webhook (which finds nothing left to change).
 //!
@@ -15,16 +15,23 @@
 //! pod, then [`owned_by_driver`] with the pod's uid, as Spark does), the Prometheus ConfigMap
 //! `<app>-prom-conf`, the web UI Service/Ingress. Executor pod templates are not supported yet.
 
-mod conf;
+mod assemble;
+pub(crate) mod conf;
+mod conf_dir;
+mod ctx;
 mod driver;
 mod error;
 mod executor_template;
+mod keys;
 mod kubeflow;
 mod names;
 mod objects;
+mod options;
 mod props;
 pub mod spark_submit;
 mod volumes;
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -32,37 +39,15 @@ use serde::Serialize;
 
 use crate::crd::SparkApplication;
 use crate::labels::SparkRole;
-use crate::mutate::{self, MutationOptions};
+use crate::mutate;
+
+use ctx::Ctx;
 
 pub use conf::Conf;
 pub use error::SubmissionError;
 pub use names::driver_pod_name;
+pub use options::{DEFAULT_MASTER_URL, SubmitOptions};
 pub use props::render as render_properties;
-
-/// What `spark.master` says when the operator is not told otherwise: the in-cluster API.
-pub const DEFAULT_MASTER_URL: &str = "k8s://https://kubernetes.default.svc:443";
-
-/// Operator-wide settings of native submission.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SubmitOptions {
-    /// Image for apps that name none (`--default-spark-image`).
-    pub default_image: Option<String>,
-    /// `spark.master`. The driver talks to the API through `spark.kubernetes.driver.master`
-    /// (default `https://kubernetes.default.svc`), so this is mostly informational.
-    pub master_url: String,
-    /// The pod mutation rules' options, applied to the driver.
-    pub mutation: MutationOptions,
-}
-
-impl Default for SubmitOptions {
-    fn default() -> Self {
-        Self {
-            default_image: None,
-            master_url: DEFAULT_MASTER_URL.to_string(),
-            mutation: MutationOptions::default(),
-        }
-    }
-}
 
 /// The objects of one submission attempt, ready to create (in the app's namespace).
 #[derive(Clone, Debug, PartialEq)]
@@ -86,8 +71,8 @@ pub fn build(
     opts: &SubmitOptions,
 ) -> Result<Submission, SubmissionError> {
     let ctx = Ctx::new(app, attempt, opts)?;
-    let main = conf::MainApp::of(&ctx)?;
-    let mut conf = conf::build(&ctx, &main)?;
+    let main = assemble::MainApp::of(&ctx)?;
+    let mut conf = assemble::build(&ctx, &main)?;
     let executor_template = executor_template::attach(&ctx, &mut conf)?;
     let selector = driver::spark_labels(&ctx, &conf);
     let mut driver_pod = driver::pod(&ctx, &conf, &main)?;
@@ -111,10 +96,10 @@ pub fn properties(
     app: &SparkApplication,
     attempt: u32,
     opts: &SubmitOptions,
-) -> Result<Conf, SubmissionError> {
+) -> Result<BTreeMap<String, String>, SubmissionError> {
     let ctx = Ctx::new(app, attempt, opts)?;
-    let main = conf::MainApp::of(&ctx)?;
-    conf::build(&ctx, &main)
+    let main = assemble::MainApp::of(&ctx)?;
+    assemble::build(&ctx, &main).map(Conf::into_map)
 }
 
 /// Makes the Service and ConfigMap children of the created driver pod (controller reference,
@@ -149,62 +134,5 @@ fn to_yaml<T: Serialize>(object: &T) -> String {
     match yaml_serde::to_string(object) {
         Ok(yaml) => format!("---\n{yaml}"),
         Err(e) => format!("---\n# cannot render this object: {e}\n"),
-    }
-}
-
-/// What every part of the build needs.
-pub(crate) struct Ctx<'a> {
-    pub app: &'a SparkApplication,
-    /// `namespace/name`, for error messages.
-    pub app_ref: String,
-    pub name: &'a str,
-    pub namespace: &'a str,
-    pub names: names::Names,
-    pub opts: &'a SubmitOptions,
-}
-
-impl<'a> Ctx<'a> {
-    fn new(
-        app: &'a SparkApplication,
-        attempt: u32,
-        opts: &'a SubmitOptions,
-    ) -> Result<Self, SubmissionError> {
-        let meta = &app.metadata;
-        let name = meta.name.as_deref().unwrap_or_default();
-        let namespace = meta.namespace.as_deref().unwrap_or_default();
-        let app_ref = if namespace.is_empty() {
-            name.to_string()
-        } else {
-            format!("{namespace}/{name}")
-        };
-        let missing = |field, why| SubmissionError::Missing {
-            app: app_ref.clone(),
-            field,
-            why,
-        };
-        if name.is_empty() {
-            return Err(missing("metadata.name", "objects are named after the app"));
-        }
-        if namespace.is_empty() {
-            return Err(missing(
-                "metadata.namespace",
-                "the driver runs in the app's namespace",
-            ));
-        }
-        let uid = meta.uid.as_deref().unwrap_or_default();
-        if uid.is_empty() {
-            return Err(missing(
-                "metadata.uid",
-                "submission ids and names are derived from it",
-            ));
-        }
-        Ok(Self {
-            app,
-            names: names::Names::new(app, uid, attempt),
-            app_ref,
-            name,
-            namespace,
-            opts,
-        })
     }
 }

@@ -62,7 +62,7 @@ impl Names {
 pub fn driver_pod_name(app: &SparkApplication, attempt: u32) -> String {
     let non_empty = |s: Option<&String>| s.filter(|s| !s.is_empty()).cloned();
     if let Some(name) = non_empty(app.spec.driver.pod_name.as_ref())
-        .or_else(|| non_empty(app.spec.spark_conf.get(super::conf::keys::DRIVER_POD_NAME)))
+        .or_else(|| non_empty(app.spec.spark_conf.get(super::keys::DRIVER_POD_NAME)))
     {
         return name;
     }

@@ -9,9 +9,12 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::labels::{APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL, SUBMISSION_ID_LABEL};
 
-use super::conf::{Conf, block_manager_port, driver_port, keys::*, prefixed, ui_port};
-use super::driver::SPARK_PROPERTIES;
-use super::{Ctx, SubmissionError, executor_template, props};
+use super::conf::Conf;
+use super::conf_dir::SPARK_PROPERTIES;
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
+use super::{executor_template, props};
 
 /// The headless Service executors reach the driver through (`spark.driver.host`). It selects
 /// the driver by Spark's driver labels, as Spark does. Labels: Spark's `spark-app-selector`,
@@ -25,13 +28,13 @@ pub(crate) fn service(
         SPARK_APP_SELECTOR_LABEL.to_string(),
         ctx.names.app_id.clone(),
     )]);
-    labels.extend(owned(prefixed(conf, DRIVER_SERVICE_LABEL_PREFIX)));
+    labels.extend(owned(conf.prefixed(DRIVER_SERVICE_LABEL_PREFIX)));
     labels.extend(operator_labels(ctx));
-    let annotations = owned(prefixed(conf, DRIVER_SERVICE_ANNOTATION_PREFIX));
+    let annotations = owned(conf.prefixed(DRIVER_SERVICE_ANNOTATION_PREFIX));
     let ports = [
-        ("driver-rpc-port", driver_port(ctx, conf)?),
-        ("blockmanager", block_manager_port(ctx, conf)?),
-        ("spark-ui", ui_port(ctx, conf)?),
+        ("driver-rpc-port", conf.driver_port(ctx)?),
+        ("blockmanager", conf.block_manager_port(ctx)?),
+        ("spark-ui", conf.ui_port(ctx)?),
     ]
     .into_iter()
     .map(|(name, port)| ServicePort {
@@ -69,7 +72,7 @@ pub(crate) fn config_map(
     let mut data = BTreeMap::from([
         (
             SPARK_PROPERTIES.to_string(),
-            props::render(conf, &ctx.names.config_map),
+            props::render(conf.as_map(), &ctx.names.config_map),
         ),
         (NAMESPACE.to_string(), ctx.namespace.to_string()),
     ]);

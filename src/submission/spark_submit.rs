@@ -23,8 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::crd::SparkApplication;
 
-use super::conf::{self, MainApp, Resource, keys::*};
-use super::{Ctx, SubmissionError, SubmitOptions};
+use super::assemble::{self, MainApp, Resource};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
+use super::options::SubmitOptions;
 
 /// Prefix of the confs with which spark-submit itself authenticates to the API server.
 const SUBMISSION_AUTH_PREFIX: &str = "spark.kubernetes.authenticate.submission.";
@@ -72,7 +75,7 @@ pub fn arguments(
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = MainApp::of(&ctx)?;
     check_main_file(&ctx, &main)?;
-    let conf = conf::build(&ctx, &main)?;
+    let conf = assemble::build(&ctx, &main)?;
 
     let mut args: Vec<String> = vec![
         "--master".into(),

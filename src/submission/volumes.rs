@@ -11,15 +11,17 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
-use super::conf::{Conf, invalid, keys::*, prefixed};
-use super::{Ctx, SubmissionError};
+use super::conf::{Conf, invalid};
+use super::ctx::Ctx;
+use super::error::SubmissionError;
+use super::keys::*;
 
 const LOCAL_DIR_VOLUME_PREFIX: &str = "spark-local-dir-";
 
 /// `spark.kubernetes.driver.secrets.<secret>=<path>`: Secret `<secret>` mounted at `<path>` as
 /// volume `<secret>-volume`.
 pub(crate) fn secrets(conf: &Conf, spec: &mut PodSpec, container: &mut Container) {
-    for (secret, path) in prefixed(conf, DRIVER_SECRETS_PREFIX) {
+    for (secret, path) in conf.prefixed(DRIVER_SECRETS_PREFIX) {
         let name = format!("{secret}-volume");
         spec.volumes.get_or_insert_with(Vec::new).push(Volume {
             name: name.clone(),
@@ -44,7 +46,7 @@ pub(crate) fn env_secrets(
     conf: &Conf,
     container: &mut Container,
 ) -> Result<(), SubmissionError> {
-    for (var, reference) in prefixed(conf, DRIVER_SECRET_KEY_REF_PREFIX) {
+    for (var, reference) in conf.prefixed(DRIVER_SECRET_KEY_REF_PREFIX) {
         let Some((secret, key)) = reference.split_once(':') else {
             return Err(invalid(
                 ctx,
@@ -80,7 +82,7 @@ pub(crate) fn mount_volumes(
 ) -> Result<(), SubmissionError> {
     // (type, name) -> setting -> value
     let mut parsed: BTreeMap<(&str, &str), BTreeMap<&str, &str>> = BTreeMap::new();
-    for (rest, value) in prefixed(conf, DRIVER_VOLUMES_PREFIX) {
+    for (rest, value) in conf.prefixed(DRIVER_VOLUMES_PREFIX) {
         let bad = || {
             invalid(
                 ctx,

@@ -46,9 +46,10 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use spark_webhook::certs::{self, CertOptions};
+use spark_webhook::certs::files;
+use spark_webhook::certs::issue::CertOptions;
+use spark_webhook::certs::tls::{ReloadingCertResolver, server_config};
 use spark_webhook::server::serve_tls;
-use spark_webhook::tls::{ReloadingCertResolver, server_config};
 use spark_webhook::webhook::{self, MAX_BODY_BYTES, MUTATE_POD_PATH};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -295,7 +296,7 @@ mod client {
     /// Runs the whole comparison; returns the number of failed requests.
     pub async fn run(measure: Duration) -> Result<u64, BoxError> {
         let dir = tempfile::tempdir()?;
-        let report = certs::generate(&CertOptions::new(dir.path()))?;
+        let report = files::generate(&CertOptions::new(dir.path()))?;
         let (review, filler_vars) = common::driver_review_8k();
         let review = Bytes::from(review);
         std::fs::write(dir.path().join(REVIEW_FILE), &review)?;

@@ -31,16 +31,11 @@
 
 use time::OffsetDateTime;
 
-use super::check::{CertMaterial, SecretCertConfig, regenerate};
-use crate::certs::{self, CertError, NewCaReason};
+use super::check::regenerate;
+use super::issue::{self, CertError, NewCaReason};
+use super::secret::{CA_NEXT_CERT, CertMaterial, SecretCertConfig};
+use super::x509::{self, rfc3339};
 use crate::labels::NEXT_STAGED_AT_ANNOTATION;
-
-/// Secret key of the next CA's certificate (staged, signing nothing yet).
-pub const CA_NEXT_CERT: &str = "ca-next.crt";
-/// Secret key of the next CA's private key.
-pub const CA_NEXT_KEY: &str = "ca-next.key";
-/// Secret key of the CA replaced at the switch, trusted for `ca_overlap` more.
-pub const CA_PREVIOUS_CERT: &str = "ca-previous.crt";
 
 /// What the CA replacement needs next, given the Secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +76,7 @@ pub fn plan(m: &CertMaterial, cfg: &SecretCertConfig, now: OffsetDateTime) -> St
     let overlap = time::Duration::try_from(cfg.ca_overlap).unwrap_or(time::Duration::MAX);
     if let Some(next) = &m.ca_next_crt {
         let key = m.ca_next_key.as_deref().unwrap_or_default();
-        if let Err(why) = certs::ca_usable(next, key, now) {
+        if let Err(why) = issue::ca_usable(next, key, now) {
             return Step::Stage(NewCaReason::Unusable(format!("{CA_NEXT_CERT}: {why}")));
         }
         // No (readable) mark: restage, which writes one; a stale next would otherwise be stuck.
@@ -123,14 +118,14 @@ pub fn plan(m: &CertMaterial, cfg: &SecretCertConfig, now: OffsetDateTime) -> St
     let leaf_due = || {
         m.tls_crt
             .as_deref()
-            .and_then(certs::not_after)
+            .and_then(x509::not_after)
             .is_none_or(due)
     };
     let Some(crt) = &m.ca_crt else {
         return Step::Idle;
     };
     let signable = match &m.ca_key {
-        Some(key) => certs::ca_usable(crt, key, now),
+        Some(key) => issue::ca_usable(crt, key, now),
         None => Err(NewCaReason::Missing),
     };
     match signable {
@@ -151,10 +146,10 @@ pub fn advance(
     let mut out = m.clone();
     match step {
         Step::Stage(_) => {
-            let (crt, key) = certs::new_ca_pem(cfg.ca_validity_days)?;
+            let (crt, key) = issue::new_ca_pem(cfg.ca_validity_days)?;
             out.ca_next_crt = Some(crt.into_bytes());
             out.ca_next_key = Some(key.into_bytes());
-            out.next_staged_at = Some(super::check::rfc3339(now));
+            out.next_staged_at = Some(rfc3339(now));
         }
         Step::Switch => {
             let signer = CertMaterial {
@@ -172,7 +167,7 @@ pub fn advance(
                 ca_next_key: None,
                 ca_previous_crt: m.ca_crt.clone(),
                 next_staged_at: None,
-                previous_retired_at: Some(super::check::rfc3339(now)),
+                previous_retired_at: Some(rfc3339(now)),
             };
         }
         Step::Drop => {
@@ -206,7 +201,7 @@ fn parse_mark(mark: Option<&str>) -> Option<OffsetDateTime> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certmanager::check::{Invalid, check, tests::cfg};
+    use crate::certs::check::{Invalid, check, tests::cfg};
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject as _;
     use std::time::Duration;
@@ -308,7 +303,7 @@ mod tests {
         };
         leaf_valid(&old_leaf_under_new_bundle, later).unwrap();
         // The new leaf has its full validity: the new CA is not cut short.
-        let leaf_end = certs::not_after(switched.tls_crt.as_deref().unwrap()).unwrap();
+        let leaf_end = x509::not_after(switched.tls_crt.as_deref().unwrap()).unwrap();
         assert!(leaf_end > later + time::Duration::days(364));
 
         // Drop, one overlap later: only the new CA is left.
@@ -407,8 +402,8 @@ mod tests {
         let c = cfg();
         let now = OffsetDateTime::now_utc();
         let old = secret(40, 365);
-        let ca_end = certs::not_after(old.ca_crt.as_deref().unwrap()).unwrap();
-        let leaf_end = certs::not_after(old.tls_crt.as_deref().unwrap()).unwrap();
+        let ca_end = x509::not_after(old.ca_crt.as_deref().unwrap()).unwrap();
+        let leaf_end = x509::not_after(old.tls_crt.as_deref().unwrap()).unwrap();
         assert_eq!(leaf_end, ca_end, "the leaf never outlives its CA");
         let staged = advance(&plan(&old, &c, now), &old, &c, now).unwrap();
         let renewed = staged.renewed(&regenerate(Some(&staged), &c).unwrap());

@@ -10,13 +10,12 @@
 //!
 //! The same resolver also serves certificates handed to it in memory
 //! ([`ReloadingCertResolver::in_memory`], [`ReloadingCertResolver::install_pem`]): the
-//! self-managed mode ([`crate::certmanager`]) watches its Secret through the API and swaps each
+//! self-managed mode watches its Secret through the API and swaps each
 //! new pair in at once, without the minute a kubelet takes to update a mounted volume. Until a
 //! first pair arrives it has none, and handshakes fail (readiness stays false meanwhile).
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -29,6 +28,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_util::sync::CancellationToken;
+
+use super::x509::{self, CertInfo};
 
 /// Errors loading a certificate/key pair; each names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -98,60 +99,6 @@ pub enum TlsError {
     /// The rustls configuration could not be built.
     #[error("cannot build the TLS server configuration: {0}")]
     Config(rustls::Error),
-}
-
-/// Facts about a certificate worth logging or exporting (never key material).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
-    /// Expiry, seconds since the Unix epoch.
-    pub not_after_unix: i64,
-    /// DNS and IP subject alternative names.
-    pub sans: Vec<String>,
-    /// Serial number, colon-separated hex.
-    pub serial: String,
-}
-
-impl CertInfo {
-    /// Parses a DER certificate.
-    pub fn from_der(der: &[u8]) -> Result<Self, String> {
-        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
-        let mut sans = Vec::new();
-        if let Some(ext) = cert.subject_alternative_name().map_err(|e| e.to_string())? {
-            for name in &ext.value.general_names {
-                match name {
-                    x509_parser::extensions::GeneralName::DNSName(dns) => {
-                        sans.push((*dns).to_owned())
-                    }
-                    x509_parser::extensions::GeneralName::IPAddress(bytes) => {
-                        let ip = match bytes.len() {
-                            4 => <[u8; 4]>::try_from(*bytes).ok().map(IpAddr::from),
-                            16 => <[u8; 16]>::try_from(*bytes).ok().map(IpAddr::from),
-                            _ => None,
-                        };
-                        if let Some(ip) = ip {
-                            sans.push(ip.to_string());
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(Self {
-            not_after_unix: cert.validity().not_after.timestamp(),
-            sans,
-            serial: cert.raw_serial_as_string(),
-        })
-    }
-
-    fn not_after_rfc3339(&self) -> String {
-        time::OffsetDateTime::from_unix_timestamp(self.not_after_unix)
-            .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            })
-            .unwrap_or_else(|| self.not_after_unix.to_string())
-    }
 }
 
 /// The installed pair plus the raw file bytes, to skip re-parsing unchanged files.
@@ -302,7 +249,7 @@ impl ReloadingCertResolver {
         };
         if let Some(t) = std::fs::read(path)
             .ok()
-            .and_then(|pem| crate::certs::not_after(&pem))
+            .and_then(|pem| x509::not_after(&pem))
         {
             self.set_ca_not_after(t.unix_timestamp());
         }
@@ -562,7 +509,8 @@ fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::{CertOptions, generate};
+    use crate::certs::files::generate;
+    use crate::certs::issue::CertOptions;
 
     #[test]
     fn load_reports_sans_and_expiry() {

@@ -45,17 +45,14 @@ use time::OffsetDateTime;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::certs::{self, CaOutcome, CertError};
+use super::check::{Invalid, check, regenerate};
+use super::issue::CaOutcome;
+use super::rotation::{self, Step};
+use super::secret::{CertManagerError, CertMaterial, SecretCertConfig};
+use super::tls::ReloadingCertResolver;
+use super::x509::{self, rfc3339};
 use crate::labels::ISSUED_BY_ANNOTATION;
-use crate::tls::ReloadingCertResolver;
-use crate::webhook::registration::{Registration, RegistrationError};
-
-mod check;
-pub mod rotation;
-
-use check::rfc3339;
-pub use check::{CertMaterial, Invalid, SecretCertConfig, Valid, check, regenerate};
-use rotation::Step;
+use crate::webhook::registration::Registration;
 
 /// The Secret type written when creating it (an existing Secret keeps its type: it is immutable).
 pub const SECRET_TYPE: &str = "kubernetes.io/tls";
@@ -66,45 +63,6 @@ const MAX_WRITES_PER_WINDOW: usize = 5;
 const WRITE_WINDOW: Duration = Duration::from_secs(60);
 /// Backoff between failed checks (apiserver unreachable, Secret forbidden): 1 s doubling to this.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-
-/// Errors of one check; the loop logs them and retries with backoff.
-#[derive(Debug, thiserror::Error)]
-pub enum CertManagerError {
-    /// An API call on the Secret failed.
-    #[error("{action} Secret {namespace}/{name}: {detail}")]
-    Api {
-        /// What was being done.
-        action: &'static str,
-        /// The Secret's namespace.
-        namespace: String,
-        /// The Secret's name.
-        name: String,
-        /// The client's error.
-        #[source]
-        source: Box<kube::Error>,
-        /// The client's error in one line (the apiserver's message, without its Debug dump).
-        detail: String,
-        /// What to do about it, when known (logged beside the error).
-        hint: &'static str,
-    },
-    /// Certificate generation failed.
-    #[error("generating a certificate: {0}")]
-    Generate(#[from] CertError),
-    /// Every attempt lost a race with another writer.
-    #[error("Secret {namespace}/{name} kept changing while we tried to renew it")]
-    Conflicts {
-        /// The Secret's namespace.
-        namespace: String,
-        /// The Secret's name.
-        name: String,
-    },
-    /// Writing the caBundle into the webhook configurations failed.
-    #[error("registering the caBundle: {0}")]
-    Register(#[from] RegistrationError),
-    /// Inconsistent settings.
-    #[error("invalid certificate settings: {0}")]
-    Config(String),
-}
 
 /// Runs the self-managed mode: the watcher feeding `resolver`, and the check-and-renew loop.
 pub struct CertManager {
@@ -189,7 +147,7 @@ impl CertManager {
         let (Some(crt), Some(key)) = (&material.tls_crt, &material.tls_key) else {
             return;
         };
-        if let Some(t) = material.ca_crt.as_deref().and_then(certs::not_after) {
+        if let Some(t) = material.ca_crt.as_deref().and_then(x509::not_after) {
             self.resolver.set_ca_not_after(t.unix_timestamp());
         }
         match self.resolver.install_pem(crt, key) {
@@ -319,7 +277,7 @@ impl CertManager {
                             _ => (String::new(), next.ca_crt.as_deref()),
                         };
                         let ca_not_after = ca_not_after
-                            .and_then(certs::not_after)
+                            .and_then(x509::not_after)
                             .map(rfc3339)
                             .unwrap_or_default();
                         tracing::info!(
@@ -475,7 +433,7 @@ fn defer_to_rotation(
         )
         && material
             .and_then(|m| m.tls_crt.as_deref())
-            .and_then(certs::not_after)
+            .and_then(x509::not_after)
             .is_some_and(|t| t > now)
 }
 
@@ -563,14 +521,14 @@ mod tests {
 
     #[test]
     fn an_expiring_leaf_waits_for_the_ca_switch_but_an_expired_one_does_not() {
-        let mut c = check::tests::cfg();
+        let mut c = crate::certs::check::tests::cfg();
         c.ca_validity_days = 20;
         c.validity_days = 20;
         let m = CertMaterial::from_generated(&regenerate(None, &c).unwrap());
         let now = OffsetDateTime::now_utc();
         let why = check(Some(&m), &c.required_names(), c.renew_before, now).unwrap_err();
         assert!(matches!(why, Invalid::Expiring { .. }));
-        let c = check::tests::cfg();
+        let c = crate::certs::check::tests::cfg();
         let step = rotation::plan(&m, &c, now);
         assert!(matches!(step, Step::Stage(_)), "{step:?}");
         assert!(defer_to_rotation(&why, Some(&m), &step, now));
