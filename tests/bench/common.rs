@@ -24,7 +24,7 @@ pub const DRIVER_REVIEW_TARGET_BYTES: usize = 8 * 1024;
 pub const REVIEW_URI: &str = "/mutate-v1-pod?timeout=10s";
 
 pub fn app() -> SparkApplication {
-    serde_yaml::from_str(APP_YAML).expect("tests/bench/sparkapplication.yaml parses")
+    yaml_serde::from_str(APP_YAML).expect("tests/bench/sparkapplication.yaml parses")
 }
 
 pub fn driver_pod() -> Value {
