@@ -23,10 +23,10 @@ use crate::namespaces::JobNamespaces;
 use crate::reconciler::controller::Submitter;
 use crate::reconciler::runner::{LeaderElection, ReconcilerConfig};
 use crate::reconciler::state::Settings;
+use crate::registration::{Endpoint, Registration};
 use crate::render::RenderOptions;
 use crate::submission::SubmitOptions;
 use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
-use crate::webhook::registration::{Endpoint, Registration};
 
 /// A flag combination that cannot run (clap has already checked each flag alone).
 #[derive(Debug, Error)]

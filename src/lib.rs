@@ -16,6 +16,7 @@ pub mod mutate;
 pub mod namespaces;
 pub mod quantity;
 pub mod reconciler;
+pub mod registration;
 pub mod render;
 mod resource;
 pub mod serve;

@@ -22,9 +22,9 @@ use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics};
 use crate::namespaces::JobNamespaces;
 use crate::reconciler::runner;
+use crate::registration::Registration;
 use crate::server;
 use crate::shutdown;
-use crate::webhook::registration::Registration;
 use crate::webhook::{self, WebhookState};
 
 /// How often ca.crt is checked for a CA rotation that must reach the caBundle.
@@ -52,7 +52,7 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error("registering the webhook configurations: {0}")]
-    Register(#[from] webhook::registration::RegistrationError),
+    Register(#[from] crate::registration::RegistrationError),
     #[error("server failed: {0}")]
     Server(#[source] std::io::Error),
     #[error("shutdown did not finish in time; still running: {0}")]

@@ -985,10 +985,7 @@ async fn an_expiring_ca_is_replaced_in_stages_without_a_refused_pod() {
 /// (`SPARK_WEBHOOK_TEST_REGISTRATION_VERSION`, ignored by release builds): two "versions" of one
 /// build.
 fn as_version(version: &str) -> [(&'static str, &str); 1] {
-    [(
-        spark_webhook::webhook::registration::VERSION_OVERRIDE_ENV,
-        version,
-    )]
+    [(spark_webhook::registration::VERSION_OVERRIDE_ENV, version)]
 }
 
 /// (resourceVersion, url, caBundle, registered-by version) of both configurations `name`.

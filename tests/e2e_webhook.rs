@@ -283,15 +283,15 @@ async fn registration_is_idempotent_and_metrics_count_reviews() {
     assert!(configs.get_opt(&first.config_name).await.unwrap().is_some());
 
     // Applying the same registration again is a no-op: no write, no caBundle flapping.
-    let same = spark_webhook::webhook::registration::Registration {
+    let same = spark_webhook::registration::Registration {
         name: first.config_name.clone(),
-        endpoint: spark_webhook::webhook::registration::Endpoint::Url(format!(
+        endpoint: spark_webhook::registration::Endpoint::Url(format!(
             "https://127.0.0.1:{}",
             first.webhook_port
         )),
         ca_bundle: std::fs::read(tmp.path().join("ca.crt")).unwrap(),
-        pod_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Fail,
-        app_failure_policy: spark_webhook::webhook::registration::FailurePolicy::Ignore,
+        pod_failure_policy: spark_webhook::registration::FailurePolicy::Fail,
+        app_failure_policy: spark_webhook::registration::FailurePolicy::Ignore,
         timeout_seconds: 5,
         namespace_selector: [(common::NS_LABEL.to_string(), ns.clone())].into(),
     };

@@ -19,7 +19,7 @@
 //! registers the Secret's CAs ([`rotation::bundle`]) through the idempotent
 //! [`Registration::apply`], which writes nothing when they are already there. Replicas reading the
 //! same Secret therefore converge on the same object instead of flapping, and a caBundle changed
-//! by hand is put back at the next check (across versions, see [`crate::webhook::registration`]).
+//! by hand is put back at the next check (across versions, see [`crate::registration`]).
 //! The renewed certificate covers the names the old one had besides the required ones, so two
 //! versions requiring different names converge on a certificate valid for both.
 //!
@@ -52,7 +52,7 @@ use super::secret::{CertManagerError, CertMaterial, SecretCertConfig};
 use super::tls::ReloadingCertResolver;
 use super::x509::{self, rfc3339};
 use crate::labels::ISSUED_BY_ANNOTATION;
-use crate::webhook::registration::Registration;
+use crate::registration::Registration;
 
 /// The Secret type written when creating it (an existing Secret keeps its type: it is immutable).
 pub const SECRET_TYPE: &str = "kubernetes.io/tls";

@@ -15,7 +15,7 @@ use super::issue::{
     TLS_KEY_FILE,
 };
 use crate::labels::{NEXT_STAGED_AT_ANNOTATION, PREVIOUS_RETIRED_AT_ANNOTATION};
-use crate::webhook::registration::RegistrationError;
+use crate::registration::RegistrationError;
 
 /// Secret key of the next CA's certificate (staged, signing nothing yet).
 pub const CA_NEXT_CERT: &str = "ca-next.crt";

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::{ArgAction, Args, ValueEnum};
 
+use crate::registration::FailurePolicy;
 use crate::webhook::parse_go_duration;
-use crate::webhook::registration::FailurePolicy;
 
 /// Options of `spark-webhook serve`.
 #[derive(Debug, Args)]

@@ -2,7 +2,6 @@
 
 pub mod apps;
 pub mod pods;
-pub mod registration;
 pub mod review;
 
 use std::sync::Arc;
@@ -23,8 +22,7 @@ use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use review::ReviewResponse;
 
-pub const MUTATE_POD_PATH: &str = "/mutate-v1-pod";
-pub const VALIDATE_APP_PATH: &str = "/validate-sparkoperator-k8s-io-v1beta2-sparkapplication";
+pub use crate::registration::{MUTATE_POD_PATH, VALIDATE_APP_PATH};
 
 /// Largest review body accepted: the apiserver's own request limit is 3 MiB, so nothing larger
 /// can be a real review.

@@ -41,10 +41,14 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
-use super::{MUTATE_POD_PATH, VALIDATE_APP_PATH};
 use crate::labels::{
     LAUNCHED_BY_LABEL, MANAGED_BY_LABEL, SPARK_ROLE_LABEL, SparkRole, VERSION_ANNOTATION,
 };
+
+/// The path the apiserver calls with pod reviews (the webhook's route).
+pub const MUTATE_POD_PATH: &str = "/mutate-v1-pod";
+/// The path the apiserver calls with SparkApplication reviews.
+pub const VALIDATE_APP_PATH: &str = "/validate-sparkoperator-k8s-io-v1beta2-sparkapplication";
 
 /// Debug builds only: the version to register instead of the crate's, so a test can run two
 /// "versions" of one build. Release builds ignore it: no user can pin a version by accident.
