@@ -1,7 +1,7 @@
 //! spark-webhook: a mutating admission webhook for Spark pods and a SparkApplication reconciler,
 //! compatible with kubeflow spark-operator's `sparkoperator.k8s.io/v1beta2` API.
 
-pub mod appcache;
+pub mod cache;
 pub mod certmanager;
 pub mod certs;
 pub mod cli;
@@ -15,7 +15,6 @@ pub mod namespaces;
 pub mod quantity;
 pub mod reconciler;
 pub mod render;
-mod resource;
 pub mod serve;
 pub mod server;
 pub mod submission;

@@ -18,7 +18,7 @@ use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::appcache::AppCache;
+use crate::cache::AppCache;
 use crate::certmanager::{CertManager, CertManagerError, SecretCertConfig};
 use crate::events::{Recorder, Reporter};
 use crate::health::ApiHealth;

@@ -16,10 +16,10 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::pod::SparkPod;
 use super::state::{self, Action, Decision, EventType, Observed, Settings, SubmittedInfo};
-use crate::crd::compact::CompactApp;
-pub use crate::crd::compact::GuardedApp;
+use crate::cache::CompactApp;
+pub use crate::cache::GuardedApp;
+use crate::cache::SparkPod;
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
 use crate::events::{Event, EventType as KubeEventType, Recorder};
 use crate::failpoint::{self, FailPoint};
@@ -156,7 +156,7 @@ pub async fn run(
     let (app_reader, app_writer) = reflector::store();
     let app_stream = watcher(apps, watcher::Config::default())
         .backoff(WatchBackoff::default())
-        .modify(crate::crd::compact::slim)
+        .modify(crate::cache::compact::slim)
         .reflect(app_writer)
         .applied_objects();
     // No limit in the controller itself: the two lanes in `reconcile` bound the work, so a

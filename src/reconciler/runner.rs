@@ -12,8 +12,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::controller::{self, ContextParts, GuardedApp, Submitter};
-use super::pod::SparkPod;
 use super::state::Settings;
+use crate::cache::SparkPod;
 use crate::events::Recorder;
 use crate::metrics::AppMetrics;
 use crate::namespaces::JobNamespaces;

@@ -18,7 +18,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::pod::{SparkPod, Terminated};
+use crate::cache::pod::{SparkPod, Terminated};
 use crate::crd::{
     ApplicationState, ApplicationStateType as S, DriverInfo, ExecutorState, RestartPolicyType,
     SparkApplication, SparkApplicationStatus,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::WebhookState;
 use super::registration::LAUNCHED_BY_LABEL;
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
-use crate::appcache::GuardedApp;
+use crate::cache::GuardedApp;
 use crate::crd::SparkApplication;
 use crate::metrics::Outcome;
 use crate::mutate::{self, SparkRole};

@@ -5,7 +5,7 @@
 //! (the CRD preserves unknown fields in some subtrees) must not stall the watch for every other
 //! app; its pods are refused with the reason instead.
 //!
-//! Apps are cached compact (the spec as JSON text, see `crd::compact`): every app sits here for
+//! Apps are cached compact (the spec as JSON text, see `cache::compact`): every app sits here for
 //! its whole life, and as a type a spec takes about ten times its text. A review reads the spec
 //! back into its type; the few apps decoded last are kept, because an app's pods arrive together
 //! (its driver, then a batch of executors).
@@ -22,8 +22,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio_util::sync::CancellationToken;
 
+pub use super::compact::{CompactApp, GuardedApp};
 use crate::crd::SparkApplication;
-pub use crate::crd::compact::{CompactApp, GuardedApp};
 use crate::namespaces::JobNamespaces;
 
 /// How many decoded apps `AppCache::decode` keeps.
@@ -54,7 +54,7 @@ impl AppCache {
             let (reader, writer) = reflector::store();
             let stream = watcher(api, watcher::Config::default())
                 .backoff(crate::health::WatchBackoff::default())
-                .modify(crate::crd::compact::slim)
+                .modify(super::compact::slim)
                 .reflect(writer)
                 .touched_objects();
             let scope = ns.clone().unwrap_or_else(|| "*".into());
@@ -161,7 +161,7 @@ impl AppCache {
 mod tests {
     use super::*;
 
-    const APP: &str = include_str!("../tests/bench/sparkapplication.yaml");
+    const APP: &str = include_str!("../../tests/bench/sparkapplication.yaml");
 
     fn compact(app: &SparkApplication) -> CompactApp {
         CompactApp::try_from(app.clone()).unwrap()
