@@ -1,10 +1,15 @@
 //! The embedded reconciler: turns SparkApplications into driver submissions and keeps their
-//! status true. [`state`] decides (pure); [`controller`] observes and acts. How the apps and
-//! the Spark pods are cached is [`crate::cache`]'s business.
+//! status true. [`state`] decides (pure); [`controller`] observes and acts, sharing a
+//! [`context`] per controller, through [`submit`] and [`cleanup`]; [`runner`] starts the
+//! controllers while this replica leads. How the apps and the Spark pods are cached is
+//! [`crate::cache`]'s business.
 
+mod cleanup;
+pub mod context;
 pub mod controller;
 pub mod runner;
 pub mod state;
+mod submit;
 
 use crate::crd::SparkApplication;
 

@@ -11,13 +11,14 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{self, ContextParts, GuardedApp, Submitter};
+use super::context::ContextParts;
+use super::controller;
 use super::state::Settings;
-use crate::cache::SparkPod;
+use crate::cache::{GuardedApp, SparkPod};
 use crate::events::Recorder;
 use crate::metrics::AppMetrics;
 use crate::namespaces::JobNamespaces;
-use crate::submission::SubmitOptions;
+use crate::submission::{SubmitOptions, Submitter};
 
 /// Leader election settings; None runs the controllers unconditionally.
 #[derive(Clone, Debug)]

@@ -24,6 +24,7 @@ mod names;
 mod objects;
 mod props;
 pub mod spark_submit;
+mod submitter;
 mod volumes;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -37,6 +38,7 @@ pub use conf::Conf;
 pub use error::SubmissionError;
 pub use names::driver_pod_name;
 pub use props::render as render_properties;
+pub use submitter::Submitter;
 
 /// What `spark.master` says when the operator is not told otherwise: the in-cluster API.
 pub const DEFAULT_MASTER_URL: &str = "k8s://https://kubernetes.default.svc:443";
