@@ -368,7 +368,7 @@ impl ReconcilerArgs {
 
     fn config(
         &self,
-        namespaces: JobNamespaces,
+        apps: AppCache,
         mutation: MutationOptions,
         metrics: Arc<AppMetrics>,
         recorder: Recorder,
@@ -390,7 +390,7 @@ impl ReconcilerArgs {
             });
         Ok(ReconcilerConfig {
             submitter: self.submitter()?,
-            namespaces,
+            apps,
             settings: Settings {
                 driver_start_timeout: (!self.driver_start_timeout.is_zero())
                     .then_some(self.driver_start_timeout),
@@ -548,8 +548,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     let admin_listener = bind(args.admin_addr).await?;
 
+    // One SparkApplication watch per job namespace (or one for all) for the whole process: the
+    // webhook looks apps up in it, the reconciler's controllers subscribe to it while we lead.
+    let apps = (args.webhook || args.controller)
+        .then(|| AppCache::start(&client, &namespaces, shutdown.clone()));
     let mut webhook_part = None;
-    if args.webhook {
+    if let Some(apps) = apps.clone().filter(|_| args.webhook) {
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let register = args.register_webhook.unwrap_or(in_cluster);
         let dir = args.cert_dir.display().to_string();
@@ -592,7 +596,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             }
         };
         let tls_config = tls::server_config(resolver.clone()).map_err(cert_err)?;
-        let apps = AppCache::start(&client, &namespaces, shutdown.clone());
         let state = WebhookState {
             apps: apps.clone(),
             namespaces: namespaces.clone(),
@@ -615,12 +618,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             &args.reconciler.metrics_job_start_latency_buckets,
         )
     });
-    let reconciler = match app_metrics.clone() {
-        None => None,
-        Some(m) => {
+    let reconciler = match (app_metrics.clone(), apps) {
+        (Some(m), Some(apps)) => {
             let cfg = args
                 .reconciler
-                .config(namespaces.clone(), mutation, m, recorder.clone())?;
+                .config(apps, mutation, m, recorder.clone())?;
             let client = client.clone();
             let token = shutdown.clone();
             Some(async move {
@@ -634,6 +636,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 result
             })
         }
+        _ => None,
     };
 
     let admin = admin_router(AdminState {

@@ -1,25 +1,40 @@
-//! The webhook's view of SparkApplications: watch-backed reflector stores, one per job
-//! namespace (or one for all), so a review never waits on a GET.
+//! The SparkApplications of the job namespaces, watched once for the whole process: reflector
+//! stores, one per job namespace (or one for all), that the webhook reads so a review never
+//! waits on a GET, and that the reconciler's controllers subscribe to instead of watching and
+//! caching every app a second time.
 //!
 //! Objects are read through `DeserializeGuard`: one SparkApplication our types cannot read
 //! (the CRD preserves unknown fields in some subtrees) must not stall the watch for every other
-//! app; its pods are refused with the reason instead.
+//! app; its pods are refused with the reason, and the reconciler leaves it until it changes.
 //!
 //! Apps are cached compact (the spec as JSON text, see `cache::compact`): every app sits here for
 //! its whole life, and as a type a spec takes about ten times its text. A review reads the spec
 //! back into its type; the few apps decoded last are kept, because an app's pods arrive together
 //! (its driver, then a batch of executors).
+//!
+//! The watch lives as long as the process; controllers come and go with the leader Lease. So a
+//! controller does not take over the watch's stream: it subscribes to the changes the watch
+//! has applied ([`AppScope::subscribe`]), first reconciling every cached app (as a fresh watch's
+//! first list did), and unsubscribes by dropping the stream. The changes go out on a broadcast
+//! channel that never makes the watch wait: kube-runtime's shared reflector (`store_shared`)
+//! holds the watch back while any subscriber's buffer is full, which would leave the webhook's
+//! lookups stale behind a busy reconciler, and once its stream runs it takes new subscribers
+//! only through a handle kept for the purpose, which, unread between leader terms, would fill
+//! up and hold the watch back itself.
+//! A subscriber that falls behind by more than [`CHANGES_BUFFER`] changes reconciles every
+//! cached app instead of the ones it missed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::Client;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, Lookup, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use super::compact::{CompactApp, GuardedApp};
@@ -29,60 +44,195 @@ use crate::namespaces::JobNamespaces;
 /// How many decoded apps `AppCache::decode` keeps.
 const DECODED_APPS: usize = 16;
 
-/// Reflector stores of SparkApplications, by namespace.
+/// Changes a subscriber may fall behind the watch before it misses some (and reconciles every
+/// app instead). A slot is an `Arc` (the app itself is the store's), ~50 bytes with its
+/// bookkeeping, so 1024 take ~50 KiB per scope, allocated once. Bursts come from a (re)list,
+/// which hands over every app at once; 1024 covers two of the apiserver's 500-item list pages,
+/// and past that a full resync costs the subscriber one pass over the store, no more than the
+/// burst itself.
+pub const CHANGES_BUFFER: usize = 1024;
+
+/// The SparkApplication watches, by namespace.
 #[derive(Clone)]
 pub struct AppCache {
-    stores: Arc<Vec<(Option<String>, Store<GuardedApp>)>>,
+    scopes: Arc<Vec<AppScope>>,
     ready: Arc<AtomicBool>,
     decoded: Arc<Mutex<VecDeque<Arc<SparkApplication>>>>,
+}
+
+/// One watch: a job namespace (or all), its store, and the changes it applies.
+#[derive(Clone)]
+pub struct AppScope {
+    namespace: Option<String>,
+    store: Store<GuardedApp>,
+    changes: broadcast::Sender<Arc<GuardedApp>>,
+}
+
+impl AppScope {
+    fn new(namespace: Option<String>, store: Store<GuardedApp>) -> Self {
+        let (changes, _) = broadcast::channel(CHANGES_BUFFER);
+        AppScope {
+            namespace,
+            store,
+            changes,
+        }
+    }
+
+    /// The namespace watched; None for all.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    pub fn store(&self) -> Store<GuardedApp> {
+        self.store.clone()
+    }
+
+    /// The apps a controller must reconcile: once the store holds its first list, every app in
+    /// it, then each app the watch applies (created or changed, and all of them again after a
+    /// re-list), as a controller's own watch would yield them. Ends at `shutdown`.
+    pub fn subscribe(
+        &self,
+        shutdown: CancellationToken,
+    ) -> impl Stream<Item = Arc<GuardedApp>> + Send + 'static {
+        let sub = Subscriber {
+            source: self.changes.clone(),
+            changes: None,
+            store: self.store.clone(),
+            pending: Vec::new(),
+            shutdown,
+        };
+        futures::stream::unfold(sub, |mut sub| async move {
+            let next = sub.next().await?;
+            Some((next, sub))
+        })
+    }
+
+    /// Applies one event of the watch to the store and hands what it applied to the
+    /// subscribers, never waiting for them.
+    fn apply(
+        &self,
+        writer: &mut reflector::store::Writer<GuardedApp>,
+        event: watcher::Event<GuardedApp>,
+    ) {
+        writer.apply_watcher_event(&event);
+        if self.changes.receiver_count() == 0 {
+            return;
+        }
+        match event {
+            watcher::Event::Apply(app) => {
+                if let Some(app) = self.store.get(&app.to_object_ref(())) {
+                    let _ = self.changes.send(app);
+                }
+            }
+            // A (re)list is in the store only once complete: then all of it.
+            watcher::Event::InitDone => {
+                for app in self.store.state() {
+                    let _ = self.changes.send(app);
+                }
+            }
+            watcher::Event::Delete(_) | watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+}
+
+/// The state of one [`AppScope::subscribe`] stream.
+struct Subscriber {
+    source: broadcast::Sender<Arc<GuardedApp>>,
+    /// The changes since the store was last handed out whole; None before the first time.
+    changes: Option<broadcast::Receiver<Arc<GuardedApp>>>,
+    store: Store<GuardedApp>,
+    /// Apps to hand out before the next change: the first list, or a resync.
+    pending: Vec<Arc<GuardedApp>>,
+    shutdown: CancellationToken,
+}
+
+impl Subscriber {
+    async fn next(&mut self) -> Option<Arc<GuardedApp>> {
+        loop {
+            if let Some(app) = self.pending.pop() {
+                return Some(app);
+            }
+            let Some(changes) = self.changes.as_mut() else {
+                if !super::synced(&self.store, &self.shutdown).await {
+                    return None;
+                }
+                self.resync();
+                continue;
+            };
+            let change = tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                change = changes.recv() => change,
+            };
+            match change {
+                Ok(app) => return Some(app),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::debug!(
+                        missed,
+                        "fell behind the SparkApplication watch: reconciling every app"
+                    );
+                    self.resync();
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Every app in the store, then only the changes after it: subscribed before the store is
+    /// read, so nothing applied in between is lost (at worst an app comes twice).
+    fn resync(&mut self) {
+        self.changes = Some(self.source.subscribe());
+        self.pending = self.store.state();
+    }
 }
 
 impl AppCache {
     /// Starts one watch per job namespace (or one cluster-wide) until `shutdown`.
     /// Watches retry with backoff forever: an unreachable apiserver makes us unready, not dead.
     pub fn start(client: &Client, namespaces: &JobNamespaces, shutdown: CancellationToken) -> Self {
-        let scopes: Vec<Option<String>> = match namespaces.list() {
+        let names: Vec<Option<String>> = match namespaces.list() {
             None => vec![None],
             Some(list) => list.iter().cloned().map(Some).collect(),
         };
-        let mut stores = Vec::new();
-        for ns in scopes {
+        let mut scopes = Vec::new();
+        for ns in names {
             let api: Api<GuardedApp> = match &ns {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),
             };
-            let (reader, writer) = reflector::store();
+            let (reader, mut writer) = reflector::store();
+            let scope = AppScope::new(ns, reader);
             let stream = watcher(api, watcher::Config::default())
                 .backoff(crate::health::WatchBackoff::default())
-                .modify(super::compact::slim)
-                .reflect(writer)
-                .touched_objects();
-            let scope = ns.clone().unwrap_or_else(|| "*".into());
+                .modify(super::compact::slim);
             let token = shutdown.clone();
+            let watch = scope.clone();
             tokio::spawn(async move {
+                let name = watch.namespace().unwrap_or("*").to_string();
                 let mut stream = std::pin::pin!(stream);
                 loop {
                     tokio::select! {
                         _ = token.cancelled() => break,
                         next = stream.next() => match next {
-                            Some(Ok(_)) => {}
-                            Some(Err(e)) => tracing::warn!(namespace = %scope, error = %e, "SparkApplication watch failed; retrying"),
+                            Some(Ok(event)) => watch.apply(&mut writer, event),
+                            Some(Err(e)) => tracing::warn!(namespace = %name, error = %e, "SparkApplication watch failed; retrying"),
                             None => break,
                         }
                     }
                 }
             });
-            stores.push((ns, reader));
+            scopes.push(scope);
         }
         let cache = AppCache {
-            stores: Arc::new(stores),
+            scopes: Arc::new(scopes),
             ready: Arc::new(AtomicBool::new(false)),
             decoded: Arc::default(),
         };
         let waiter = cache.clone();
         tokio::spawn(async move {
-            for (_, store) in waiter.stores.iter() {
-                if store.wait_until_ready().await.is_err() {
+            // Polled, not awaited: a store's readiness wakes one waiter only, and controllers
+            // wait on the same stores.
+            for scope in waiter.scopes.iter() {
+                if !super::synced(&scope.store, &shutdown).await {
                     return;
                 }
             }
@@ -95,7 +245,12 @@ impl AppCache {
     /// A cache over fixed stores (tests, benchmarks), ready at once.
     pub fn from_stores(stores: Vec<(Option<String>, Store<GuardedApp>)>) -> Self {
         AppCache {
-            stores: Arc::new(stores),
+            scopes: Arc::new(
+                stores
+                    .into_iter()
+                    .map(|(ns, store)| AppScope::new(ns, store))
+                    .collect(),
+            ),
             ready: Arc::new(AtomicBool::new(true)),
             decoded: Arc::default(),
         }
@@ -119,12 +274,17 @@ impl AppCache {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// The watches, one per job namespace (or one for all).
+    pub fn scopes(&self) -> &[AppScope] {
+        &self.scopes
+    }
+
     pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<GuardedApp>> {
         let key = ObjectRef::new(name).within(namespace);
-        self.stores
+        self.scopes
             .iter()
-            .find(|(ns, _)| ns.as_deref().is_none_or(|n| n == namespace))
-            .and_then(|(_, store)| store.get(&key))
+            .find(|s| s.namespace().is_none_or(|n| n == namespace))
+            .and_then(|s| s.store.get(&key))
     }
 
     /// `app` with its spec as a type. The same object (uid and resourceVersion) decoded a
@@ -195,5 +355,94 @@ mod tests {
             cache.decode(&compact(&app)).unwrap().spec.image,
             app.spec.image
         );
+    }
+
+    fn guarded(name: &str) -> GuardedApp {
+        let mut app: SparkApplication = serde_yaml::from_str(APP).unwrap();
+        app.metadata.name = Some(name.into());
+        app.metadata.namespace = Some("ns".into());
+        DeserializeGuard(Ok(compact(&app)))
+    }
+
+    fn names(apps: &[Arc<GuardedApp>]) -> Vec<String> {
+        let mut names: Vec<String> = apps
+            .iter()
+            .map(|a| a.0.as_ref().unwrap().metadata.name.clone().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+
+    async fn take(
+        stream: &mut (impl Stream<Item = Arc<GuardedApp>> + Unpin),
+        n: usize,
+    ) -> Vec<Arc<GuardedApp>> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next());
+            out.push(next.await.expect("in time").expect("not ended"));
+        }
+        out
+    }
+
+    /// A controller started before the first list, or long after it (a later leader term),
+    /// reconciles every app once, then each app the watch applies.
+    #[tokio::test]
+    async fn a_subscriber_gets_every_cached_app_then_each_change() {
+        let mut writer = reflector::store::Writer::<GuardedApp>::default();
+        let scope = AppScope::new(None, writer.as_reader());
+        let token = CancellationToken::new();
+        let early = scope.subscribe(token.clone());
+        let mut early = std::pin::pin!(early);
+        // Nothing subscribed waits: the watch goes on at its own pace.
+        for event in [
+            watcher::Event::Init,
+            watcher::Event::InitApply(guarded("a")),
+            watcher::Event::InitApply(guarded("b")),
+            watcher::Event::InitDone,
+        ] {
+            scope.apply(&mut writer, event);
+        }
+        let first = take(&mut early, 2).await;
+        assert_eq!(names(&first), ["a", "b"]);
+
+        let late = scope.subscribe(token.clone());
+        let mut late = std::pin::pin!(late);
+        assert_eq!(names(&take(&mut late, 2).await), ["a", "b"]);
+
+        scope.apply(&mut writer, watcher::Event::Apply(guarded("c")));
+        scope.apply(&mut writer, watcher::Event::Delete(guarded("a")));
+        for stream in [&mut early, &mut late] {
+            // An app may come twice (applied while the store was read): that only requeues it.
+            let mut seen = Vec::new();
+            while !names(&seen).contains(&"c".to_string()) {
+                seen.extend(take(stream, 1).await);
+            }
+        }
+        token.cancel();
+        assert!(early.next().await.is_none(), "ends at shutdown");
+    }
+
+    /// A subscriber that falls further behind than the buffer is not dropped and does not hold
+    /// the watch back: it reconciles every app in the store instead of the changes it missed.
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_reconciles_every_app() {
+        let mut writer = reflector::store::Writer::<GuardedApp>::default();
+        let scope = AppScope::new(None, writer.as_reader());
+        scope.apply(&mut writer, watcher::Event::Init);
+        scope.apply(&mut writer, watcher::Event::InitApply(guarded("app0")));
+        scope.apply(&mut writer, watcher::Event::InitDone);
+        let stream = scope.subscribe(CancellationToken::new());
+        let mut stream = std::pin::pin!(stream);
+        assert_eq!(names(&take(&mut stream, 1).await), ["app0"]);
+        let apps = [guarded("app0"), guarded("app1"), guarded("app2")];
+        for i in 0..CHANGES_BUFFER + 10 {
+            scope.apply(&mut writer, watcher::Event::Apply(apps[i % 3].clone()));
+        }
+        assert_eq!(scope.store.state().len(), 3);
+        // The oldest changes were overwritten: every app once, and not the changes kept since.
+        assert_eq!(names(&take(&mut stream, 3).await), ["app0", "app1", "app2"]);
+        let more = tokio::time::timeout(std::time::Duration::from_millis(100), stream.next());
+        assert!(more.await.is_err(), "nothing more until the next change");
     }
 }

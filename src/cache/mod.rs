@@ -22,7 +22,7 @@ use std::time::Duration;
 use kube::runtime::reflector::{Lookup, Store};
 use tokio_util::sync::CancellationToken;
 
-pub use apps::AppCache;
+pub use apps::{AppCache, AppScope};
 pub use compact::{CompactApp, GuardedApp};
 pub use pod::SparkPod;
 

@@ -20,7 +20,7 @@ use super::cleanup::{delete_attempt, sweep_orphans};
 use super::context::{Context, ContextParts, ReconcileError};
 use super::state::{self, Action, Decision, EventType, Observed};
 use super::submit::{SubmitError, submit};
-use crate::cache::{CompactApp, GuardedApp, SparkPod};
+use crate::cache::{AppScope, CompactApp, GuardedApp, SparkPod};
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
 use crate::events::{Event, EventType as KubeEventType};
 use crate::failpoint::{self, FailPoint};
@@ -40,9 +40,11 @@ const SUBMIT_CONCURRENCY: usize = 8;
 /// like the submission lane, for the same reason.
 const STATUS_CONCURRENCY: usize = 8;
 
-/// Runs one controller over `api` (one namespace or all) until `shutdown`.
+/// Runs one controller over the apps of `apps` (one namespace or all) and the Spark pods of
+/// `pods_api` until `shutdown`. The apps' watch is the process's, shared with the webhook and
+/// outliving this controller (see [`crate::cache::apps`]); the pods' watch is this controller's.
 pub async fn run(
-    apps: Api<GuardedApp>,
+    apps: AppScope,
     pods_api: Api<SparkPod>,
     ctx_parts: ContextParts,
     shutdown: CancellationToken,
@@ -55,18 +57,14 @@ pub async fn run(
     .backoff(WatchBackoff::default())
     .reflect(pod_writer)
     .touched_objects();
-    // As `Controller::new` builds it, but the cached apps lose their managedFields first.
-    let (app_reader, app_writer) = reflector::store();
-    let app_stream = watcher(apps, watcher::Config::default())
-        .backoff(WatchBackoff::default())
-        .modify(crate::cache::compact::slim)
-        .reflect(app_writer)
-        .applied_objects();
+    // Every cached app once, then each one the watch applies, as a watch of our own would
+    // trigger them; dropped (unsubscribed) when this controller stops.
+    let app_stream = apps.subscribe(shutdown.clone());
     // No limit in the controller itself: the two lanes in `reconcile` bound the work, so a
     // queue of submissions never holds a status reconcile back.
     // Each watch backs off on its own (kept short, so watches resume within seconds of an
     // apiserver outage); a second, shared backoff on top would hold both back for either.
-    let controller = Controller::for_stream(app_stream, app_reader)
+    let controller = Controller::for_shared_stream(app_stream, apps.store())
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .trigger_backoff(NoBackoff);
     ctx_parts

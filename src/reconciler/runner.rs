@@ -1,5 +1,7 @@
 //! Starts the controllers (one per job namespace, or one for all) — directly, or only while
-//! this replica holds the leader Lease.
+//! this replica holds the leader Lease. A term's controllers subscribe to the process's
+//! SparkApplication watches and drop their subscriptions when the term ends; the watches (and
+//! the webhook reading them) carry on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,10 +16,9 @@ use tokio_util::sync::CancellationToken;
 use super::context::ContextParts;
 use super::controller;
 use super::state::Settings;
-use crate::cache::{GuardedApp, SparkPod};
+use crate::cache::{AppCache, SparkPod};
 use crate::events::Recorder;
 use crate::metrics::AppMetrics;
-use crate::namespaces::JobNamespaces;
 use crate::submission::{SubmitOptions, Submitter};
 
 /// Leader election settings; None runs the controllers unconditionally.
@@ -33,7 +34,9 @@ pub struct LeaderElection {
 /// Everything the controllers need.
 #[derive(Clone)]
 pub struct ReconcilerConfig {
-    pub namespaces: JobNamespaces,
+    /// The process's SparkApplication watches (one per job namespace, or one for all), which
+    /// the controllers subscribe to while we lead; they run on when we do not.
+    pub apps: AppCache,
     pub settings: Settings,
     pub submit: SubmitOptions,
     pub submitter: Submitter,
@@ -127,18 +130,11 @@ async fn release(
 }
 
 async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: CancellationToken) {
-    let scopes: Vec<Option<String>> = match cfg.namespaces.list() {
-        None => vec![None],
-        Some(list) => list.iter().cloned().map(Some).collect(),
-    };
     let mut set = JoinSet::new();
-    for ns in scopes {
-        let (apps, pods): (Api<GuardedApp>, Api<SparkPod>) = match &ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
+    for apps in cfg.apps.scopes() {
+        let pods: Api<SparkPod> = match apps.namespace() {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
         };
         let parts = ContextParts {
             client: client.clone(),
@@ -148,7 +144,7 @@ async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: Canc
             recorder: cfg.recorder.clone(),
             metrics: cfg.metrics.clone(),
         };
-        set.spawn(controller::run(apps, pods, parts, shutdown.clone()));
+        set.spawn(controller::run(apps.clone(), pods, parts, shutdown.clone()));
     }
     while set.join_next().await.is_some() {}
 }
