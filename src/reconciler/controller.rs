@@ -22,7 +22,7 @@ use super::state::{self, Action, Decision, EventType, Observed};
 use super::submit::{SubmitError, submit};
 use crate::cache::{AppScope, CompactApp, GuardedApp, SparkPod};
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
-use crate::events::{Event, EventType as KubeEventType};
+use crate::events::{self, Event, EventType as KubeEventType};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
 use crate::mutate::{APP_NAME_LABEL, SPARK_ROLE_LABEL};
@@ -343,7 +343,7 @@ fn publish(ctx: &Context, app: &SparkApplication, decision: &Decision) {
                 EventType::Warning => KubeEventType::Warning,
             },
             reason: n.reason.into(),
-            note: Some(n.message.chars().take(1000).collect()),
+            note: Some(events::note(&n.message)),
             action: "Reconcile".into(),
             secondary: None,
         })

@@ -12,7 +12,7 @@ use super::state::{self, SubmittedInfo};
 use crate::crd::SparkApplication;
 use crate::failpoint::{self, FailPoint};
 use crate::submission::spark_submit::{self, SparkSubmitter};
-use crate::submission::{self, Submitter};
+use crate::submission::{self, DEFAULT_UI_PORT, Submitter};
 use crate::validation;
 
 /// Label carrying the submission id on every object of one attempt.
@@ -48,12 +48,9 @@ pub(super) async fn submit(
     attempt: u32,
     spec_hash: &str,
 ) -> Result<SubmittedInfo, SubmitError> {
-    let findings = validation::validate(app);
-    if !findings.errors.is_empty() {
-        let list: Vec<String> = findings.errors.iter().map(ToString::to_string).collect();
+    if let Some(errors) = validation::validate(app).error_message() {
         return Err(SubmitError::Failed(format!(
-            "invalid SparkApplication: {}",
-            list.join("; ")
+            "invalid SparkApplication: {errors}"
         )));
     }
     if let Submitter::SparkSubmit { runner, master } = &ctx.submitter {
@@ -110,13 +107,12 @@ pub(super) async fn submit(
         }
     }
     children?;
-    let ui_port = 4040;
     Ok(SubmittedInfo {
         submission_id: sub.submission_id.clone(),
         driver_pod_name: pod_name,
         app_id: sub.app_id.clone(),
         ui_service_name: sub.service.name_any(),
-        ui_port,
+        ui_port: DEFAULT_UI_PORT,
     })
 }
 
@@ -181,7 +177,7 @@ async fn submit_with_spark_submit(
             .cloned()
             .unwrap_or_default(),
         ui_service_name: String::new(),
-        ui_port: 4040,
+        ui_port: DEFAULT_UI_PORT,
     })
 }
 

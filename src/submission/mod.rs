@@ -35,6 +35,7 @@ use crate::crd::SparkApplication;
 use crate::mutate::{self, MutationOptions, SparkRole};
 
 pub use conf::Conf;
+pub(crate) use conf::DEFAULT_UI_PORT;
 pub use error::SubmissionError;
 pub use names::driver_pod_name;
 pub use props::render as render_properties;
