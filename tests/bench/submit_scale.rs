@@ -48,6 +48,11 @@
 //! failed create, a missing or duplicate driver. Only the loopback apiserver is contacted; every
 //! wait is bounded; the operator and the control plane are stopped on every exit path (guards),
 //! and the operator's JSON log and the apiserver's log are kept in `target/tmp/submit_scale/`.
+//! `BENCH_WEBHOOK=1` runs the operator with its webhook serving too (`--webhook=true`, with a
+//! generated certificate and not registered, so the apiserver never calls it): the process as
+//! deployed with both parts on, whose peak RSS includes what the webhook keeps (it shares the
+//! reconciler's SparkApplication watch and cache, see `spark_webhook::cache`).
+//!
 //! Under a test harness (no `--bench` argument) it prints one line and exits 0.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -84,6 +89,7 @@ const APPS_ENV: &str = "BENCH_APPS";
 const CONCURRENCY_ENV: &str = "BENCH_CONCURRENCY";
 const TIMEOUT_ENV: &str = "BENCH_TIMEOUT_SECS";
 const RATE_ENV: &str = "BENCH_RATE";
+const WEBHOOK_ENV: &str = "BENCH_WEBHOOK";
 /// Arrivals per second of the paced run: below what the pipeline takes (see the doc comment).
 const DEFAULT_RATE: f64 = 20.0;
 const DEFAULT_APPS: usize = 1000;
@@ -162,6 +168,8 @@ struct Settings {
     timeout: Duration,
     /// Arrivals per second of the paced run; None: no paced run.
     rate: Option<f64>,
+    /// Whether the operator also serves its webhook.
+    webhook: bool,
 }
 
 impl Settings {
@@ -208,11 +216,17 @@ impl Settings {
                 }
             },
         };
+        let webhook = match std::env::var(WEBHOOK_ENV).as_deref().map(str::trim) {
+            Err(_) | Ok("0" | "false" | "") => false,
+            Ok("1" | "true") => true,
+            Ok(other) => return Err(format!("{WEBHOOK_ENV}={other:?}: expected 1 or 0")),
+        };
         Ok(Settings {
             sizes,
             concurrency,
             timeout,
             rate,
+            webhook,
         })
     }
 }
@@ -749,7 +763,7 @@ async fn operator_run(
     let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("submit_scale");
     std::fs::create_dir_all(&log_dir)?;
     let log_path = log_dir.join(format!("serve-{n}-{ns}.log"));
-    let mut operator = Operator::start(&cluster.kubeconfig, &ns, &log_path)?;
+    let mut operator = Operator::start(&cluster.kubeconfig, &ns, &log_path, s.webhook)?;
     let fail = |operator: &Operator, what: String| -> BoxError {
         format!(
             "{what}\n--- last lines of the operator log ({}) ---\n{}",
@@ -1127,10 +1141,10 @@ fn rss_target(n: usize) -> Option<f64> {
 fn print_table(results: &[Results], s: &Settings) {
     println!();
     println!(
-        "submit_scale: SparkApplications through `spark-webhook serve --webhook=false` on a local \
+        "submit_scale: SparkApplications through `spark-webhook serve --webhook={}` on a local \
          kube-apiserver 1.20.2 (at most {} creates in flight; N@R/s: paced at R arrivals/s, \
          else a burst; times on this process's clock)",
-        s.concurrency
+        s.webhook, s.concurrency
     );
     println!();
     println!(
@@ -1466,10 +1480,24 @@ struct Operator {
 }
 
 impl Operator {
-    fn start(kubeconfig: &Path, ns: &str, log: &Path) -> Result<Operator, BoxError> {
+    fn start(kubeconfig: &Path, ns: &str, log: &Path, webhook: bool) -> Result<Operator, BoxError> {
         let admin_port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        // The webhook serves but is not registered: its cost in the process, no admission calls.
+        let webhook_args = if webhook {
+            let cert_dir = log.with_extension("certs");
+            std::fs::create_dir_all(&cert_dir)?;
+            spark_webhook::certs::generate(&spark_webhook::certs::CertOptions::new(&cert_dir))?;
+            vec![
+                "--webhook=true".to_string(),
+                "--register-webhook=false".to_string(),
+                "--webhook-addr=127.0.0.1:0".to_string(),
+                format!("--cert-dir={}", cert_dir.display()),
+            ]
+        } else {
+            vec!["--webhook=false".to_string()]
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
             .env("KUBECONFIG", kubeconfig)
             // As manifests/operator/deployment.yaml runs it (freed memory returned at once, no
@@ -1484,7 +1512,8 @@ impl Operator {
                 "--log-format",
                 "json",
             ])
-            .args(["serve", "--webhook=false", "--leader-election=false"])
+            .args(["serve", "--leader-election=false"])
+            .args(&webhook_args)
             .args(["--namespaces", ns])
             .args(["--admin-addr", &format!("127.0.0.1:{admin_port}")])
             .stdin(Stdio::null())
