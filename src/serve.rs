@@ -368,7 +368,8 @@ impl ReconcilerArgs {
 
     fn config(
         &self,
-        apps: AppCache,
+        apps: Option<AppCache>,
+        namespaces: JobNamespaces,
         mutation: MutationOptions,
         metrics: Arc<AppMetrics>,
         recorder: Recorder,
@@ -391,6 +392,7 @@ impl ReconcilerArgs {
         Ok(ReconcilerConfig {
             submitter: self.submitter()?,
             apps,
+            namespaces,
             settings: Settings {
                 driver_start_timeout: (!self.driver_start_timeout.is_zero())
                     .then_some(self.driver_start_timeout),
@@ -548,12 +550,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     };
     let admin_listener = bind(args.admin_addr).await?;
 
-    // One SparkApplication watch per job namespace (or one for all) for the whole process: the
-    // webhook looks apps up in it, the reconciler's controllers subscribe to it while we lead.
-    let apps = (args.webhook || args.controller)
+    // With the webhook, one SparkApplication watch per job namespace (or one for all) for the
+    // whole process: the webhook looks apps up in it, the reconciler's controllers subscribe to
+    // it while we lead. Without, the reconciler watches only while it leads (runner.rs).
+    let apps = args
+        .webhook
         .then(|| AppCache::start(&client, &namespaces, shutdown.clone()));
     let mut webhook_part = None;
-    if let Some(apps) = apps.clone().filter(|_| args.webhook) {
+    if let Some(apps) = apps.clone() {
         let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
         let register = args.register_webhook.unwrap_or(in_cluster);
         let dir = args.cert_dir.display().to_string();
@@ -618,11 +622,12 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             &args.reconciler.metrics_job_start_latency_buckets,
         )
     });
-    let reconciler = match (app_metrics.clone(), apps) {
-        (Some(m), Some(apps)) => {
-            let cfg = args
-                .reconciler
-                .config(apps, mutation, m, recorder.clone())?;
+    let reconciler = match app_metrics.clone() {
+        None => None,
+        Some(m) => {
+            let cfg =
+                args.reconciler
+                    .config(apps, namespaces.clone(), mutation, m, recorder.clone())?;
             let client = client.clone();
             let token = shutdown.clone();
             Some(async move {
@@ -636,7 +641,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 result
             })
         }
-        _ => None,
     };
 
     let admin = admin_router(AdminState {

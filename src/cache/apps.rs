@@ -12,17 +12,17 @@
 //! back into its type; the few apps decoded last are kept, because an app's pods arrive together
 //! (its driver, then a batch of executors).
 //!
-//! The watch lives as long as the process; controllers come and go with the leader Lease. So a
-//! controller does not take over the watch's stream: it subscribes to the changes the watch
-//! has applied ([`AppScope::subscribe`]), first reconciling every cached app (as a fresh watch's
-//! first list did), and unsubscribes by dropping the stream. The changes go out on a broadcast
-//! channel that never makes the watch wait: kube-runtime's shared reflector (`store_shared`)
-//! holds the watch back while any subscriber's buffer is full, which would leave the webhook's
-//! lookups stale behind a busy reconciler, and once its stream runs it takes new subscribers
-//! only through a handle kept for the purpose, which, unread between leader terms, would fill
-//! up and hold the watch back itself.
-//! A subscriber that falls behind by more than [`CHANGES_BUFFER`] changes reconciles every
-//! cached app instead of the ones it missed.
+//! The watch lives as long as the process (or, without the webhook, a leader term); controllers
+//! come and go with the leader Lease. So a controller does not take over the watch's stream: it
+//! subscribes to the changes the watch has applied ([`AppScope::subscribe`]), first reconciling
+//! every cached app (as a fresh watch's first list did), and unsubscribes by dropping the
+//! stream. The changes go out on a broadcast channel that never makes the watch wait:
+//! kube-runtime's shared reflector (`store_shared`) holds the watch back while any subscriber's
+//! buffer is full, which would leave the webhook's lookups stale behind a busy reconciler, and
+//! once its stream runs it takes new subscribers only through a handle kept for the purpose,
+//! which, unread between leader terms, would fill up and hold the watch back itself. A
+//! subscriber that falls behind by more than [`CHANGES_BUFFER`] changes reconciles every cached
+//! app instead of the ones it missed.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};

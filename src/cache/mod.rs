@@ -6,6 +6,8 @@
 //! both need all of them: [`apps::AppCache`] runs one watch per job namespace (or one for all)
 //! for the whole process, the webhook reads its stores, and each controller the reconciler runs
 //! while it leads subscribes to the same watch instead of listing and caching every app again.
+//! (Without the webhook, the reconciler starts an `AppCache` per leader term and stops it with
+//! the term: a standby replica then caches no apps.)
 //!
 //! Compact, because of that lifetime: k8s-openapi's types keep every optional field inline, so a
 //! typed SparkApplication spec takes about ten times its JSON text and a typed Pod several KiB

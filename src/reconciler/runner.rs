@@ -1,7 +1,8 @@
 //! Starts the controllers (one per job namespace, or one for all) — directly, or only while
 //! this replica holds the leader Lease. A term's controllers subscribe to the process's
 //! SparkApplication watches and drop their subscriptions when the term ends; the watches (and
-//! the webhook reading them) carry on.
+//! the webhook reading them) carry on. Without the webhook there is no process-wide watch:
+//! each term starts its own and stops it with the term, so a standby replica caches no apps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +20,7 @@ use super::state::Settings;
 use crate::cache::{AppCache, SparkPod};
 use crate::events::Recorder;
 use crate::metrics::AppMetrics;
+use crate::namespaces::JobNamespaces;
 use crate::submission::{SubmitOptions, Submitter};
 
 /// Leader election settings; None runs the controllers unconditionally.
@@ -34,9 +36,11 @@ pub struct LeaderElection {
 /// Everything the controllers need.
 #[derive(Clone)]
 pub struct ReconcilerConfig {
-    /// The process's SparkApplication watches (one per job namespace, or one for all), which
-    /// the controllers subscribe to while we lead; they run on when we do not.
-    pub apps: AppCache,
+    /// The process's SparkApplication watches (one per job namespace, or one for all), shared
+    /// with the webhook, which the controllers subscribe to while we lead; they run on when we
+    /// do not. None (no webhook): each term watches `namespaces` for itself.
+    pub apps: Option<AppCache>,
+    pub namespaces: JobNamespaces,
     pub settings: Settings,
     pub submit: SubmitOptions,
     pub submitter: Submitter,
@@ -130,8 +134,12 @@ async fn release(
 }
 
 async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: CancellationToken) {
+    let apps = match &cfg.apps {
+        Some(shared) => shared.clone(),
+        None => AppCache::start(client, &cfg.namespaces, shutdown.clone()),
+    };
     let mut set = JoinSet::new();
-    for apps in cfg.apps.scopes() {
+    for apps in apps.scopes() {
         let pods: Api<SparkPod> = match apps.namespace() {
             Some(ns) => Api::namespaced(client.clone(), ns),
             None => Api::all(client.clone()),
