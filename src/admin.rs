@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::appcache::AppCache;
+use crate::cache::AppCache;
 use crate::certs::tls::ReloadingCertResolver;
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::cache::AppCache;
 use crate::certs::issue::CertOptions;
 use crate::certs::secret::SecretCertConfig;
 use crate::cli::{
@@ -20,13 +21,12 @@ use crate::events::Recorder;
 use crate::metrics::AppMetrics;
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
-use crate::reconciler::controller::Submitter;
 use crate::reconciler::runner::{LeaderElection, ReconcilerConfig};
 use crate::reconciler::state::Settings;
 use crate::registration::{Endpoint, Registration};
 use crate::render::RenderOptions;
-use crate::submission::SubmitOptions;
 use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
+use crate::submission::{SubmitOptions, Submitter};
 
 /// A flag combination that cannot run (clap has already checked each flag alone).
 #[derive(Debug, Error)]
@@ -125,6 +125,7 @@ impl ReconcilerArgs {
     /// The reconciler's config; `spark-submit` is checked to exist here.
     pub fn config(
         &self,
+        apps: Option<AppCache>,
         namespaces: JobNamespaces,
         mutation: MutationOptions,
         metrics: Arc<AppMetrics>,
@@ -146,6 +147,7 @@ impl ReconcilerArgs {
                 });
         Ok(ReconcilerConfig {
             submitter: self.submitter()?,
+            apps,
             namespaces,
             settings: Settings {
                 driver_start_timeout: (!self.driver_start_timeout.is_zero())

@@ -30,6 +30,15 @@ use thiserror::Error;
 /// describe events as before.
 pub use kube::runtime::events::{Event, EventType, Reporter};
 
+/// The longest note an Event gets from us, in characters (the apiserver refuses an Event whose
+/// note is over 1 KiB).
+pub const MAX_NOTE_CHARS: usize = 1000;
+
+/// `text` as an Event's note: cut to [`MAX_NOTE_CHARS`] characters.
+pub fn note(text: &str) -> String {
+    text.chars().take(MAX_NOTE_CHARS).collect()
+}
+
 /// How long after its last observation an event can still become (or extend) a series: six
 /// minutes, as in client-go and kube-runtime.
 pub const SERIES_WINDOW: Duration = Duration::from_secs(6 * 60);
@@ -361,6 +370,13 @@ impl SeriesCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_note_is_cut_to_its_limit_in_characters() {
+        assert_eq!(note("short"), "short");
+        let long = "é".repeat(MAX_NOTE_CHARS + 5);
+        assert_eq!(note(&long).chars().count(), MAX_NOTE_CHARS);
+    }
 
     fn ev(reason: &str) -> Event {
         Event {

@@ -2,7 +2,7 @@
 //! compatible with kubeflow spark-operator's `sparkoperator.k8s.io/v1beta2` API.
 
 pub mod admin;
-pub mod appcache;
+pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod config;
@@ -18,7 +18,6 @@ pub mod quantity;
 pub mod reconciler;
 pub mod registration;
 pub mod render;
-mod resource;
 pub mod serve;
 pub mod server;
 pub mod shutdown;

@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
-use crate::crd::compact::GuardedApp;
-use crate::reconciler::pod::SparkPod;
+use crate::cache::{GuardedApp, SparkPod};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;

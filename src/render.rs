@@ -90,12 +90,8 @@ fn render_app(mut app: SparkApplication, args: &RenderOptions) -> Result<String,
         .get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".into());
     let name = app.metadata.name.clone().unwrap_or_default();
     let findings = validation::validate(&app);
-    if !findings.errors.is_empty() {
-        let list: Vec<String> = findings.errors.iter().map(ToString::to_string).collect();
-        return Err(format!(
-            "SparkApplication {name} is invalid: {}",
-            list.join("; ")
-        ));
+    if let Some(errors) = findings.error_message() {
+        return Err(format!("SparkApplication {name} is invalid: {errors}"));
     }
     let opts = SubmitOptions {
         default_image: args.default_spark_image.clone(),

@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
-use crate::appcache::AppCache;
+use crate::cache::AppCache;
 use crate::certs::manager::CertManager;
 use crate::certs::secret::CertManagerError;
 use crate::certs::tls::{self, ReloadingCertResolver};
@@ -90,8 +90,14 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let mutation = args.mutation();
     let admin_listener = bind(args.admin_addr).await?;
 
+    // With the webhook, one SparkApplication watch per job namespace (or one for all) for the
+    // whole process: the webhook looks apps up in it, the reconciler's controllers subscribe to
+    // it while we lead. Without, the reconciler watches only while it leads (runner.rs).
+    let apps = args
+        .webhook
+        .then(|| AppCache::start(&client, &namespaces, shutdown.clone()));
     let mut webhook_part = None;
-    if args.webhook {
+    if let Some(apps) = apps.clone() {
         let register = args.registers();
         let dir = args.cert_dir.display().to_string();
         let cert_err = |source| ServeError::Certificate {
@@ -133,7 +139,6 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             }
         };
         let tls_config = tls::server_config(resolver.clone()).map_err(cert_err)?;
-        let apps = AppCache::start(&client, &namespaces, shutdown.clone());
         let state = WebhookState {
             apps: apps.clone(),
             namespaces: namespaces.clone(),
@@ -159,9 +164,9 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
     let reconciler = match app_metrics.clone() {
         None => None,
         Some(m) => {
-            let cfg = args
-                .reconciler
-                .config(namespaces.clone(), mutation, m, recorder.clone())?;
+            let cfg =
+                args.reconciler
+                    .config(apps, namespaces.clone(), mutation, m, recorder.clone())?;
             let client = client.clone();
             let token = shutdown.clone();
             Some(async move {

@@ -28,6 +28,16 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The errors as one message, `; ` between them; None when there are none. How the webhook,
+    /// the reconciler and `render` all say why an app is refused.
+    pub fn error_message(&self) -> Option<String> {
+        if self.errors.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = self.errors.iter().map(ToString::to_string).collect();
+        Some(list.join("; "))
+    }
+
     fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
             field: field.into(),
@@ -345,6 +355,20 @@ fn dns1035_label(s: &str) -> Result<(), &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_error_message_joins_the_errors_and_is_none_without_any() {
+        let mut findings = Findings::default();
+        assert_eq!(findings.error_message(), None);
+        findings.warnings.push("only a warning".into());
+        assert_eq!(findings.error_message(), None);
+        findings.error("spec.a", "is wrong");
+        findings.error("spec.b", "is missing");
+        assert_eq!(
+            findings.error_message().as_deref(),
+            Some("spec.a: is wrong; spec.b: is missing")
+        );
+    }
 
     #[test]
     fn archives() {

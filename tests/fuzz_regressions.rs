@@ -28,7 +28,7 @@ fn huge_timeout_query_is_not_a_panic() {
 #[tokio::test]
 async fn huge_timeout_query_through_the_router() {
     let state = webhook::WebhookState {
-        apps: spark_webhook::appcache::AppCache::with_apps(Vec::new()),
+        apps: spark_webhook::cache::AppCache::with_apps(Vec::new()),
         namespaces: spark_webhook::namespaces::JobNamespaces::all(),
         options: Default::default(),
         metrics: spark_webhook::metrics::Metrics::new(),

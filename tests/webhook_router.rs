@@ -5,7 +5,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use serde_json::{Value, json};
-use spark_webhook::appcache::AppCache;
+use spark_webhook::cache::AppCache;
 use spark_webhook::crd::SparkApplication;
 use spark_webhook::metrics::Metrics;
 use spark_webhook::mutate::MutationOptions;

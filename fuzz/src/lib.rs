@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode, header};
 use serde_json::{Value, json};
-use spark_webhook::appcache::AppCache;
+use spark_webhook::cache::AppCache;
 use spark_webhook::crd::SparkApplication;
 use spark_webhook::metrics::Metrics;
 use spark_webhook::mutate::MutationOptions;

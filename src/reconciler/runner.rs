@@ -1,5 +1,8 @@
 //! Starts the controllers (one per job namespace, or one for all) — directly, or only while
-//! this replica holds the leader Lease.
+//! this replica holds the leader Lease. A term's controllers subscribe to the process's
+//! SparkApplication watches and drop their subscriptions when the term ends; the watches (and
+//! the webhook reading them) carry on. Without the webhook there is no process-wide watch:
+//! each term starts its own and stops it with the term, so a standby replica caches no apps.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +14,14 @@ use thiserror::Error;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::controller::{self, ContextParts, GuardedApp, Submitter};
-use super::pod::SparkPod;
+use super::context::ContextParts;
+use super::controller;
 use super::state::Settings;
+use crate::cache::{AppCache, SparkPod};
 use crate::events::Recorder;
 use crate::metrics::AppMetrics;
 use crate::namespaces::JobNamespaces;
-use crate::submission::SubmitOptions;
+use crate::submission::{SubmitOptions, Submitter};
 
 /// Leader election settings; None runs the controllers unconditionally.
 #[derive(Clone, Debug)]
@@ -32,6 +36,10 @@ pub struct LeaderElection {
 /// Everything the controllers need.
 #[derive(Clone)]
 pub struct ReconcilerConfig {
+    /// The process's SparkApplication watches (one per job namespace, or one for all), shared
+    /// with the webhook, which the controllers subscribe to while we lead; they run on when we
+    /// do not. None (no webhook): each term watches `namespaces` for itself.
+    pub apps: Option<AppCache>,
     pub namespaces: JobNamespaces,
     pub settings: Settings,
     pub submit: SubmitOptions,
@@ -126,18 +134,15 @@ async fn release(
 }
 
 async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: CancellationToken) {
-    let scopes: Vec<Option<String>> = match cfg.namespaces.list() {
-        None => vec![None],
-        Some(list) => list.iter().cloned().map(Some).collect(),
+    let apps = match &cfg.apps {
+        Some(shared) => shared.clone(),
+        None => AppCache::start(client, &cfg.namespaces, shutdown.clone()),
     };
     let mut set = JoinSet::new();
-    for ns in scopes {
-        let (apps, pods): (Api<GuardedApp>, Api<SparkPod>) = match &ns {
-            Some(ns) => (
-                Api::namespaced(client.clone(), ns),
-                Api::namespaced(client.clone(), ns),
-            ),
-            None => (Api::all(client.clone()), Api::all(client.clone())),
+    for apps in apps.scopes() {
+        let pods: Api<SparkPod> = match apps.namespace() {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
         };
         let parts = ContextParts {
             client: client.clone(),
@@ -147,7 +152,7 @@ async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: Canc
             recorder: cfg.recorder.clone(),
             metrics: cfg.metrics.clone(),
         };
-        set.spawn(controller::run(apps, pods, parts, shutdown.clone()));
+        set.spawn(controller::run(apps.clone(), pods, parts, shutdown.clone()));
     }
     while set.join_next().await.is_some() {}
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-use super::pod::{SparkPod, Terminated};
+use crate::cache::pod::{SparkPod, Terminated};
 use crate::crd::{
     ApplicationState, ApplicationStateType as S, DriverInfo, ExecutorState, RestartPolicyType,
     SparkApplication, SparkApplicationStatus,
@@ -732,7 +732,7 @@ mod tests {
             driver_pod_name: "pi-driver".into(),
             app_id: "spark-abc".into(),
             ui_service_name: "pi-ui-svc".into(),
-            ui_port: 4040,
+            ui_port: crate::submission::DEFAULT_UI_PORT,
         };
         let after = submitted(&a, 1, Ok(info), t("2026-01-01T00:00:01Z"));
         let st = &after.status;

@@ -29,6 +29,7 @@ mod objects;
 mod options;
 mod props;
 pub mod spark_submit;
+mod submitter;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -44,10 +45,12 @@ use crate::mutate;
 use ctx::Ctx;
 
 pub use conf::Conf;
+pub(crate) use conf::DEFAULT_UI_PORT;
 pub use error::SubmissionError;
 pub use names::driver_pod_name;
 pub use options::{DEFAULT_MASTER_URL, SubmitOptions};
 pub use props::render as render_properties;
+pub use submitter::Submitter;
 
 /// The objects of one submission attempt, ready to create (in the app's namespace).
 #[derive(Clone, Debug, PartialEq)]

@@ -41,18 +41,13 @@ pub fn review(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
         .namespace
         .get_or_insert_with(|| namespace.to_string());
     let findings = validation::validate(&app);
-    let mut resp = if findings.errors.is_empty() {
-        ReviewResponse::allow(uid)
-    } else {
-        let list: Vec<String> = findings.errors.iter().map(ToString::to_string).collect();
-        ReviewResponse::deny(
+    let mut resp = match findings.error_message() {
+        None => ReviewResponse::allow(uid),
+        Some(errors) => ReviewResponse::deny(
             uid,
             422,
-            format!(
-                "SparkApplication {namespace}/{name} is invalid: {}",
-                list.join("; ")
-            ),
-        )
+            format!("SparkApplication {namespace}/{name} is invalid: {errors}"),
+        ),
     };
     for w in findings.warnings {
         resp = resp.with_warning(w);

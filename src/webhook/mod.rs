@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
 
-use crate::appcache::AppCache;
+use crate::cache::AppCache;
 use crate::events::Recorder;
 use crate::metrics::{Metrics, Outcome, ReviewKind};
 use crate::mutate::MutationOptions;

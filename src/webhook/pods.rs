@@ -1,6 +1,6 @@
 //! `/mutate-v1-pod`: patch Spark driver and executor pods from their SparkApplication.
 
-use crate::events::{Event, EventType};
+use crate::events::{self, Event, EventType};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::api::Api;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::WebhookState;
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
-use crate::appcache::GuardedApp;
+use crate::cache::GuardedApp;
 use crate::crd::SparkApplication;
 use crate::labels::{LAUNCHED_BY_LABEL, SparkRole, classify_labels};
 use crate::metrics::Outcome;
@@ -204,12 +204,9 @@ fn publish_refusal(state: &WebhookState, app: &SparkApplication, role: SparkRole
     let event = Event {
         type_: EventType::Warning,
         reason: "SparkPodRejected".into(),
-        note: Some(
-            format!("{role} pod refused by spark-webhook: {message}")
-                .chars()
-                .take(1000)
-                .collect(),
-        ),
+        note: Some(events::note(&format!(
+            "{role} pod refused by spark-webhook: {message}"
+        ))),
         action: "MutatePod".into(),
         secondary: None,
     };

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use serde_json::{Map, Value, json};
-use spark_webhook::appcache::AppCache;
+use spark_webhook::cache::AppCache;
 use spark_webhook::crd::SparkApplication;
 use spark_webhook::metrics::Metrics;
 use spark_webhook::mutate::MutationOptions;

@@ -100,13 +100,11 @@ fn metadata<'de, D: Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
 
 // The Pod resource (core/v1, namespaced), as the pod watch, the pod cache and the driver's GET
 // need it.
-crate::resource::resource_as!(SparkPod, Pod);
+super::resource_as!(SparkPod, Pod);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::crd::{ApplicationStateType as S, SparkApplication};
-    use crate::reconciler::state::{self, Observed, Settings};
     use kube::{Resource, ResourceExt};
     use serde_json::json;
 
@@ -114,13 +112,12 @@ mod tests {
 
     /// spark-submit's driver pod as the apiserver returns it once the driver has failed: with
     /// managedFields, an owner, a status with a terminated Spark container and a running sidecar.
-    fn failed_driver() -> serde_json::Value {
+    pub(crate) fn failed_driver() -> serde_json::Value {
         let mut pod: serde_json::Value = serde_json::from_str(DRIVER).unwrap();
         pod["metadata"]["managedFields"] = json!([{"manager": "kubectl", "operation": "Update",
             "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:metadata": {}}}]);
         pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "sparkoperator.k8s.io/v1beta2",
             "kind": "SparkApplication", "name": "spark-pi", "uid": "u1", "controller": true}]);
-        pod["metadata"]["annotations"] = json!({crate::labels::SPEC_HASH_ANNOTATION: "h1"});
         pod["status"] = json!({
             "phase": "Running", "qosClass": "Burstable", "hostIP": "10.0.0.1", "podIP": null,
             "conditions": [{"type": "Ready", "status": "False"}],
@@ -183,39 +180,6 @@ mod tests {
         assert_eq!(SparkPod::api_version(&()), "v1");
         assert_eq!(SparkPod::plural(&()), "pods");
         assert_eq!(SparkPod::kind(&()), "Pod");
-    }
-
-    /// The state machine decides on the compact pod: the Spark container's exit code fails the
-    /// attempt although a sidecar keeps the pod Running.
-    #[test]
-    fn the_state_machine_reads_the_compact_driver() {
-        let pod: SparkPod = serde_json::from_value(failed_driver()).unwrap();
-        let app: SparkApplication = serde_json::from_value(json!({
-            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
-            "metadata": {"name": "spark-pi", "namespace": "default", "uid": "u1"},
-            "spec": {"type": "Scala", "sparkVersion": "3.3.4", "mainApplicationFile": "local:///x.jar",
-                     "driver": {"sidecars": [{"name": "sidecar"}]}, "executor": {}},
-            "status": {"applicationState": {"state": "RUNNING"}, "submissionAttempts": 1,
-                       "executionAttempts": 1, "lastSubmissionAttemptTime": "2026-11-22T15:20:40Z",
-                       "driverInfo": {"podName": "spark-pi-driver3"}}
-        }))
-        .unwrap();
-        let observed = Observed {
-            now: "2026-11-22T15:22:00Z".parse().unwrap(),
-            driver: Some(&pod),
-            executors: vec![],
-            spec_hash: "h1",
-        };
-        let d = state::decide(&app, &observed, &Settings::default());
-        assert_eq!(d.status.application_state.state, S::Failing);
-        assert_eq!(
-            d.status.application_state.error_message,
-            "driver container failed with ExitCode: 137, Reason: OOMKilled"
-        );
-        assert_eq!(
-            d.status.spark_application_id,
-            "spark-8fd7365a36b5484dad5c083e293075a5"
-        );
     }
 
     #[test]

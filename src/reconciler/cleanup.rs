@@ -1,0 +1,95 @@
+//! Removing what a submission left: an attempt's driver and everything labelled with its
+//! submission id (explicitly, for clusters without garbage collection), and the drivers whose
+//! app is gone, found by a periodic sweep.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::runtime::reflector::{ObjectRef, Store};
+use tokio_util::sync::CancellationToken;
+
+use super::context::{Context, ReconcileError};
+use crate::cache::{GuardedApp, SparkPod, synced};
+use crate::labels::SUBMISSION_ID_LABEL;
+
+/// Deletes an attempt's driver and, explicitly, everything labelled with its submission id
+/// (a cluster without garbage collection would otherwise keep them).
+pub(super) async fn delete_attempt(
+    ctx: &Context,
+    ns: &str,
+    pod_name: &str,
+    driver: Option<&SparkPod>,
+) -> Result<(), ReconcileError> {
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    match pods.delete(pod_name, &DeleteParams::background()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => return Err(e.into()),
+    }
+    if let Some(id) = driver.and_then(|d| d.labels().get(SUBMISSION_ID_LABEL)) {
+        let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
+        let dp = DeleteParams::background();
+        pods.delete_collection(&dp, &lp).await?;
+        Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
+            .delete_collection(&dp, &lp)
+            .await?;
+        // Services have no deletecollection verb: one by one.
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
+        for svc in services.list(&lp).await?.items {
+            match services.delete(&svc.name_any(), &dp).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Deleting a SparkApplication stops its driver: the driver's ownerReference lets the garbage
+/// collector do it, but a cluster may run without one, so drivers whose app (by uid) is gone
+/// are also deleted here, with everything of their submission.
+pub(super) async fn sweep_orphans(
+    apps: Store<GuardedApp>,
+    ctx: Arc<Context>,
+    shutdown: CancellationToken,
+) {
+    // Until both caches hold a full list, every driver would look orphaned.
+    if !synced(&apps, &shutdown).await || !synced(&ctx.pods, &shutdown).await {
+        return;
+    }
+    let mut tick = tokio::time::interval(ctx.settings.orphan_sweep_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        // An app deleted before its next reconcile would keep its entry forever.
+        if let Ok(mut w) = ctx.written.lock() {
+            w.retain(|(ns, name), _| apps.get(&ObjectRef::new(name).within(ns)).is_some());
+        }
+        for pod in ctx.pods.state() {
+            let Some(owner) = pod.owner_references().iter().find(|o| {
+                o.kind == "SparkApplication" && o.api_version.starts_with("sparkoperator.k8s.io/")
+            }) else {
+                continue;
+            };
+            let ns = pod.namespace().unwrap_or_default();
+            let alive = apps
+                .get(&ObjectRef::new(&owner.name).within(&ns))
+                .is_some_and(|a| {
+                    a.0.as_ref().ok().and_then(|a| a.metadata.uid.as_deref())
+                        == Some(owner.uid.as_str())
+                });
+            if alive || pod.metadata.deletion_timestamp.is_some() {
+                continue;
+            }
+            tracing::info!(namespace = %ns, pod = %pod.name_any(), app = %owner.name, "SparkApplication is gone: deleting its driver");
+            if let Err(e) = delete_attempt(&ctx, &ns, &pod.name_any(), Some(&pod)).await {
+                tracing::warn!(error = %e, pod = %pod.name_any(), "could not delete an orphaned driver");
+            }
+        }
+    }
+}

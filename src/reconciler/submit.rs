@@ -1,0 +1,215 @@
+//! Submitting an attempt: the driver pod, its Service and ConfigMap created by us (or by
+//! spark-submit), idempotently. Every name derives from the app and the attempt, so a repeat
+//! after a crash finds its own objects instead of starting a second driver, and an API error is
+//! sorted into the app's fault (a failed submission) or the cluster's (retry, no attempt used).
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, DeleteParams, PostParams};
+use kube::{Resource, ResourceExt};
+
+use super::context::Context;
+use super::state::SubmittedInfo;
+use crate::crd::SparkApplication;
+use crate::failpoint::{self, FailPoint};
+use crate::labels::SUBMISSION_ID_LABEL;
+use crate::submission::spark_submit::{self, SparkSubmitter};
+use crate::submission::{self, DEFAULT_UI_PORT, Submitter};
+use crate::validation;
+
+pub(super) enum SubmitError {
+    /// The app cannot be submitted as it is: SUBMISSION_FAILED with this message.
+    Failed(String),
+    /// The API was unreachable or overloaded: retry without counting an attempt.
+    Transient(kube::Error),
+}
+
+pub(super) fn classify_api(what: &str, e: kube::Error) -> SubmitError {
+    match &e {
+        kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
+            SubmitError::Failed(format!("{what}: {}", s.message))
+        }
+        // A webhook with failurePolicy Fail that could not be called (ours down, say): the pod
+        // was refused. A submission failure with the reason, retried per the app's policy.
+        kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook") => {
+            SubmitError::Failed(format!("{what}: refused by admission: {}", s.message))
+        }
+        _ => SubmitError::Transient(e),
+    }
+}
+
+/// Creates the driver pod, then its Service and ConfigMap owned by it, as spark-submit does.
+/// Every name is deterministic per attempt, so a repeat after a crash finds its own objects
+/// (AlreadyExists with our submission id is success) and never starts a second driver.
+pub(super) async fn submit(
+    ctx: &Context,
+    app: &SparkApplication,
+    attempt: u32,
+    spec_hash: &str,
+) -> Result<SubmittedInfo, SubmitError> {
+    if let Some(errors) = validation::validate(app).error_message() {
+        return Err(SubmitError::Failed(format!(
+            "invalid SparkApplication: {errors}"
+        )));
+    }
+    if let Submitter::SparkSubmit { runner, master } = &ctx.submitter {
+        return submit_with_spark_submit(ctx, app, attempt, spec_hash, runner, master).await;
+    }
+    let mut sub = submission::build(app, attempt, &ctx.submit)
+        .map_err(|e| SubmitError::Failed(e.to_string()))?;
+    sub.driver_pod
+        .annotations_mut()
+        .insert(crate::labels::SPEC_HASH_ANNOTATION.into(), spec_hash.into());
+    let ns = app.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let pod_name = sub.driver_pod.name_any();
+    let pod = match pods.create(&PostParams::default(), &sub.driver_pod).await {
+        Ok(pod) => pod,
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = pods.get(&pod_name).await.map_err(SubmitError::Transient)?;
+            if existing.labels().get(SUBMISSION_ID_LABEL) != Some(&sub.submission_id) {
+                return Err(SubmitError::Failed(format!(
+                    "a pod named {pod_name} already exists and does not belong to this submission"
+                )));
+            }
+            existing
+        }
+        Err(e) => return Err(classify_api("creating the driver pod", e)),
+    };
+    failpoint::hit(FailPoint::AfterDriver);
+    submission::owned_by_driver(&mut sub, pod.metadata.uid.as_deref().unwrap_or_default());
+    let children = async {
+        create_if_absent(
+            &Api::<Service>::namespaced(ctx.client.clone(), &ns),
+            &sub.service,
+            "the driver Service",
+            &sub.submission_id,
+        )
+        .await?;
+        failpoint::hit(FailPoint::AfterService);
+        create_if_absent(
+            &Api::<ConfigMap>::namespaced(ctx.client.clone(), &ns),
+            &sub.config_map,
+            "the driver ConfigMap",
+            &sub.submission_id,
+        )
+        .await?;
+        failpoint::hit(FailPoint::AfterConfigMap);
+        Ok(())
+    }
+    .await;
+    if let Err(SubmitError::Failed(_)) = &children {
+        // As spark-submit does: a driver without its Service or ConfigMap never starts, and the
+        // next attempt has other names, so do not leave this one behind.
+        if let Err(e) = pods.delete(&pod_name, &DeleteParams::background()).await {
+            tracing::warn!(error = %e, pod = %pod_name, "driver of a failed submission not deleted");
+        }
+    }
+    children?;
+    Ok(SubmittedInfo {
+        submission_id: sub.submission_id.clone(),
+        driver_pod_name: pod_name,
+        app_id: sub.app_id.clone(),
+        ui_service_name: sub.service.name_any(),
+        ui_port: DEFAULT_UI_PORT,
+    })
+}
+
+/// The opt-in path: Spark's own spark-submit creates the objects. Its driver pod name and
+/// submission-id label come from the same deterministic conf, so a repeat after a crash finds
+/// the driver instead of starting a second one.
+async fn submit_with_spark_submit(
+    ctx: &Context,
+    app: &SparkApplication,
+    attempt: u32,
+    spec_hash: &str,
+    runner: &SparkSubmitter,
+    master: &str,
+) -> Result<SubmittedInfo, SubmitError> {
+    let failed = |e: &dyn std::fmt::Display| SubmitError::Failed(e.to_string());
+    let conf = submission::properties(app, attempt, &ctx.submit).map_err(|e| failed(&e))?;
+    let submission_id = conf
+        .get(&format!(
+            "spark.kubernetes.driver.label.{SUBMISSION_ID_LABEL}"
+        ))
+        .cloned()
+        .unwrap_or_default();
+    let pod_name = submission::driver_pod_name(app, attempt);
+    let ns = app.namespace().unwrap_or_default();
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = pods
+        .get_opt(&pod_name)
+        .await
+        .map_err(SubmitError::Transient)?;
+    let pod = match existing {
+        Some(p) if p.labels().get(SUBMISSION_ID_LABEL) == Some(&submission_id) => p,
+        Some(_) => {
+            return Err(SubmitError::Failed(format!(
+                "a pod named {pod_name} already exists and does not belong to this submission"
+            )));
+        }
+        None => {
+            let mut args = vec![
+                "--conf".to_string(),
+                format!(
+                    "spark.kubernetes.driver.annotation.{}={spec_hash}",
+                    crate::labels::SPEC_HASH_ANNOTATION
+                ),
+            ];
+            args.extend(
+                spark_submit::arguments(app, attempt, &ctx.submit, master)
+                    .map_err(|e| failed(&e))?,
+            );
+            runner
+                .run(&args, ctx.shutdown.clone())
+                .await
+                .map_err(|e| failed(&format!("spark-submit: {e}")))?;
+            pods.get(&pod_name).await.map_err(SubmitError::Transient)?
+        }
+    };
+    Ok(SubmittedInfo {
+        submission_id,
+        driver_pod_name: pod_name,
+        app_id: pod
+            .labels()
+            .get("spark-app-selector")
+            .cloned()
+            .unwrap_or_default(),
+        ui_service_name: String::new(),
+        ui_port: DEFAULT_UI_PORT,
+    })
+}
+
+/// Creates `obj`; one that already exists is adopted when it carries this submission's id (a
+/// previous incarnation created it and crashed before the status said so, kubeflow #2788), and
+/// is a submission failure naming the culprit otherwise.
+async fn create_if_absent<K>(
+    api: &Api<K>,
+    obj: &K,
+    what: &str,
+    submission_id: &str,
+) -> Result<(), SubmitError>
+where
+    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.create(&PostParams::default(), obj).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let name = obj.meta().name.clone().unwrap_or_default();
+            let existing = api.get(&name).await.map_err(SubmitError::Transient)?;
+            if existing
+                .labels()
+                .get(SUBMISSION_ID_LABEL)
+                .map(String::as_str)
+                == Some(submission_id)
+            {
+                tracing::debug!(object = %name, "adopting {what} of an interrupted submission");
+                Ok(())
+            } else {
+                Err(SubmitError::Failed(format!(
+                    "{what} {name} already exists and does not belong to this submission"
+                )))
+            }
+        }
+        Err(e) => Err(classify_api(&format!("creating {what}"), e)),
+    }
+}
