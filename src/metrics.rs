@@ -194,6 +194,51 @@ mod tests {
         assert!(text.contains(r#"spark_application_start_latency_seconds_bucket{le="3600.0"} 0"#));
     }
 
+    /// A store holding one RUNNING app, as the shared app cache holds it in every leader term.
+    fn running_app_store() -> Store<GuardedApp> {
+        use kube::runtime::watcher::Event;
+        let app: crate::crd::SparkApplication = serde_json::from_value(serde_json::json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": {"name": "pi", "namespace": "jobs"},
+            "spec": {"type": "Python", "sparkVersion": "3.5.3", "mode": "cluster",
+                     "mainApplicationFile": "local:///pi.py", "driver": {}, "executor": {}},
+            "status": {"applicationState": {"state": "RUNNING"}}
+        }))
+        .expect("a running app");
+        let app = crate::cache::CompactApp::try_from(app).expect("compact");
+        let mut writer = kube::runtime::reflector::store::Writer::<GuardedApp>::default();
+        writer.apply_watcher_event(&Event::Init);
+        writer.apply_watcher_event(&Event::InitApply(kube::core::DeserializeGuard(Ok(app))));
+        writer.apply_watcher_event(&Event::InitDone);
+        writer.as_reader()
+    }
+
+    #[test]
+    fn a_running_app_counts_once_across_leader_terms() {
+        let m = Metrics::new();
+        let apps = Arc::new(AppMetrics::new(
+            "",
+            Vec::new(),
+            DEFAULT_START_LATENCY_BUCKETS,
+        ));
+        let store = running_app_store();
+        let pods = || kube::runtime::reflector::store::Writer::<SparkPod>::default().as_reader();
+        let running = |n: u32| format!("\nspark_application_running{{}} {n}\n");
+        let first_term = apps.add_source(store.clone(), pods());
+        assert!(m.encode(Some(&apps)).contains(&running(1)));
+        // The term ends (its controller returns) and the next one starts on the same store.
+        drop(first_term);
+        let second_term = apps.add_source(store, pods());
+        let text = m.encode(Some(&apps));
+        assert!(text.contains(&running(1)), "{text}");
+        drop(second_term);
+        let text = m.encode(Some(&apps));
+        assert!(
+            text.contains(&running(0)),
+            "no controller, no running apps: {text}"
+        );
+    }
+
     #[test]
     fn the_start_latency_flag_default_is_the_bucket_list() {
         let parsed: Vec<f64> = DEFAULT_START_LATENCY_BUCKETS_FLAG
@@ -256,7 +301,23 @@ pub struct AppMetrics {
     executor_running: Family<Labels, Gauge>,
     executor_success: Family<Labels, Counter>,
     executor_failure: Family<Labels, Counter>,
-    sources: Mutex<Vec<Source>>,
+    /// The caches of the controllers running now, by a number of their own.
+    sources: Mutex<Vec<(u64, Source)>>,
+    next_source: std::sync::atomic::AtomicU64,
+}
+
+/// Keeps a controller's caches among the sources of the running gauges; dropping it removes them.
+pub struct SourceGuard {
+    metrics: Arc<AppMetrics>,
+    id: u64,
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.metrics.sources.lock() {
+            s.retain(|(id, _)| *id != self.id);
+        }
+    }
 }
 
 /// The caches of one controller: its apps and its Spark pods.
@@ -388,6 +449,7 @@ impl AppMetrics {
             label_keys,
             registry,
             sources: Mutex::new(Vec::new()),
+            next_source: Default::default(),
         };
         // Every series exists at 0 from the start when no per-app labels split them.
         if m.label_keys.is_empty() {
@@ -500,10 +562,23 @@ impl AppMetrics {
         }
     }
 
-    /// Registers the caches the running gauges are computed from.
-    pub fn add_source(&self, apps: Store<GuardedApp>, pods: Store<SparkPod>) {
+    /// Registers the caches the running gauges are computed from, until the returned guard is
+    /// dropped: a controller's caches count only while it runs, so an app is never counted
+    /// once per leader term (the app cache outlives the terms and is the same store in each).
+    pub fn add_source(
+        self: &Arc<Self>,
+        apps: Store<GuardedApp>,
+        pods: Store<SparkPod>,
+    ) -> SourceGuard {
+        let id = self
+            .next_source
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut s) = self.sources.lock() {
-            s.push((apps, pods));
+            s.push((id, (apps, pods)));
+        }
+        SourceGuard {
+            metrics: self.clone(),
+            id,
         }
     }
 
@@ -516,7 +591,7 @@ impl AppMetrics {
         };
         let mut apps: HashMap<Labels, i64> = HashMap::new();
         let mut execs: HashMap<Labels, i64> = HashMap::new();
-        for (app_store, pod_store) in sources.iter() {
+        for (_, (app_store, pod_store)) in sources.iter() {
             let mut by_name: HashMap<(String, String), Labels> = HashMap::new();
             for guard in app_store.state() {
                 let Ok(app) = &guard.0 else { continue };

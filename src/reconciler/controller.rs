@@ -66,7 +66,8 @@ pub async fn run(
     let controller = Controller::for_shared_stream(app_stream, apps.store())
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .trigger_backoff(NoBackoff);
-    ctx_parts
+    // Counted in the running gauges while this controller runs (dropped when it returns).
+    let _source = ctx_parts
         .metrics
         .add_source(controller.store(), pod_reader.clone());
     let ctx = Arc::new(Context {
