@@ -1,27 +1,25 @@
 //! Flags -> typed configs. `cli` holds what was typed; this module says what it means (the
 //! defaults that depend on where we run: in a cluster or not, POD_NAMESPACE, this replica's
 //! identity) and returns the configs of the layers below (`Registration`, `SecretCertConfig`,
-//! `ReconcilerConfig`, ...) that `serve` composes. `serve` asks for each where today's start-up
-//! order needs it, so a bad flag is still reported after the errors that precede it.
+//! the reconciler's settings, ...) as one [`ServeConfig`] that `serve` composes without
+//! reading a flag. Flag combinations that cannot run are refused here, before anything starts.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::cache::AppCache;
 use crate::certs::issue::CertOptions;
 use crate::certs::secret::SecretCertConfig;
 use crate::cli::{
     CertsArgs, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault, ServeArgs,
     SubmitterKind,
 };
-use crate::events::Recorder;
-use crate::metrics::AppMetrics;
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
-use crate::reconciler::runner::{LeaderElection, ReconcilerConfig};
+use crate::reconciler::runner::LeaderElection;
 use crate::reconciler::state::Settings;
 use crate::registration::{Endpoint, Registration};
 use crate::render::RenderOptions;
@@ -35,6 +33,109 @@ pub enum ConfigError {
     NoSparkHome,
     #[error("no bin/spark-submit under --spark-home {0}")]
     NoSparkSubmit(String),
+    #[error("--webhook=false and --controller=false leave nothing to run")]
+    NothingToRun,
+    #[error("self-managed certificate: {0}")]
+    CertSecret(String),
+}
+
+/// Everything `serve` runs, as typed configs.
+#[derive(Clone, Debug)]
+pub struct ServeConfig {
+    /// The plain-HTTP admin endpoints.
+    pub admin_addr: SocketAddr,
+    pub namespaces: JobNamespaces,
+    /// The mutation rules' knobs (the webhook's and native submission's).
+    pub mutation: MutationOptions,
+    /// None: --webhook=false.
+    pub webhook: Option<WebhookConfig>,
+    /// None: --controller=false.
+    pub reconciler: Option<ReconcilerSetup>,
+    /// How long in-flight work may take to finish at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+/// The admission webhook: where it listens, what it serves, how it is registered.
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub addr: SocketAddr,
+    pub certs: CertSource,
+    /// The configurations to keep registered (their caBundle filled in at run time); None:
+    /// --register-webhook is off.
+    pub registration: Option<Registration>,
+}
+
+/// Where the serving certificate comes from.
+#[derive(Clone, Debug)]
+pub enum CertSource {
+    /// Files (tls.crt, tls.key, ca.crt) in a folder, re-read every `reload_interval`.
+    Dir {
+        dir: PathBuf,
+        reload_interval: Duration,
+    },
+    /// A Secret this process creates, renews and serves (--cert-secret).
+    Secret(SecretCertConfig),
+}
+
+/// The reconciler's settings; `serve` adds the caches, metrics and Event recorder it shares.
+#[derive(Clone, Debug)]
+pub struct ReconcilerSetup {
+    pub settings: Settings,
+    pub submit: SubmitOptions,
+    pub submitter: Submitter,
+    pub leader_election: Option<LeaderElection>,
+    pub metrics: MetricsConfig,
+}
+
+/// The SparkApplication metrics' shape.
+#[derive(Clone, Debug)]
+pub struct MetricsConfig {
+    pub prefix: String,
+    pub labels: Vec<String>,
+    pub start_latency_buckets: Vec<f64>,
+}
+
+impl ServeConfig {
+    /// What `args` mean; refuses combinations that cannot run.
+    pub fn from_args(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
+        if !args.webhook && !args.controller {
+            return Err(ConfigError::NothingToRun);
+        }
+        let mutation = args.mutation();
+        let webhook = match args.webhook {
+            false => None,
+            true => Some(WebhookConfig {
+                addr: args.webhook_addr,
+                certs: match &args.cert_secret {
+                    Some(name) => {
+                        let cfg = args.secret_cert_config(name);
+                        cfg.validate()
+                            .map_err(|e| ConfigError::CertSecret(e.to_string()))?;
+                        CertSource::Secret(cfg)
+                    }
+                    None => CertSource::Dir {
+                        dir: args.cert_dir.clone(),
+                        reload_interval: args.cert_reload_interval,
+                    },
+                },
+                registration: args
+                    .registers()
+                    .then(|| args.registration.registration(Vec::new())),
+            }),
+        };
+        let reconciler = match args.controller {
+            false => None,
+            true => Some(args.reconciler.setup(mutation)?),
+        };
+        Ok(ServeConfig {
+            admin_addr: args.admin_addr,
+            namespaces: JobNamespaces::from_list(&args.namespaces),
+            mutation,
+            webhook,
+            reconciler,
+            shutdown_timeout: args.shutdown_timeout,
+        })
+    }
 }
 
 /// Whether we run in a pod: the defaults of --register-webhook and --leader-election.
@@ -122,15 +223,8 @@ impl ReconcilerArgs {
         })
     }
 
-    /// The reconciler's config; `spark-submit` is checked to exist here.
-    pub fn config(
-        &self,
-        apps: Option<AppCache>,
-        namespaces: JobNamespaces,
-        mutation: MutationOptions,
-        metrics: Arc<AppMetrics>,
-        recorder: Recorder,
-    ) -> Result<ReconcilerConfig, ConfigError> {
+    /// The reconciler's settings; `spark-submit` is checked to exist here.
+    fn setup(&self, mutation: MutationOptions) -> Result<ReconcilerSetup, ConfigError> {
         let leader_election =
             self.leader_election
                 .unwrap_or_else(in_cluster)
@@ -145,10 +239,8 @@ impl ReconcilerArgs {
                     duration: self.leader_election_lease_duration,
                     grace: self.leader_election_renew_grace,
                 });
-        Ok(ReconcilerConfig {
+        Ok(ReconcilerSetup {
             submitter: self.submitter()?,
-            apps,
-            namespaces,
             settings: Settings {
                 driver_start_timeout: (!self.driver_start_timeout.is_zero())
                     .then_some(self.driver_start_timeout),
@@ -161,21 +253,24 @@ impl ReconcilerArgs {
                 master_url: self.spark_master.clone(),
                 mutation,
             },
-            metrics,
             leader_election,
-            recorder,
+            metrics: MetricsConfig {
+                prefix: self.metrics_prefix.clone(),
+                labels: self.metrics_labels.clone(),
+                start_latency_buckets: self.metrics_job_start_latency_buckets.clone(),
+            },
         })
     }
 }
 
 impl ServeArgs {
     /// Whether to register the webhook configurations: --register-webhook, else in a cluster.
-    pub fn registers(&self) -> bool {
+    fn registers(&self) -> bool {
         self.register_webhook.unwrap_or_else(in_cluster)
     }
 
     /// The mutation rules' knobs.
-    pub fn mutation(&self) -> MutationOptions {
+    fn mutation(&self) -> MutationOptions {
         MutationOptions {
             default_seccomp_profile: self.default_seccomp_profile == SeccompDefault::RuntimeDefault,
             executor_prestop_decommission: self.executor_prestop_decommission,
@@ -183,7 +278,7 @@ impl ServeArgs {
     }
 
     /// The self-managed mode's settings for Secret `name`.
-    pub fn secret_cert_config(&self, name: &str) -> SecretCertConfig {
+    fn secret_cert_config(&self, name: &str) -> SecretCertConfig {
         let reg = &self.registration;
         let (mut extra_dns, mut extra_ips) = (Vec::new(), Vec::new());
         // A url clientConfig is called by its host: the certificate must cover it too.

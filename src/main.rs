@@ -61,6 +61,9 @@ fn run(command: Command) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(args) => {
+            // What the flags mean, refused before anything starts if it cannot run.
+            let config =
+                spark_webhook::config::ServeConfig::from_args(&args).map_err(|e| e.to_string())?;
             // Both ring and nothing else is compiled in; installing it explicitly makes every
             // rustls user (kube client, webhook server) agree.
             let _ = rustls::crypto::ring::default_provider().install_default();
@@ -68,7 +71,7 @@ fn run(command: Command) -> Result<(), String> {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("starting the async runtime: {e}"))?;
-            let result = runtime.block_on(spark_webhook::serve::run(*args));
+            let result = runtime.block_on(spark_webhook::serve::run(config));
             // Dropping a runtime waits for every blocking task (a DNS lookup, a file read)
             // without limit; the exit must not.
             runtime.shutdown_timeout(std::time::Duration::from_secs(5));

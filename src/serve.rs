@@ -15,13 +15,12 @@ use crate::cache::AppCache;
 use crate::certs::manager::CertManager;
 use crate::certs::secret::CertManagerError;
 use crate::certs::tls::{self, ReloadingCertResolver};
-use crate::cli::ServeArgs;
-use crate::config::{self, ConfigError};
+use crate::config::{self, CertSource, ServeConfig};
 use crate::events::{Recorder, Reporter};
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics};
-use crate::namespaces::JobNamespaces;
-use crate::reconciler::runner;
+
+use crate::reconciler::runner::{self, ReconcilerConfig};
 use crate::registration::Registration;
 use crate::server;
 use crate::shutdown;
@@ -57,10 +56,6 @@ pub enum ServeError {
     Server(#[source] std::io::Error),
     #[error("shutdown did not finish in time; still running: {0}")]
     ShutdownStuck(String),
-    #[error("--webhook=false and --controller=false leave nothing to run")]
-    NothingToRun,
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     #[error(transparent)]
     Reconciler(#[from] runner::RunError),
     #[error("self-managed certificate: {0}")]
@@ -68,17 +63,14 @@ pub enum ServeError {
 }
 
 /// Runs until SIGTERM/SIGINT, then drains in-flight reviews and returns.
-pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
-    if !args.webhook && !args.controller {
-        return Err(ServeError::NothingToRun);
-    }
+pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
     shutdown::spawn_signal_handler(shutdown.clone());
     let metrics = Metrics::new();
     let client = Client::try_default()
         .await
         .map_err(ServeError::KubeConfig)?;
-    let namespaces = JobNamespaces::from_list(&args.namespaces);
+    let namespaces = cfg.namespaces.clone();
     // One recorder (one bounded series cache) for the webhook and every controller.
     let recorder = Recorder::new(
         client.clone(),
@@ -87,54 +79,58 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             instance: Some(config::identity()),
         },
     );
-    let mutation = args.mutation();
-    let admin_listener = bind(args.admin_addr).await?;
+    let mutation = cfg.mutation;
+    let admin_listener = bind(cfg.admin_addr).await?;
 
     // With the webhook, one SparkApplication watch per job namespace (or one for all) for the
     // whole process: the webhook looks apps up in it, the reconciler's controllers subscribe to
     // it while we lead. Without, the reconciler watches only while it leads (runner.rs).
-    let apps = args
+    let apps = cfg
         .webhook
-        .then(|| AppCache::start(&client, &namespaces, shutdown.clone()));
+        .as_ref()
+        .map(|_| AppCache::start(&client, &namespaces, shutdown.clone()));
     let mut webhook_part = None;
-    if let Some(apps) = apps.clone() {
-        let register = args.registers();
-        let dir = args.cert_dir.display().to_string();
+    if let (Some(webhook_cfg), Some(apps)) = (&cfg.webhook, apps.clone()) {
+        let registration = webhook_cfg.registration.clone();
+        let dir = match &webhook_cfg.certs {
+            CertSource::Dir { dir, .. } => dir.display().to_string(),
+            CertSource::Secret(s) => format!("Secret {}/{}", s.namespace, s.name),
+        };
         let cert_err = |source| ServeError::Certificate {
             dir: dir.clone(),
             source: Box::new(source),
         };
-        let resolver = match &args.cert_secret {
+        let resolver = match &webhook_cfg.certs {
             // Self-managed: no certificate until the Secret is read (readiness says so); the
             // manager registers the caBundle from the Secret.
-            Some(name) => {
-                let cfg = args.secret_cert_config(name);
+            CertSource::Secret(cert_cfg) => {
+                let cfg = cert_cfg.clone();
                 let resolver = Arc::new(ReloadingCertResolver::in_memory(&format!(
                     "Secret {}/{}",
                     cfg.namespace, cfg.name
                 )));
                 tracing::info!(secret = %format!("{}/{}", cfg.namespace, cfg.name), required_names = ?cfg.required_names(), "self-managed certificate");
-                if !register {
+                if registration.is_none() {
                     tracing::warn!(
                         "--register-webhook is off: the caBundle of the webhook configurations must be set from the Secret's ca.crt by other means"
                     );
                 }
-                let registration = register.then(|| args.registration.registration(Vec::new()));
-                CertManager::new(client.clone(), cfg, resolver.clone(), registration)
+                CertManager::new(client.clone(), cfg, resolver.clone(), registration.clone())
                     .map_err(Box::new)?
                     .spawn(shutdown.clone());
                 resolver
             }
-            None => {
-                let resolver = ReloadingCertResolver::load(
-                    args.cert_dir.join("tls.crt"),
-                    args.cert_dir.join("tls.key"),
-                )
-                .map(Arc::new)
-                .map_err(cert_err)?;
+            CertSource::Dir {
+                dir,
+                reload_interval,
+            } => {
+                let resolver =
+                    ReloadingCertResolver::load(dir.join("tls.crt"), dir.join("tls.key"))
+                        .map(Arc::new)
+                        .map_err(cert_err)?;
                 resolver
                     .clone()
-                    .spawn_reloader(args.cert_reload_interval, shutdown.clone());
+                    .spawn_reloader(*reload_interval, shutdown.clone());
                 resolver
             }
         };
@@ -147,26 +143,34 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
             client: Some(client.clone()),
             recorder: Some(recorder.clone()),
         };
-        let listener = bind(args.webhook_addr).await?;
-        if register && args.cert_secret.is_none() {
-            keep_registered(&args, client.clone(), shutdown.clone()).await?;
+        let listener = bind(webhook_cfg.addr).await?;
+        if let (Some(registration), CertSource::Dir { dir, .. }) =
+            (registration, &webhook_cfg.certs)
+        {
+            keep_registered(registration, dir, client.clone(), shutdown.clone()).await?;
         }
         webhook_part = Some((listener, tls_config, state, resolver, apps));
     }
 
-    let app_metrics = args.controller.then(|| {
+    let app_metrics = cfg.reconciler.as_ref().map(|r| {
         AppMetrics::new(
-            &args.reconciler.metrics_prefix,
-            args.reconciler.metrics_labels.clone(),
-            &args.reconciler.metrics_job_start_latency_buckets,
+            &r.metrics.prefix,
+            r.metrics.labels.clone(),
+            &r.metrics.start_latency_buckets,
         )
     });
-    let reconciler = match app_metrics.clone() {
-        None => None,
-        Some(m) => {
-            let cfg =
-                args.reconciler
-                    .config(apps, namespaces.clone(), mutation, m, recorder.clone())?;
+    let reconciler = match (&cfg.reconciler, app_metrics.clone()) {
+        (Some(setup), Some(metrics)) => {
+            let cfg = ReconcilerConfig {
+                apps,
+                namespaces: namespaces.clone(),
+                settings: setup.settings.clone(),
+                submit: setup.submit.clone(),
+                submitter: setup.submitter.clone(),
+                metrics,
+                leader_election: setup.leader_election.clone(),
+                recorder: recorder.clone(),
+            };
             let client = client.clone();
             let token = shutdown.clone();
             Some(async move {
@@ -180,6 +184,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                 result
             })
         }
+        _ => None,
     };
 
     let admin = admin::admin_router(AdminState {
@@ -189,7 +194,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         metrics,
         app_metrics,
     });
-    tracing::info!(webhook = args.webhook, controller = args.controller, admin = %args.admin_addr, "spark-webhook serving");
+    tracing::info!(webhook = cfg.webhook.is_some(), controller = cfg.reconciler.is_some(), admin = %cfg.admin_addr, "spark-webhook serving");
     let webhook = async {
         match webhook_part {
             Some((listener, tls_config, state, _, _)) => {
@@ -198,7 +203,7 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
                     tls_config,
                     webhook::router(state),
                     shutdown.clone(),
-                    args.shutdown_timeout,
+                    cfg.shutdown_timeout,
                 )
                 .await
             }
@@ -215,11 +220,11 @@ pub async fn run(args: ServeArgs) -> Result<(), ServeError> {
         admin_listener,
         admin,
         shutdown.clone(),
-        args.shutdown_timeout,
+        cfg.shutdown_timeout,
     );
     let (w, a, r) = shutdown::run_parts(
         &shutdown,
-        args.shutdown_timeout,
+        cfg.shutdown_timeout,
         ("webhook server", webhook),
         ("admin server", admin),
         ("reconciler", reconcile),
@@ -244,17 +249,19 @@ fn read_ca_bundle(cert_dir: &std::path::Path) -> Result<Vec<u8>, ServeError> {
 /// Registers now, then again whenever ca.crt changes (a CA rotation), until shutdown.
 /// Failures after the first are logged and retried: the webhook keeps serving meanwhile.
 async fn keep_registered(
-    args: &ServeArgs,
+    reg: Registration,
+    cert_dir: &std::path::Path,
     client: Client,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
-    let mut applied = read_ca_bundle(&args.cert_dir)?;
-    args.registration
-        .registration(applied.clone())
-        .apply(&client)
-        .await?;
-    let cert_dir = args.cert_dir.clone();
-    let reg = args.registration.registration(Vec::new());
+    let mut applied = read_ca_bundle(cert_dir)?;
+    Registration {
+        ca_bundle: applied.clone(),
+        ..reg.clone()
+    }
+    .apply(&client)
+    .await?;
+    let cert_dir = cert_dir.to_path_buf();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(CA_CHECK_INTERVAL);
         loop {
