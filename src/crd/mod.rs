@@ -44,6 +44,19 @@ mod schema {
     }
 }
 
+impl SparkApplication {
+    /// The labels a role's pods take from the app: the app's own (but Kueue's, which belong to
+    /// the app alone), then the role's `labels`, which win where both set a key.
+    pub fn pod_labels<'a>(
+        &'a self,
+        role: &'a std::collections::BTreeMap<String, String>,
+    ) -> impl Iterator<Item = (&'a String, &'a String)> {
+        let own = self.metadata.labels.iter().flatten();
+        own.filter(|(key, _)| !key.starts_with(crate::labels::KUEUE_LABEL_PREFIX))
+            .chain(role)
+    }
+}
+
 /// `Display` writes the wire value (`as_str()`), e.g. `SUBMISSION_FAILED`, `in-cluster-client`.
 macro_rules! display_as_str {
     ($($ty:ty),* $(,)?) => {$(

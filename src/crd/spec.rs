@@ -688,6 +688,16 @@ impl SecretType {
             Self::Generic => "Generic",
         }
     }
+
+    /// The environment variable that points at the mounted secret, and the file it names in
+    /// the secret's folder (kubeflow sets these on the Spark container).
+    pub fn env_var(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Self::GCPServiceAccount => Some(("GOOGLE_APPLICATION_CREDENTIALS", "key.json")),
+            Self::HadoopDelegationToken => Some(("HADOOP_TOKEN_FILE_LOCATION", "hadoop.token")),
+            Self::Generic => None,
+        }
+    }
 }
 
 /// A key of a Secret, used as the value of an environment variable.

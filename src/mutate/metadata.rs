@@ -6,8 +6,8 @@ use k8s_openapi::api::core::v1::Pod;
 
 use super::{Ctx, MutateError};
 use crate::labels::{
-    APP_NAME_LABEL, EXECUTOR_ID_LABEL, KUEUE_LABEL_PREFIX, LAUNCHED_BY_LABEL,
-    RESOURCE_PROFILE_ID_LABEL, SPARK_APP_SELECTOR_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL,
+    APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, RESOURCE_PROFILE_ID_LABEL,
+    SPARK_APP_SELECTOR_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL,
 };
 
 /// Labels Spark reserves for its own bookkeeping, plus the one that makes the pod ours. Spark
@@ -30,15 +30,9 @@ const RESERVED_LABELS: &[&str] = &[
 /// and both win over the pod's (Spark applies them over its pod template); reserved labels
 /// (see `RESERVED_LABELS`) are never changed.
 pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
-    let app_labels = ctx
+    let wanted: Vec<_> = ctx
         .app
-        .metadata
-        .labels
-        .iter()
-        .flatten()
-        .filter(|(key, _)| !key.starts_with(KUEUE_LABEL_PREFIX));
-    let wanted: Vec<_> = app_labels
-        .chain(&ctx.spec.pod.labels)
+        .pod_labels(&ctx.spec.pod.labels)
         .filter(|(key, _)| !RESERVED_LABELS.contains(&key.as_str()))
         .collect();
     if wanted.is_empty() {

@@ -10,8 +10,6 @@ use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Pod, SecretVolumeSource, Volume, VolumeMount,
 };
 
-use crate::crd::SecretType;
-
 use super::util::{ensure_mount, ensure_volume, env_var, spark_container, upsert_env};
 use super::{Ctx, MutateError};
 
@@ -46,14 +44,7 @@ pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
         };
         ensure_volume(ctx, pod, volume, &field)?;
         ensure_mount(ctx, pod, mount(&volume_name, &secret.path, false), &field)?;
-        let var = match secret.secret_type {
-            SecretType::GCPServiceAccount => Some(("GOOGLE_APPLICATION_CREDENTIALS", "key.json")),
-            SecretType::HadoopDelegationToken => {
-                Some(("HADOOP_TOKEN_FILE_LOCATION", "hadoop.token"))
-            }
-            SecretType::Generic => None,
-        };
-        if let Some((name, file)) = var {
+        if let Some((name, file)) = secret.secret_type.env_var() {
             let container = spark_container(ctx, pod)?;
             upsert_env(container, env_var(name, join_path(&secret.path, file)));
         }

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Volume;
 
-use crate::crd::{SecretType, SparkPodSpec};
+use crate::crd::SparkPodSpec;
 use crate::labels::{
-    APP_NAME_LABEL, EXECUTOR_ID_LABEL, KUEUE_LABEL_PREFIX, LAUNCHED_BY_LABEL, MUTATED_BY_LABEL,
+    APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, MUTATED_BY_LABEL,
     PROMETHEUS_PATH_ANNOTATION, PROMETHEUS_PORT_ANNOTATION, PROMETHEUS_SCRAPE_ANNOTATION,
     RESOURCE_PROFILE_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL, SPARK_ROLE_LABEL,
     SPARK_VERSION_LABEL, SUBMISSION_ID_LABEL,
@@ -216,16 +216,9 @@ fn role(
             conf.insert(key.into(), v.clone());
         }
     }
-    let app_labels = ctx
-        .app
-        .metadata
-        .labels
-        .iter()
-        .flatten()
-        .filter(|(key, _)| !key.starts_with(KUEUE_LABEL_PREFIX));
     // Labels Spark or the operator own are never taken from the user (the pod mutation rules
     // skip them too): the submission-id label is how a retried create recognises its driver.
-    for (key, value) in app_labels.chain(&pod.labels) {
+    for (key, value) in ctx.app.pod_labels(&pod.labels) {
         if !PROTECTED_LABELS.contains(&key.as_str()) {
             conf.insert(label(key), value.clone());
         }
@@ -247,14 +240,7 @@ fn role(
             format!("{}{}", role.secrets, secret.name),
             secret.path.clone(),
         );
-        let var = match secret.secret_type {
-            SecretType::GCPServiceAccount => Some(("GOOGLE_APPLICATION_CREDENTIALS", "key.json")),
-            SecretType::HadoopDelegationToken => {
-                Some(("HADOOP_TOKEN_FILE_LOCATION", "hadoop.token"))
-            }
-            SecretType::Generic => None,
-        };
-        if let Some((name, file)) = var {
+        if let Some((name, file)) = secret.secret_type.env_var() {
             conf.insert(format!("{}{name}", role.env), join_path(&secret.path, file));
         }
     }
