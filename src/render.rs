@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::crd::SparkApplication;
+use crate::crd::defaults::apply_defaults;
 use crate::labels::{
     APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, SPARK_APP_SELECTOR_LABEL,
     SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL, SparkRole,
@@ -104,6 +105,10 @@ fn render_app(mut app: SparkApplication, args: &RenderOptions) -> Result<String,
     }
     for w in &findings.warnings {
         out.push_str(&format!("# warning: {w}\n"));
+    }
+    // What the app leaves unset and kubeflow's defaulter fills in, as submission uses it.
+    for d in apply_defaults(&mut app.spec.clone()) {
+        out.push_str(&format!("# default: spec.{}: {}\n", d.field, d.value));
     }
     out.push_str(&submission::render_yaml(&sub));
 

@@ -143,3 +143,48 @@ fn render_prints_the_submission_and_refuses_invalid_apps() {
         stderr(&out)
     );
 }
+
+/// An app written for kubeflow without an executor count or retry intervals renders with
+/// kubeflow's defaults: one executor (not Spark's two), and the defaults it took named.
+#[test]
+fn render_shows_kubeflows_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("app.yaml");
+    let app = include_str!("fixtures/sparkapplication-pi.yaml")
+        .replace("    instances: 1\n", "")
+        .replace(
+            "  mode: cluster\n",
+            "  restartPolicy:\n    type: OnFailure\n",
+        );
+    assert!(!app.contains("instances"));
+    std::fs::write(&file, app).unwrap();
+    let out = run(&["render", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in [
+        "# default: spec.mode: cluster",
+        "# default: spec.restartPolicy.onFailureRetryInterval: 5",
+        "# default: spec.restartPolicy.onSubmissionFailureRetryInterval: 5",
+        "# default: spec.executor.instances: 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
+    }
+    assert!(text.contains("spark.executor.instances=1"), "{text}");
+
+    // Dynamic allocation on: Spark sizes the executors, no count is defaulted.
+    let dynamic = include_str!("fixtures/sparkapplication-pi.yaml")
+        .replace("    instances: 1\n", "")
+        .replace(
+            "  mode: cluster\n",
+            "  mode: cluster\n  dynamicAllocation:\n    enabled: true\n    maxExecutors: 3\n",
+        );
+    std::fs::write(&file, dynamic).unwrap();
+    let out = run(&["render", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("spark.executor.instances"), "{text}");
+    assert!(
+        text.contains("spark.dynamicAllocation.maxExecutors=3"),
+        "{text}"
+    );
+}

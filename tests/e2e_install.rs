@@ -172,6 +172,31 @@ fn the_base_installs_with_kubectl_and_install_certs_fills_in_the_secret_and_ca_b
         // Re-applying the base keeps the caBundle (the manifests carry none).
         apply_k("manifests/k8s-1.20");
         assert_eq!(ca_bundles(), [ca.clone(), ca]);
+
+        // The driver identities: `spark` and kubeflow's `spark-operator-spark` may do what a
+        // driver does in spark-jobs (the RBAC-enforcing apiserver decides, by impersonation);
+        // the namespace's `default` ServiceAccount may not, nor may they elsewhere.
+        let can_i = |sa: &str, verb: &str, resource: &str, ns: &str| {
+            let user = format!("--as=system:serviceaccount:spark-jobs:{sa}");
+            let out = kubectl(&["auth", "can-i", verb, resource, "-n", ns, &user]);
+            String::from_utf8_lossy(&out.stdout).trim() == "yes"
+        };
+        for sa in ["spark", "spark-operator-spark"] {
+            for resource in ["pods", "services", "configmaps", "persistentvolumeclaims"] {
+                for verb in ["create", "watch", "delete"] {
+                    assert!(
+                        can_i(sa, verb, resource, "spark-jobs"),
+                        "{sa} may not {verb} {resource} in spark-jobs"
+                    );
+                }
+            }
+            assert!(!can_i(sa, "create", "pods", "default"), "{sa} in default");
+            assert!(
+                !can_i(sa, "create", "secrets", "spark-jobs"),
+                "{sa} secrets"
+            );
+        }
+        assert!(!can_i("default", "create", "pods", "spark-jobs"));
     });
     // Before anything is created in spark-jobs, and whatever happened above. Without the
     // Service, a configuration left behind by a killed run could not be called either.

@@ -514,3 +514,105 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
         .collect();
     assert!(names.contains(&"/data".to_string()), "{names:?}");
 }
+
+/// The `spark.properties` of `driver`'s ConfigMap (the one the driver pod owns).
+async fn driver_properties(
+    client: &kube::Client,
+    ns: &str,
+    driver: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = eventually(&format!("the ConfigMap of {driver}"), WAIT, || async {
+        let list = cms.list(&ListParams::default()).await.ok()?;
+        list.items.into_iter().find(|c| {
+            c.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.name == driver)
+        })
+    })
+    .await;
+    common::spark_executor::plain_properties(&cm.data.unwrap()["spark.properties"])
+}
+
+/// A kubeflow app that names no executor count runs one executor, as under kubeflow (Spark
+/// alone would start two); with dynamic allocation on, the count is left to Spark.
+#[tokio::test]
+async fn an_app_without_an_executor_count_gets_kubeflows_one_executor() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-defaults").await;
+    let (_served, _certs) = start(&ns, &["--webhook=false"]);
+    let mut plain = pi(&ns, "plain", json!({"type": "Never"}));
+    plain["spec"]["executor"] = json!({"cores": 1, "memory": "512m"});
+    common::kubectl_apply(&plain);
+    let mut dynamic = pi(&ns, "dynamic", json!({"type": "Never"}));
+    dynamic["spec"]["executor"] = json!({"cores": 1, "memory": "512m"});
+    dynamic["spec"]["dynamicAllocation"] = json!({"enabled": true, "maxExecutors": 3});
+    common::kubectl_apply(&dynamic);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+
+    wait_state(&apps, "plain", "SUBMITTED").await;
+    let props = driver_properties(&client, &ns, "plain-driver").await;
+    assert_eq!(
+        props.get("spark.executor.instances").map(String::as_str),
+        Some("1"),
+        "{props:?}"
+    );
+    // The stored app keeps what the user wrote: the default is applied where it is used.
+    let stored = apps.get("plain").await.unwrap();
+    assert_eq!(stored.spec.executor.instances, None);
+
+    wait_state(&apps, "dynamic", "SUBMITTED").await;
+    let props = driver_properties(&client, &ns, "dynamic-driver").await;
+    assert_eq!(props.get("spark.executor.instances"), None, "{props:?}");
+    assert_eq!(
+        props
+            .get("spark.dynamicAllocation.maxExecutors")
+            .map(String::as_str),
+        Some("3")
+    );
+}
+
+/// An OnFailure app that names no retry interval waits kubeflow's 5 s (since the failed
+/// attempt's submission) before its next attempt, instead of retrying at once.
+#[tokio::test]
+async fn a_failed_driver_without_a_retry_interval_waits_five_seconds() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-interval").await;
+    let (_served, _certs) = start(&ns, &["--webhook=false"]);
+    common::kubectl_apply(&pi(
+        &ns,
+        "flaky",
+        json!({"type": "OnFailure", "onFailureRetries": 1}),
+    ));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+
+    let first = wait_state(&apps, "flaky", "SUBMITTED").await;
+    let first_at = first
+        .status
+        .unwrap()
+        .last_submission_attempt_time
+        .expect("first attempt time")
+        .0;
+    wait_pod(&pods, "flaky-driver").await;
+    common::set_driver_phase(&pods, "flaky-driver", "Failed", Some(1)).await;
+    let failed_at = std::time::Instant::now();
+    let second = wait_pod(&pods, "flaky-driver-2").await;
+    let waited = failed_at.elapsed();
+    let second_at = second.metadata.creation_timestamp.expect("creation time").0;
+    let gap = second_at.duration_since(first_at).as_secs_f64();
+    // Timestamps are whole seconds: a 5 s wait shows as at least 5 between them.
+    assert!(
+        (5.0..15.0).contains(&gap),
+        "second attempt {gap} s after the first (waited {waited:?} after the failure)"
+    );
+    let app = wait_state(&apps, "flaky", "SUBMITTED").await;
+    let status = app.status.unwrap();
+    assert_eq!(status.execution_attempts, 2);
+    let second_attempt_at = status.last_submission_attempt_time.unwrap().0;
+    assert!(second_attempt_at.duration_since(first_at).as_secs() >= 5);
+}

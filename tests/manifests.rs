@@ -288,3 +288,33 @@ fn the_operator_pod_is_locked_down_and_its_parts_agree() {
         assert_eq!(pdb["spec"]["minAvailable"], 1);
     }
 }
+
+/// kubeflow's examples name the driver ServiceAccount `spark-operator-spark` (its chart's
+/// default): the job namespace has it, bound to the same driver Role as `spark`.
+#[test]
+fn the_job_namespace_gives_kubeflows_driver_service_account_the_drivers_rights() {
+    let docs = yaml_docs("manifests/rbac/job-namespace.yaml");
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        docs.iter().filter(|d| d["kind"] == kind).collect()
+    };
+    let accounts: Vec<&str> = of_kind("ServiceAccount")
+        .iter()
+        .map(|d| d["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(accounts, ["spark", "spark-operator-spark"]);
+    let binding = of_kind("RoleBinding")
+        .into_iter()
+        .find(|b| b["roleRef"]["name"] == "spark-driver")
+        .expect("the spark-driver RoleBinding");
+    for sa in accounts {
+        assert!(
+            binding["subjects"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!({
+                    "kind": "ServiceAccount", "name": sa, "namespace": "spark-jobs"
+                })),
+            "{sa} is not bound to spark-driver: {binding}"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 //! Spark Operator, and the CustomResourceDefinition generated from it.
 //!
 //! - [`SparkApplication`] is the resource (derived from [`SparkApplicationSpec`] in [`spec`]).
+//! - [`defaults`] fills in what kubeflow's defaulter fills in, on a copy.
 //! - [`crd()`] / [`crd_yaml()`] give the CRD, post-processed so it installs on
 //!   kube-apiserver 1.20+ and stays small enough for client-side `kubectl apply`.
 
@@ -12,6 +13,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
+pub mod defaults;
 pub mod spec;
 pub mod status;
 

@@ -339,7 +339,8 @@ fn pod_name(pod: &SparkPod) -> String {
 
 /// None: no retry. Some(wait): retry after `wait` (zero: now). Kubeflow's rule: Always retries
 /// forever; OnFailure while the attempts so far are within the configured retries; the wait is
-/// interval × attempts since the last submission (linear backoff).
+/// interval × attempts since the last submission (linear backoff), the interval 5 s unless set
+/// (kubeflow's default, [`crate::crd::defaults`]).
 fn retry_due_in(
     app: &SparkApplication,
     status: &SparkApplicationStatus,
@@ -350,12 +351,12 @@ fn retry_due_in(
     let (retries, interval, attempts) = match state {
         S::Failing => (
             rp.on_failure_retries,
-            rp.on_failure_retry_interval,
+            rp.effective_on_failure_retry_interval(),
             status.execution_attempts,
         ),
         S::SubmissionFailed => (
             rp.on_submission_failure_retries,
-            rp.on_submission_failure_retry_interval,
+            rp.effective_on_submission_failure_retry_interval(),
             status.submission_attempts,
         ),
         _ => return None,
@@ -856,6 +857,42 @@ mod tests {
             "{:?}",
             d.status
         );
+    }
+
+    /// Kubeflow's defaulter gives OnFailure and Always 5 s between attempts when the app names
+    /// no interval: a failed run is not re-run at once.
+    #[test]
+    fn an_unset_retry_interval_waits_kubeflows_five_seconds() {
+        let p = pod("pi-driver", "Failed", Some(1), HASH);
+        for rp in [
+            json!({"type": "OnFailure", "onFailureRetries": 3}),
+            json!({"type": "Always"}),
+        ] {
+            // Failing since the driver failed; the attempt was submitted at 00:00:10.
+            let a = app(rp.clone(), running("FAILING", json!({})));
+            let early = decide(
+                &a,
+                &obs("2026-01-01T00:00:12Z", Some(&p), vec![]),
+                &Settings::default(),
+            );
+            assert_eq!(early.status.application_state.state, S::Failing, "{rp}");
+            assert!(early.actions.is_empty(), "{rp}");
+            assert_eq!(early.requeue_after, Some(Duration::from_secs(3)), "{rp}");
+            let due = decide(
+                &a,
+                &obs("2026-01-01T00:00:15Z", Some(&p), vec![]),
+                &Settings::default(),
+            );
+            assert_eq!(due.status.application_state.state, S::PendingRerun, "{rp}");
+        }
+        // Never keeps failing at once: no interval applies.
+        let a = app(json!({}), running("FAILING", json!({})));
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:00:11Z", Some(&p), vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Failed);
     }
 
     #[test]

@@ -73,6 +73,8 @@ pub fn build(
     attempt: u32,
     opts: &SubmitOptions,
 ) -> Result<Submission, SubmissionError> {
+    // Kubeflow submits the defaulted app: its defaults are in what spark-submit is given.
+    let app = &app.with_defaults();
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = assemble::MainApp::of(&ctx)?;
     let mut conf = assemble::build(&ctx, &main)?;
@@ -100,6 +102,7 @@ pub fn properties(
     attempt: u32,
     opts: &SubmitOptions,
 ) -> Result<BTreeMap<String, String>, SubmissionError> {
+    let app = &app.with_defaults();
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = assemble::MainApp::of(&ctx)?;
     assemble::build(&ctx, &main).map(Conf::into_map)

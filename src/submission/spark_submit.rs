@@ -72,6 +72,7 @@ pub fn arguments(
     opts: &SubmitOptions,
     master: &str,
 ) -> Result<Vec<String>, SubmissionError> {
+    let app = &app.with_defaults();
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = MainApp::of(&ctx)?;
     check_main_file(&ctx, &main)?;
