@@ -14,9 +14,10 @@ use thiserror::Error;
 use crate::certs::issue::CertOptions;
 use crate::certs::secret::SecretCertConfig;
 use crate::cli::{
-    CertsArgs, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault, ServeArgs,
-    SubmitterKind,
+    CertsArgs, MetricNamesArg, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault,
+    ServeArgs, SubmitterKind,
 };
+use crate::metrics::MetricNames;
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use crate::reconciler::runner::LeaderElection;
@@ -93,6 +94,8 @@ pub struct MetricsConfig {
     pub prefix: String,
     pub labels: Vec<String>,
     pub start_latency_buckets: Vec<f64>,
+    /// Ours (Prometheus' naming rules) or kubeflow's exact names and types.
+    pub names: MetricNames,
 }
 
 impl ServeConfig {
@@ -258,6 +261,10 @@ impl ReconcilerArgs {
                 prefix: self.metrics_prefix.clone(),
                 labels: self.metrics_labels.clone(),
                 start_latency_buckets: self.metrics_job_start_latency_buckets.clone(),
+                names: match self.metrics_names {
+                    MetricNamesArg::Native => MetricNames::Native,
+                    MetricNamesArg::Kubeflow => MetricNames::Kubeflow,
+                },
             },
         })
     }
