@@ -353,6 +353,33 @@ pub fn identity() -> String {
 mod tests {
     use super::*;
 
+    /// `--metrics-names`: ours by default, kubeflow's when asked (flag or env).
+    #[test]
+    fn metric_names_are_native_unless_kubeflow_is_asked_for() {
+        use clap::Parser;
+        let names = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).expect("parses");
+            let crate::cli::Command::Serve(serve) = cli.command else {
+                panic!("serve")
+            };
+            serve
+                .reconciler
+                .setup(MutationOptions::default())
+                .expect("a setup")
+                .metrics
+                .names
+        };
+        assert_eq!(names(&["spark-webhook", "serve"]), MetricNames::Native);
+        assert_eq!(
+            names(&["spark-webhook", "serve", "--metrics-names=kubeflow"]),
+            MetricNames::Kubeflow
+        );
+        assert!(
+            crate::cli::Cli::try_parse_from(["spark-webhook", "serve", "--metrics-names=go"])
+                .is_err()
+        );
+    }
+
     #[test]
     fn url_hosts() {
         for (url, host) in [
