@@ -12,7 +12,7 @@ use axum::routing::get;
 use crate::cache::AppCache;
 use crate::certs::tls::ReloadingCertResolver;
 use crate::health::ApiHealth;
-use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT, to_prometheus_text};
+use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
 
 /// What the admin endpoints report on.
 #[derive(Clone)]
@@ -66,7 +66,7 @@ async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 /// OpenMetrics for scrapers that ask for it (Prometheus does), the classic text format
-/// otherwise (curl, promtool).
+/// otherwise (curl, promtool) and always under `--metrics-names=kubeflow`, as kubeflow serves it.
 async fn metrics_handler(
     State(s): State<AdminState>,
     headers: axum::http::HeaderMap,
@@ -75,18 +75,22 @@ async fn metrics_handler(
         s.metrics.cert_not_after.set(r.not_after_unix());
         s.metrics.ca_not_after.set(r.ca_not_after_unix());
     }
-    let text = s.metrics.encode(s.app_metrics.as_deref());
-    let openmetrics = headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
+    let apps = s.app_metrics.as_deref();
+    let openmetrics = Metrics::openmetrics_allowed(apps)
+        && headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("application/openmetrics-text"));
     if openmetrics {
-        ([(header::CONTENT_TYPE, OPENMETRICS_TEXT)], text)
+        (
+            [(header::CONTENT_TYPE, OPENMETRICS_TEXT)],
+            s.metrics.encode(apps),
+        )
     } else {
         (
             [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
-            to_prometheus_text(&text),
+            s.metrics.encode_text(apps),
         )
     }
 }

@@ -14,9 +14,10 @@ use thiserror::Error;
 use crate::certs::issue::CertOptions;
 use crate::certs::secret::SecretCertConfig;
 use crate::cli::{
-    CertsArgs, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault, ServeArgs,
-    SubmitterKind,
+    CertsArgs, MetricNamesArg, ReconcilerArgs, RegistrationArgs, RenderArgs, SeccompDefault,
+    ServeArgs, SubmitterKind,
 };
+use crate::metrics::MetricNames;
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use crate::reconciler::runner::LeaderElection;
@@ -93,6 +94,8 @@ pub struct MetricsConfig {
     pub prefix: String,
     pub labels: Vec<String>,
     pub start_latency_buckets: Vec<f64>,
+    /// Ours (Prometheus' naming rules) or kubeflow's exact names and types.
+    pub names: MetricNames,
 }
 
 impl ServeConfig {
@@ -258,6 +261,10 @@ impl ReconcilerArgs {
                 prefix: self.metrics_prefix.clone(),
                 labels: self.metrics_labels.clone(),
                 start_latency_buckets: self.metrics_job_start_latency_buckets.clone(),
+                names: match self.metrics_names {
+                    MetricNamesArg::Native => MetricNames::Native,
+                    MetricNamesArg::Kubeflow => MetricNames::Kubeflow,
+                },
             },
         })
     }
@@ -345,6 +352,33 @@ pub fn identity() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `--metrics-names`: ours by default, kubeflow's when asked (flag or env).
+    #[test]
+    fn metric_names_are_native_unless_kubeflow_is_asked_for() {
+        use clap::Parser;
+        let names = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(args).expect("parses");
+            let crate::cli::Command::Serve(serve) = cli.command else {
+                panic!("serve")
+            };
+            serve
+                .reconciler
+                .setup(MutationOptions::default())
+                .expect("a setup")
+                .metrics
+                .names
+        };
+        assert_eq!(names(&["spark-webhook", "serve"]), MetricNames::Native);
+        assert_eq!(
+            names(&["spark-webhook", "serve", "--metrics-names=kubeflow"]),
+            MetricNames::Kubeflow
+        );
+        assert!(
+            crate::cli::Cli::try_parse_from(["spark-webhook", "serve", "--metrics-names=go"])
+                .is_err()
+        );
+    }
 
     #[test]
     fn url_hosts() {

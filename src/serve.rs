@@ -153,10 +153,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     }
 
     let app_metrics = cfg.reconciler.as_ref().map(|r| {
-        AppMetrics::new(
+        AppMetrics::with_names(
             &r.metrics.prefix,
             r.metrics.labels.clone(),
             &r.metrics.start_latency_buckets,
+            r.metrics.names,
         )
     });
     let reconciler = match (&cfg.reconciler, app_metrics.clone()) {

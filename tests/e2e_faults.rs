@@ -863,3 +863,127 @@ async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() 
         "the start-latency buckets reach an hour:\n{text}"
     );
 }
+
+/// The status line and Content-Type of `GET /metrics` asked for OpenMetrics, as Prometheus asks.
+fn metrics_content_type_for_openmetrics(served: &Served) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", served.admin_port)).expect("admin port");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_default()
+}
+
+/// `--metrics-names=kubeflow`: kubeflow's exact names and types on the real apiserver, for the
+/// dashboards written against it; promtool parses them and objects only to kubeflow's naming.
+#[tokio::test]
+async fn kubeflow_metric_names_count_a_running_app_under_kubeflows_names() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ft-kf-metrics").await;
+    let certs = certs();
+    let mut args = RECONCILER_ONLY.to_vec();
+    args.push("--metrics-names=kubeflow");
+    let served = Served::start(&ns, certs.path(), &args);
+    let metrics = || served.admin_get("/metrics").expect("/metrics").1;
+    let fresh = metrics();
+    for series in [
+        "spark_application_count",
+        "spark_application_submit_count",
+        "spark_application_running_count",
+        "spark_executor_running_count",
+    ] {
+        assert_eq!(
+            common::sample(&fresh, series),
+            Some(0.0),
+            "{series}:\n{fresh}"
+        );
+    }
+    // Kubeflow serves the classic text format; so does this mode, whatever the scraper asks.
+    assert!(
+        metrics_content_type_for_openmetrics(&served).starts_with("text/plain"),
+        "kubeflow mode answers OpenMetrics requests in the classic text format"
+    );
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    create_apps(&client, &ns, &["kf".to_string()], json!({"type": "Never"})).await;
+    wait_state(&apps, "kf", "SUBMITTED").await;
+    common::set_driver_phase(&pods, "kf-driver", "Running", None).await;
+    wait_state(&apps, "kf", "RUNNING").await;
+    let running = eventually("kubeflow's running gauge at 1", WAIT, || async {
+        let text = metrics();
+        (common::sample(&text, "spark_application_running_count") == Some(1.0)).then_some(text)
+    })
+    .await;
+    for (series, want) in [
+        ("spark_application_count", 1.0),
+        ("spark_application_submit_count", 1.0),
+        ("spark_application_submit_latency_seconds_count", 1.0),
+        (
+            "spark_application_submit_latency_seconds_histogram_count",
+            1.0,
+        ),
+        ("spark_application_start_latency_seconds_count", 1.0),
+        (
+            "spark_application_start_latency_seconds_histogram_count",
+            1.0,
+        ),
+    ] {
+        assert_eq!(
+            common::sample(&running, series),
+            Some(want),
+            "{series}:\n{running}"
+        );
+    }
+    for (family, kind) in [
+        ("spark_application_count", "counter"),
+        ("spark_application_running_count", "gauge"),
+        ("spark_application_start_latency_seconds", "summary"),
+        (
+            "spark_application_start_latency_seconds_histogram",
+            "histogram",
+        ),
+        (
+            "spark_application_success_execution_time_seconds",
+            "summary",
+        ),
+    ] {
+        assert!(
+            running.contains(&format!("\n# TYPE {family} {kind}\n")),
+            "{family} is a {kind}:\n{running}"
+        );
+    }
+    assert!(
+        !running.contains("spark_application_total") && !running.contains("_count_total"),
+        "none of our names in kubeflow mode:\n{running}"
+    );
+    let checked = promtool_check(&running);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    for complaint in said.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            complaint.starts_with("spark_application_") || complaint.starts_with("spark_executor_"),
+            "promtool objects to more than kubeflow's names: {complaint}\n{said}\n{running}"
+        );
+        assert!(
+            complaint.contains("\"_total\" suffix")
+                || complaint.contains("\"_count\" suffix")
+                || complaint.contains("should not include type 'histogram'"),
+            "promtool objects to more than kubeflow's naming: {complaint}\n{said}"
+        );
+    }
+}

@@ -11,7 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::telemetry::LogFormat;
 
-pub use serve::{ReconcilerArgs, RegistrationArgs, SeccompDefault, ServeArgs, SubmitterKind};
+pub use serve::{
+    MetricNamesArg, ReconcilerArgs, RegistrationArgs, SeccompDefault, ServeArgs, SubmitterKind,
+};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -280,6 +280,22 @@ pub struct ReconcilerArgs {
         default_value = crate::metrics::DEFAULT_START_LATENCY_BUCKETS_FLAG
     )]
     pub metrics_job_start_latency_buckets: Vec<f64>,
+
+    /// Names of the SparkApplication metrics: `native` (Prometheus' naming rules) or `kubeflow`
+    /// (kubeflow's exact names and types, for existing dashboards; classic text format only).
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_METRICS_NAMES",
+        value_enum,
+        default_value = "native"
+    )]
+    pub metrics_names: MetricNamesArg,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MetricNamesArg {
+    Native,
+    Kubeflow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
