@@ -250,6 +250,10 @@ fn sigkill(served: &mut Served) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the fail points: --features failpoints (tests/run.sh)"
+)]
 async fn crashes_at_every_step_of_submission_and_random_kills_lose_and_duplicate_nothing() {
     let client = common::client().await;
     install_crd();
