@@ -133,6 +133,7 @@ fn error_policy(obj: Arc<GuardedApp>, error: &ReconcileError, ctx: Arc<Context>)
 }
 
 async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    failpoint::hit(FailPoint::ControllerPanic);
     let result = reconcile_guarded(&obj, &ctx).await;
     if result.is_ok() {
         ctx.api_backoff
