@@ -902,12 +902,19 @@ async fn a_panicking_controller_is_logged_counted_and_restarted_while_the_others
         certs.path(),
         &[RECONCILER_ONLY.as_slice(), &["--namespaces", &second]].concat(),
     );
-    let panicked = eventually("a controller restart in /metrics", WAIT, || async {
+    let (panicked, text) = eventually("a controller restart in /metrics", WAIT, || async {
         let (_, body) = served.admin_get("/metrics")?;
         let r = restarts(&body);
-        (!r.is_empty()).then_some(r)
+        (!r.is_empty()).then_some((r, body))
     })
     .await;
+    let checked = promtool_check(&text);
+    assert!(
+        checked.status.success(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
     assert_eq!(panicked.len(), 1, "one controller restarted: {panicked:?}");
     let (labels, count) = &panicked[0];
     assert_eq!(*count, 1.0, "{panicked:?}");
