@@ -23,13 +23,14 @@ build:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	$(CARGO) clippy --locked --all-targets --features failpoints -- -D warnings
 
 fmt:
 	$(CARGO) fmt
 
 ## manifests: regenerate the committed YAML under manifests/ from the code
 manifests:
-	UPDATE_MANIFESTS=1 $(CARGO) nextest run --locked --test crd --test manifests
+	UPDATE_MANIFESTS=1 $(CARGO) nextest run --locked --features failpoints --test crd --test manifests
 
 ## certs: create or rotate the webhook CA and serving certificate in certs/
 certs:
@@ -50,6 +51,7 @@ bench:
 
 ## chaos: the fault tests (tests/e2e_faults.rs) at full size: 200 apps crashed at every step of
 ## submission and SIGKILLed, a 30 s apiserver outage, 1000 apps queued ahead of a finishing one
+## (tests/run.sh builds them with `--features failpoints`)
 chaos:
 	FAULTS_APPS=200 FAULTS_QUEUE=1000 FAULTS_OUTAGE_SECS=30 FAULTS_LEADER_APPS=200 \
 	  NEXTEST_TARGETS="--test e2e_faults" NEXTEST_PROFILE=chaos tests/run.sh --no-capture

@@ -30,13 +30,19 @@ use thiserror::Error;
 /// describe events as before.
 pub use kube::runtime::events::{Event, EventType, Reporter};
 
-/// The longest note an Event gets from us, in characters (the apiserver refuses an Event whose
-/// note is over 1 KiB).
-pub const MAX_NOTE_CHARS: usize = 1000;
+/// The longest note an Event can have, in bytes: the apiserver refuses an events.k8s.io/v1
+/// Event whose `note` is longer (a limit on bytes, not characters: 1000 characters of `é` are
+/// 2000 bytes, and such an Event was refused whole).
+pub const MAX_NOTE_BYTES: usize = 1024;
 
-/// `text` as an Event's note: cut to [`MAX_NOTE_CHARS`] characters.
+/// `text` as an Event's note: cut at the last character boundary within [`MAX_NOTE_BYTES`].
 pub fn note(text: &str) -> String {
-    text.chars().take(MAX_NOTE_CHARS).collect()
+    // `str::floor_char_boundary` once the MSRV (1.89) reaches 1.91.
+    let mut end = text.len().min(MAX_NOTE_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 /// How long after its last observation an event can still become (or extend) a series: six
@@ -372,10 +378,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_note_is_cut_to_its_limit_in_characters() {
+    fn a_note_is_cut_at_a_character_boundary_within_its_limit_in_bytes() {
         assert_eq!(note("short"), "short");
-        let long = "é".repeat(MAX_NOTE_CHARS + 5);
-        assert_eq!(note(&long).chars().count(), MAX_NOTE_CHARS);
+        let ascii = "a".repeat(MAX_NOTE_BYTES + 5);
+        assert_eq!(note(&ascii), ascii[..MAX_NOTE_BYTES]);
+        assert_eq!(note(&ascii[..MAX_NOTE_BYTES]), ascii[..MAX_NOTE_BYTES]);
+        // 2 bytes each: exactly 512 fit.
+        assert_eq!(note(&"é".repeat(2000)), "é".repeat(512));
+        // 3 and 4 bytes each: the character the limit falls inside is left out, not split.
+        assert_eq!(note(&"€".repeat(2000)), "€".repeat(341));
+        assert_eq!(note(&"𝄞".repeat(2000)), "𝄞".repeat(256));
+        let mixed = format!("x{}", "€".repeat(2000));
+        assert_eq!(note(&mixed), format!("x{}", "€".repeat(341)));
+        assert_eq!(note(&mixed).len(), 1024);
     }
 
     fn ev(reason: &str) -> Event {

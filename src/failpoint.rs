@@ -1,12 +1,17 @@
 //! Crash points for the fault tests: `SPARK_WEBHOOK_FAIL_POINT=<point>[:<n>]` makes the process
 //! abort (no unwinding, no cleanup: as abrupt as SIGKILL) the n-th time (default: the first) any
-//! reconcile reaches `<point>`. Always compiled in, inert without the variable: the variable is
-//! read once, and an unarmed [`hit`] is one load of a `OnceLock`.
+//! reconcile reaches `<point>`.
 //!
-//! The points sit between the writes of one submission, where a crash leaves the most awkward
-//! state for the next incarnation to adopt (kubeflow #2788).
+//! Only in a build with the cargo feature `failpoints` (the test suite's: `tests/run.sh`); a
+//! default (release) build has no fail points at all: [`hit`] is an empty function, and the
+//! variable is never read. With the feature, an unarmed [`hit`] is one load of a `OnceLock`.
+//!
+//! The submission points sit between the writes of one submission, where a crash leaves the
+//! most awkward state for the next incarnation to adopt (kubeflow #2788).
 
+#[cfg(feature = "failpoints")]
 use std::sync::OnceLock;
+#[cfg(feature = "failpoints")]
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable that arms a point.
@@ -23,9 +28,12 @@ pub enum FailPoint {
     AfterConfigMap,
     /// The status saying SUBMITTED is about to be written.
     BeforeStatus,
+    /// A reconcile starts: panics (not aborts), taking its namespace's controller down.
+    ControllerPanic,
 }
 
 impl FailPoint {
+    /// The points of a submission, each aborting the process.
     pub const ALL: [FailPoint; 4] = [
         FailPoint::AfterDriver,
         FailPoint::AfterService,
@@ -40,10 +48,22 @@ impl FailPoint {
             FailPoint::AfterService => "after-service",
             FailPoint::AfterConfigMap => "after-configmap",
             FailPoint::BeforeStatus => "before-status",
+            FailPoint::ControllerPanic => "controller-panic",
         }
     }
+
+    /// Every point, by name.
+    #[cfg(feature = "failpoints")]
+    const EVERY: [FailPoint; 5] = [
+        FailPoint::AfterDriver,
+        FailPoint::AfterService,
+        FailPoint::AfterConfigMap,
+        FailPoint::BeforeStatus,
+        FailPoint::ControllerPanic,
+    ];
 }
 
+#[cfg(feature = "failpoints")]
 struct Armed {
     point: FailPoint,
     /// Hits left before the abort.
@@ -51,17 +71,19 @@ struct Armed {
 }
 
 /// Parses `<point>[:<n>]` (n >= 1).
+#[cfg(feature = "failpoints")]
 fn parse(spec: &str) -> Option<(FailPoint, u64)> {
     let (name, n) = match spec.split_once(':') {
         Some((name, n)) => (name, n.trim().parse().ok().filter(|n| *n >= 1)?),
         None => (spec, 1),
     };
-    let point = FailPoint::ALL
+    let point = FailPoint::EVERY
         .into_iter()
         .find(|p| p.name() == name.trim())?;
     Some((point, n))
 }
 
+#[cfg(feature = "failpoints")]
 fn armed() -> Option<&'static Armed> {
     static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
     ARMED
@@ -76,7 +98,7 @@ fn armed() -> Option<&'static Armed> {
                     })
                 }
                 None => {
-                    let names: Vec<&str> = FailPoint::ALL.iter().map(|p| p.name()).collect();
+                    let names: Vec<&str> = FailPoint::EVERY.iter().map(|p| p.name()).collect();
                     tracing::error!(value = %spec, expected = ?names, "{ENV} not understood (<point>[:<n>]): no fail point armed");
                     None
                 }
@@ -85,26 +107,45 @@ fn armed() -> Option<&'static Armed> {
         .as_ref()
 }
 
-/// Aborts the process if `point` is armed and this is its n-th hit.
+/// Aborts the process (panics, at [`FailPoint::ControllerPanic`]) if `point` is armed and this
+/// is its n-th hit.
+#[cfg(feature = "failpoints")]
 pub fn hit(point: FailPoint) {
     let Some(armed) = armed() else { return };
-    if armed.point == point && armed.left.fetch_sub(1, Ordering::SeqCst) == 1 {
-        tracing::error!(point = point.name(), "fail point reached: aborting");
-        std::process::abort();
+    if armed.point != point {
+        return;
     }
+    // Counts down to 0 and stays there: only the n-th hit fires.
+    let before = armed
+        .left
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+    if before != Ok(1) {
+        return;
+    }
+    if point == FailPoint::ControllerPanic {
+        panic!("fail point {} reached", point.name());
+    }
+    tracing::error!(point = point.name(), "fail point reached: aborting");
+    std::process::abort();
 }
+
+/// Without the `failpoints` feature: nothing, whatever the environment says.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_point: FailPoint) {}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[cfg(feature = "failpoints")]
     #[test]
     fn specs_name_a_point_and_an_optional_hit_count() {
         assert_eq!(parse("after-driver"), Some((FailPoint::AfterDriver, 1)));
         assert_eq!(parse("before-status:7"), Some((FailPoint::BeforeStatus, 7)));
         assert_eq!(parse("after-configmap:0"), None);
         assert_eq!(parse("after-everything"), None);
-        for p in FailPoint::ALL {
+        for p in FailPoint::EVERY {
             assert_eq!(parse(p.name()), Some((p, 1)));
         }
     }
@@ -114,6 +155,45 @@ mod tests {
         // The test process has no SPARK_WEBHOOK_FAIL_POINT: every point passes.
         for p in FailPoint::ALL {
             hit(p);
+        }
+    }
+
+    /// Run only by [`the_variable_aborts_only_a_build_with_the_failpoints_feature`], in a child
+    /// process with the variable set.
+    #[test]
+    #[ignore = "run as a child process with SPARK_WEBHOOK_FAIL_POINT set"]
+    fn child_reaches_every_point() {
+        for p in FailPoint::ALL {
+            hit(p);
+        }
+        println!("every point passed");
+    }
+
+    /// The build check: `make test` runs this test twice, with the feature (the suite) and
+    /// without (`tests/run.sh`'s default-build step), so a default build that could still be
+    /// made to abort by the variable fails the suite.
+    #[test]
+    fn the_variable_aborts_only_a_build_with_the_failpoints_feature() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "failpoint::tests::child_reaches_every_point",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ENV, "after-driver")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if cfg!(feature = "failpoints") {
+            use std::os::unix::process::ExitStatusExt as _;
+            assert_eq!(out.status.signal(), Some(6), "not aborted: {out:?}");
+            assert!(!stdout.contains("every point passed"), "{stdout}");
+        } else {
+            assert!(out.status.success(), "{out:?}");
+            assert!(stdout.contains("every point passed"), "{stdout}");
+            assert!(stdout.contains("1 passed"), "{stdout}");
         }
     }
 }

@@ -55,13 +55,29 @@ pub struct KindLabels {
     pub kind: ReviewKind,
 }
 
-/// The webhook's metric families.
+/// Why a controller was restarted.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum RestartReason {
+    /// It panicked.
+    panic,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RestartLabels {
+    /// The controller's job namespace ("" for one controller over all namespaces).
+    pub namespace: String,
+    pub reason: RestartReason,
+}
+
+/// The process's metric families: the webhook's, and the reconciler's own health.
 pub struct Metrics {
     pub registry: Registry,
     pub reviews: Family<ReviewLabels, Counter>,
     pub review_seconds: Family<KindLabels, Histogram>,
     pub cert_not_after: Gauge<i64, AtomicI64>,
     pub ca_not_after: Gauge<i64, AtomicI64>,
+    pub controller_restarts: Family<RestartLabels, Counter>,
 }
 
 impl Metrics {
@@ -77,6 +93,7 @@ impl Metrics {
         });
         let cert_not_after = Gauge::<i64, AtomicI64>::default();
         let ca_not_after = Gauge::<i64, AtomicI64>::default();
+        let controller_restarts = Family::<RestartLabels, Counter>::default();
         registry.register(
             "admission_reviews",
             "Admission reviews answered, by kind and outcome",
@@ -97,6 +114,11 @@ impl Metrics {
             "Expiry (unix time) of the CA that signed the serving certificate (0: unknown); a self-managed CA is replaced in stages from --ca-renew-before ahead",
             ca_not_after.clone(),
         );
+        registry.register(
+            "controller_restarts",
+            "Per-namespace SparkApplication controllers restarted, by namespace and reason (a panic)",
+            controller_restarts.clone(),
+        );
         for kind in [ReviewKind::Pod, ReviewKind::SparkApplication] {
             for outcome in [
                 Outcome::Patched,
@@ -114,6 +136,7 @@ impl Metrics {
             review_seconds,
             cert_not_after,
             ca_not_after,
+            controller_restarts,
         })
     }
 

@@ -161,14 +161,15 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         )
     });
     let reconciler = match (&cfg.reconciler, app_metrics.clone()) {
-        (Some(setup), Some(metrics)) => {
+        (Some(setup), Some(app_metrics)) => {
             let cfg = ReconcilerConfig {
                 apps,
                 namespaces: namespaces.clone(),
                 settings: setup.settings.clone(),
                 submit: setup.submit.clone(),
                 submitter: setup.submitter.clone(),
-                metrics,
+                metrics: app_metrics,
+                process_metrics: metrics.clone(),
                 leader_election: setup.leader_election.clone(),
                 recorder: recorder.clone(),
             };

@@ -1,6 +1,7 @@
 //! End-to-end: the Event recorder against a real apiserver. A repeat becomes the first Event's
-//! series (one object, count 2, 3...), a repeat whose Event was deleted creates a new one, and
-//! an event forgotten at the cache's cap starts a new Event rather than failing.
+//! series (one object, count 2, 3...), a repeat whose Event was deleted creates a new one, an
+//! event forgotten at the cache's cap starts a new Event rather than failing, and a long
+//! non-ASCII note is cut within the apiserver's 1024 bytes instead of losing the Event.
 
 mod common;
 
@@ -145,4 +146,34 @@ async fn an_event_forgotten_at_the_cap_starts_a_new_event() {
     let reasons: Vec<_> = all.iter().map(|e| e.reason.as_deref().unwrap()).collect();
     assert_eq!(reasons, ["A", "B", "A"]);
     assert!(all.iter().all(|e| e.series.is_none()), "{all:?}");
+}
+
+#[tokio::test]
+async fn a_long_non_ascii_message_gets_an_event_with_its_note_cut_within_1024_bytes() {
+    let client = common::client().await;
+    let (api, subject) = regarding(&client, "ev-note").await;
+    let recorder = Recorder::new(client.clone(), reporter());
+    // 2000 characters of 3 bytes each (6000 bytes).
+    let message = "日".repeat(2000);
+
+    // The apiserver's limit is on bytes: 1000 such characters (the old cut) are refused.
+    let refused = recorder
+        .publish(&event("TooLong", &"日".repeat(1000)), &subject)
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(events(&api).await.is_empty());
+
+    let all = publish(
+        &recorder,
+        &api,
+        &subject,
+        "Failed",
+        &spark_webhook::events::note(&message),
+    )
+    .await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let note = all[0].note.as_deref().unwrap();
+    assert!(note.len() <= 1024, "{} bytes", note.len());
+    // Valid UTF-8 (a String), and as much of the message as fits: 341 whole characters.
+    assert_eq!(note, "日".repeat(341));
 }

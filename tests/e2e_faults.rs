@@ -1,6 +1,6 @@
 //! End-to-end under faults, on the real control plane: the operator crashed at every step of a
-//! submission and killed at random moments, the apiserver stopped mid-run, the leader killed;
-//! then the bounds (3000 executors, a driver that never starts) and whether status work keeps up
+//! submission and killed at random moments, the apiserver stopped mid-run, the leader killed, a
+//! namespace's controller panicked; then the bounds (3000 executors, a driver that never starts) and whether status work keeps up
 //! behind a queue of submissions. What is checked is what a user would see: every app in its
 //! right state, one driver per attempt, nothing failed for "already exists", honest /readyz and
 //! /metrics.
@@ -250,6 +250,10 @@ fn sigkill(served: &mut Served) {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the fail points: --features failpoints (tests/run.sh)"
+)]
 async fn crashes_at_every_step_of_submission_and_random_kills_lose_and_duplicate_nothing() {
     let client = common::client().await;
     install_crd();
@@ -986,4 +990,88 @@ async fn kubeflow_metric_names_count_a_running_app_under_kubeflows_names() {
             "promtool objects to more than kubeflow's naming: {complaint}\n{said}"
         );
     }
+}
+
+/// The restart counter's samples (`{namespace="…",reason="…"} n`) in a Prometheus text.
+fn restarts(metrics: &str) -> Vec<(String, f64)> {
+    metrics
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix("spark_webhook_controller_restarts_total{")?;
+            let (labels, value) = rest.split_once("} ")?;
+            Some((labels.to_string(), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the fail points: --features failpoints (tests/run.sh)"
+)]
+async fn a_panicking_controller_is_logged_counted_and_restarted_while_the_others_run_on() {
+    let client = common::client().await;
+    install_crd();
+    let first = namespace(&client, "ft-panic").await;
+    let second = namespace(&client, "ft-panic").await;
+    let certs = certs();
+    let names = ["before".to_string()];
+    create_apps(&client, &first, &names, json!({"type": "Never"})).await;
+    create_apps(&client, &second, &names, json!({"type": "Never"})).await;
+    // The first reconcile of either namespace's controller panics, once.
+    let served = Served::start_as(
+        &common::cluster().kubeconfig,
+        &[(failpoint::ENV, FailPoint::ControllerPanic.name())],
+        &first,
+        certs.path(),
+        &[RECONCILER_ONLY.as_slice(), &["--namespaces", &second]].concat(),
+    );
+    let (panicked, text) = eventually("a controller restart in /metrics", WAIT, || async {
+        let (_, body) = served.admin_get("/metrics")?;
+        let r = restarts(&body);
+        (!r.is_empty()).then_some((r, body))
+    })
+    .await;
+    let checked = promtool_check(&text);
+    assert!(
+        checked.status.success(),
+        "promtool check metrics:\n{}{}\n{text}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(panicked.len(), 1, "one controller restarted: {panicked:?}");
+    let (labels, count) = &panicked[0];
+    assert_eq!(*count, 1.0, "{panicked:?}");
+    let ns = [&first, &second]
+        .into_iter()
+        .find(|ns| labels.contains(&format!("namespace=\"{ns}\"")))
+        .unwrap_or_else(|| panic!("the panicked namespace in {labels}"));
+    assert!(labels.contains("reason=\"panic\""), "{labels}");
+    let logs = served.logs();
+    let line = logs
+        .lines()
+        .find(|l| l.contains("controller panicked"))
+        .unwrap_or_else(|| panic!("no log of the panic:\n{logs}"));
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains(ns.as_str()), "{line}");
+    assert!(
+        line.contains("fail point controller-panic reached"),
+        "{line}"
+    );
+
+    // Both namespaces are reconciled: the restarted controller picks its app up again, and
+    // an app created after the restart is submitted too.
+    for ns in [&first, &second] {
+        let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+        wait_state(&apps, "before", "SUBMITTED").await;
+        let after = ["after".to_string()];
+        create_apps(&client, ns, &after, json!({"type": "Never"})).await;
+        wait_state(&apps, "after", "SUBMITTED").await;
+        assert_submitted_once(&client, ns, &["before".to_string(), "after".to_string()]).await;
+    }
+    assert_eq!(
+        restarts(&served.admin_get("/metrics").expect("/metrics").1),
+        panicked,
+        "no further restarts"
+    );
 }

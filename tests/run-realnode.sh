@@ -22,5 +22,6 @@ t=$(date +%s%N)
 tests/cluster/realnode.sh up "$dir" >/dev/null
 echo "realnode up: $(secs "$t") s" >&2
 t=$(date +%s%N)
-SPARK_WEBHOOK_REALNODE_DIR=$dir cargo nextest run --locked --ignore-default-filter --test e2e_realnode "$@"
+# Built as tests/run.sh builds the suite (with fail points), so `make test` compiles it once.
+SPARK_WEBHOOK_REALNODE_DIR=$dir cargo nextest run --locked --features failpoints --ignore-default-filter --test e2e_realnode "$@"
 echo "e2e_realnode: $(secs "$t") s" >&2

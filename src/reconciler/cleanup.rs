@@ -70,6 +70,8 @@ pub(super) async fn sweep_orphans(
         if let Ok(mut w) = ctx.written.lock() {
             w.retain(|(ns, name), _| apps.get(&ObjectRef::new(name).within(ns)).is_some());
         }
+        ctx.api_backoff
+            .retain(|ns, name| apps.get(&ObjectRef::new(name).within(ns)).is_some());
         for pod in ctx.pods.state() {
             let Some(owner) = pod.owner_references().iter().find(|o| {
                 o.kind == "SparkApplication" && o.api_version.starts_with("sparkoperator.k8s.io/")

@@ -83,6 +83,7 @@ pub async fn run(
         metrics: ctx_parts.metrics,
         shutdown: shutdown.clone(),
         written: Default::default(),
+        api_backoff: Default::default(),
     });
     tokio::spawn(sweep_orphans(
         controller.store(),
@@ -115,14 +116,33 @@ pub async fn run(
         .await;
 }
 
-fn error_policy(_: Arc<GuardedApp>, error: &ReconcileError, _: Arc<Context>) -> Requeue {
+/// A conflict is retried at once on fresh data; an API error after a delay growing with the
+/// app's consecutive failures (see [`super::context::api_retry_delay`]), so a broken app or an
+/// unwell apiserver is not hammered every few seconds.
+fn error_policy(obj: Arc<GuardedApp>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
     match error {
         ReconcileError::Conflict(_) => Requeue::requeue(Duration::from_millis(100)),
-        ReconcileError::Api(_) => Requeue::requeue(Duration::from_secs(5)),
+        ReconcileError::Api(_) => {
+            let delay = ctx
+                .api_backoff
+                .failed(&obj.namespace().unwrap_or_default(), &obj.name_any());
+            tracing::debug!(namespace = %obj.namespace().unwrap_or_default(), app = %obj.name_any(), ?delay, "retrying after an API error");
+            Requeue::requeue(delay)
+        }
     }
 }
 
 async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
+    failpoint::hit(FailPoint::ControllerPanic);
+    let result = reconcile_guarded(&obj, &ctx).await;
+    if result.is_ok() {
+        ctx.api_backoff
+            .succeeded(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    }
+    result
+}
+
+async fn reconcile_guarded(obj: &GuardedApp, ctx: &Context) -> Result<Requeue, ReconcileError> {
     let fresher = match &obj.0 {
         Ok(app) => ctx.newer_than_cache(app),
         Err(_) => None,
@@ -146,7 +166,7 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     // Instrumented, not entered: a guard held across an await stays entered while other
     // reconciles run on the thread, so their spans nested under it, thousands deep under a
     // burst, until closing that chain overflowed a worker's stack (5000 apps at once).
-    reconcile_app(cached, &ctx).instrument(span).await
+    reconcile_app(cached, ctx).instrument(span).await
 }
 
 /// The reconcile of a readable app that is not being deleted.
