@@ -132,7 +132,10 @@ impl ServeConfig {
         };
         Ok(ServeConfig {
             admin_addr: args.admin_addr,
-            namespaces: JobNamespaces::from_list(&args.namespaces),
+            namespaces: JobNamespaces::from_flags(
+                &args.namespaces,
+                args.namespace_selector.clone(),
+            ),
             mutation,
             webhook,
             reconciler,

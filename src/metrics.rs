@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::Store;
 
 use crate::cache::{GuardedApp, SparkPod};
+use crate::namespaces::JobNamespaces;
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -274,11 +275,11 @@ mod tests {
         let store = running_app_store();
         let pods = || kube::runtime::reflector::store::Writer::<SparkPod>::default().as_reader();
         let running = |n: u32| format!("\nspark_application_running{{}} {n}\n");
-        let first_term = apps.add_source(store.clone(), pods());
+        let first_term = apps.add_source(store.clone(), pods(), JobNamespaces::all());
         assert!(m.encode(Some(&apps)).contains(&running(1)));
         // The term ends (its controller returns) and the next one starts on the same store.
         drop(first_term);
-        let second_term = apps.add_source(store, pods());
+        let second_term = apps.add_source(store, pods(), JobNamespaces::all());
         let text = m.encode(Some(&apps));
         assert!(text.contains(&running(1)), "{text}");
         drop(second_term);
@@ -467,7 +468,7 @@ mod tests {
         .expect("a pod");
         let mut pods = kube::runtime::reflector::store::Writer::<SparkPod>::default();
         pods.apply_watcher_event(&kube::runtime::watcher::Event::Apply(executor));
-        let _term = kubeflow.add_source(store, pods.as_reader());
+        let _term = kubeflow.add_source(store, pods.as_reader(), JobNamespaces::all());
         let text = m.encode_text(Some(&kubeflow));
         let want: std::collections::BTreeSet<(String, String)> = KUBEFLOW_FAMILIES
             .iter()
@@ -885,7 +886,8 @@ impl Drop for SourceGuard {
 }
 
 /// The caches of one controller: its apps and its Spark pods.
-type Source = (Store<GuardedApp>, Store<SparkPod>);
+/// A controller's caches and the namespaces it serves (its app watch may hold others).
+type Source = (Store<GuardedApp>, Store<SparkPod>, JobNamespaces);
 
 /// States the default start-latency buckets once, as the values and as the text of the flag's
 /// default (clap takes a string), so the two cannot drift apart.
@@ -1329,12 +1331,13 @@ impl AppMetrics {
         self: &Arc<Self>,
         apps: Store<GuardedApp>,
         pods: Store<SparkPod>,
+        namespaces: JobNamespaces,
     ) -> SourceGuard {
         let id = self
             .next_source
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut s) = self.sources.lock() {
-            s.push((id, (apps, pods)));
+            s.push((id, (apps, pods, namespaces)));
         }
         SourceGuard {
             metrics: self.clone(),
@@ -1351,10 +1354,13 @@ impl AppMetrics {
         };
         let mut apps: HashMap<Labels, i64> = HashMap::new();
         let mut execs: HashMap<Labels, i64> = HashMap::new();
-        for (_, (app_store, pod_store)) in sources.iter() {
+        for (_, (app_store, pod_store, namespaces)) in sources.iter() {
             let mut by_name: HashMap<(String, String), Labels> = HashMap::new();
             for guard in app_store.state() {
                 let Ok(app) = &guard.0 else { continue };
+                if !namespaces.contains(app.metadata.namespace.as_deref().unwrap_or_default()) {
+                    continue;
+                }
                 let labels = self.labels(&app.metadata);
                 let key = (
                     app.metadata.namespace.clone().unwrap_or_default(),

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminState};
 use crate::cache::AppCache;
+use crate::cache::namespaces::{InvalidSelector, check_selector, watch_selected};
 use crate::certs::manager::CertManager;
 use crate::certs::secret::CertManagerError;
 use crate::certs::tls::{self, ReloadingCertResolver};
@@ -58,6 +59,8 @@ pub enum ServeError {
     ShutdownStuck(String),
     #[error(transparent)]
     Reconciler(#[from] runner::RunError),
+    #[error(transparent)]
+    NamespaceSelector(#[from] InvalidSelector),
     #[error("self-managed certificate: {0}")]
     CertManager(#[from] Box<CertManagerError>),
 }
@@ -71,6 +74,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
         .await
         .map_err(ServeError::KubeConfig)?;
     let namespaces = cfg.namespaces.clone();
+    check_selector(&client, &namespaces).await?;
+    watch_selected(&client, &namespaces, shutdown.clone());
     // One recorder (one bounded series cache) for the webhook and every controller.
     let recorder = Recorder::new(
         client.clone(),

@@ -616,3 +616,80 @@ async fn a_failed_driver_without_a_retry_interval_waits_five_seconds() {
     let second_attempt_at = status.last_submission_attempt_time.unwrap().0;
     assert!(second_attempt_at.duration_since(first_at).as_secs() >= 5);
 }
+
+/// `--namespace-selector` (kubeflow v2.5): a namespace labelled after start is served without
+/// a restart, its waiting app submitted at once; one unlabelled stops being served; the listed
+/// namespace stays served either way; a selector the apiserver cannot parse stops the start.
+#[tokio::test]
+async fn namespaces_selected_by_label_are_served_from_when_they_are_labelled() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-sel").await;
+    let tenant = namespace(&client, "rc-tenant").await;
+    let key = format!("e2e-tenant-{}", common::unique_suffix());
+    let selector = format!("{key}=spark");
+    let (_served, _certs) = start(&ns, &["--namespace-selector", &selector]);
+    let listed: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let tenants: Api<SparkApplication> = Api::namespaced(client.clone(), &tenant);
+    let tenant_pods: Api<Pod> = Api::namespaced(client.clone(), &tenant);
+
+    // Not labelled yet: its app waits while an app of the listed namespace, applied after it,
+    // is submitted by the same cluster-wide controller.
+    common::kubectl_apply(&pi(&tenant, "waiting", json!({"type": "Never"})));
+    common::kubectl_apply(&pi(&ns, "marker", json!({"type": "Never"})));
+    wait_state(&listed, "marker", "SUBMITTED").await;
+    assert!(app_state(&tenants, "waiting").await.is_none());
+    assert!(
+        tenant_pods
+            .get_opt("waiting-driver")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    common::kubectl_ok(
+        &["label", "namespace", &tenant, &format!("{key}=spark")],
+        None,
+    );
+    wait_state(&tenants, "waiting", "SUBMITTED").await;
+    wait_pod(&tenant_pods, "waiting-driver").await;
+
+    common::kubectl_ok(&["label", "namespace", &tenant, &format!("{key}-")], None);
+    common::kubectl_apply(&pi(&tenant, "late", json!({"type": "Never"})));
+    // The watch has seen the label go once a namespace labelled after it is served.
+    let other = namespace(&client, "rc-tenant2").await;
+    common::kubectl_ok(
+        &["label", "namespace", &other, &format!("{key}=spark")],
+        None,
+    );
+    common::kubectl_apply(&pi(&other, "marker2", json!({"type": "Never"})));
+    wait_state(
+        &Api::namespaced(client.clone(), &other),
+        "marker2",
+        "SUBMITTED",
+    )
+    .await;
+    assert!(app_state(&tenants, "late").await.is_none());
+    assert!(tenant_pods.get_opt("late-driver").await.unwrap().is_none());
+
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(tmp.path())).unwrap();
+    let mut bad = Served::spawn_as(
+        &common::cluster().kubeconfig,
+        &[],
+        &ns,
+        tmp.path(),
+        &[
+            "--leader-election=false",
+            "--namespace-selector",
+            "env in (prod",
+        ],
+    );
+    let status = bad.wait_exit(WAIT);
+    let logs = bad.logs();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "a bad selector must stop the start: {status:?}\n{logs}"
+    );
+    assert!(logs.contains("--namespace-selector"), "{logs}");
+}

@@ -185,11 +185,44 @@ impl Subscriber {
     }
 }
 
+/// Hands the apps of each namespace that starts to match `--namespace-selector` to the
+/// subscribers, as if the watch had just applied them: the controllers skip the apps of
+/// namespaces that are not served, so a namespace labelled after start has its waiting apps
+/// reconciled at once, not at their next change.
+async fn announce_selected(
+    scope: AppScope,
+    namespaces: JobNamespaces,
+    shutdown: CancellationToken,
+) {
+    let mut added = namespaces.added();
+    loop {
+        let name = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            name = added.recv() => match name {
+                Ok(name) => Some(name),
+                // Missed some: announce every app of a served namespace.
+                Err(broadcast::error::RecvError::Lagged(_)) => None,
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+        };
+        for app in scope.store.state() {
+            let Some(ns) = app.namespace() else { continue };
+            let wanted = match &name {
+                Some(name) => ns == *name,
+                None => namespaces.contains(&ns),
+            };
+            if wanted {
+                let _ = scope.changes.send(app);
+            }
+        }
+    }
+}
+
 impl AppCache {
     /// Starts one watch per job namespace (or one cluster-wide) until `shutdown`.
     /// Watches retry with backoff forever: an unreachable apiserver makes us unready, not dead.
     pub fn start(client: &Client, namespaces: &JobNamespaces, shutdown: CancellationToken) -> Self {
-        let names: Vec<Option<String>> = match namespaces.list() {
+        let names: Vec<Option<String>> = match namespaces.watch_list() {
             None => vec![None],
             Some(list) => list.iter().cloned().map(Some).collect(),
         };
@@ -227,13 +260,29 @@ impl AppCache {
             ready: Arc::new(AtomicBool::new(false)),
             decoded: Arc::default(),
         };
+        if namespaces.selector().is_some() {
+            tokio::spawn(announce_selected(
+                cache.scopes[0].clone(),
+                namespaces.clone(),
+                shutdown.clone(),
+            ));
+        }
         let waiter = cache.clone();
+        let selection = namespaces.clone();
         tokio::spawn(async move {
             // Polled, not awaited: a store's readiness wakes one waiter only, and controllers
             // wait on the same stores.
             for scope in waiter.scopes.iter() {
                 if !super::synced(&scope.store, &shutdown).await {
                     return;
+                }
+            }
+            // Selected namespaces too: until they are known, every pod would look like one of
+            // no job namespace.
+            while !selection.is_synced() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
                 }
             }
             waiter.ready.store(true, Ordering::Release);

@@ -7,7 +7,8 @@
 //! for the whole process, the webhook reads its stores, and each controller the reconciler runs
 //! while it leads subscribes to the same watch instead of listing and caching every app again.
 //! (Without the webhook, the reconciler starts an `AppCache` per leader term and stops it with
-//! the term: a standby replica then caches no apps.)
+//! the term: a standby replica then caches no apps.) With `--namespace-selector`, the names of
+//! the matching namespaces are watched too ([`namespaces`]).
 //!
 //! Compact, because of that lifetime: k8s-openapi's types keep every optional field inline, so a
 //! typed SparkApplication spec takes about ten times its JSON text and a typed Pod several KiB
@@ -17,6 +18,7 @@
 
 pub mod apps;
 pub mod compact;
+pub mod namespaces;
 pub mod pod;
 
 use std::time::Duration;

@@ -75,9 +75,17 @@ pub struct ServeArgs {
     #[arg(long, env = "SPARK_WEBHOOK_CA_OVERLAP", default_value = "5m", value_parser = duration)]
     pub ca_overlap: Duration,
 
-    /// Spark job namespaces (comma-separated). Empty: every namespace.
+    /// Spark job namespaces (comma-separated). Empty (and no --namespace-selector): every
+    /// namespace.
     #[arg(long, env = "SPARK_WEBHOOK_NAMESPACES", value_delimiter = ',')]
     pub namespaces: Vec<String>,
+
+    /// Also serve the namespaces whose labels match this selector (kubectl's `-l` syntax, e.g.
+    /// `spark-operator=enabled,env in (prod,staging)`), as they are labelled and unlabelled,
+    /// without a restart. Watches SparkApplications in every namespace and needs list/watch on
+    /// namespaces.
+    #[arg(long, env = "SPARK_WEBHOOK_NAMESPACE_SELECTOR")]
+    pub namespace_selector: Option<String>,
 
     /// Seccomp profile given to Spark pods that set none themselves.
     #[arg(

@@ -79,6 +79,10 @@ pub(super) async fn sweep_orphans(
                 continue;
             };
             let ns = pod.namespace().unwrap_or_default();
+            // Another operator's namespace (a cluster-wide pod watch under a selector).
+            if !ctx.namespaces.contains(&ns) {
+                continue;
+            }
             let alive = apps
                 .get(&ObjectRef::new(&owner.name).within(&ns))
                 .is_some_and(|a| {

@@ -18,6 +18,7 @@ use crate::cache::{CompactApp, GuardedApp, SparkPod};
 use crate::crd::SparkApplication;
 use crate::events::Recorder;
 use crate::metrics::AppMetrics;
+use crate::namespaces::JobNamespaces;
 use crate::submission::{SubmitOptions, Submitter};
 
 /// Shared by every reconcile of one controller.
@@ -25,6 +26,9 @@ pub struct Context {
     pub client: Client,
     pub apps: Store<GuardedApp>,
     pub pods: Store<SparkPod>,
+    /// The served namespaces: with `--namespace-selector` the scope's watch holds apps of
+    /// namespaces that are not (or no longer) served, which are left alone.
+    pub namespaces: JobNamespaces,
     /// The submission lane.
     pub submit_slots: tokio::sync::Semaphore,
     /// The status lane.
@@ -168,6 +172,7 @@ fn jitter() -> f64 {
 /// What `run` needs besides the watches.
 pub struct ContextParts {
     pub client: Client,
+    pub namespaces: JobNamespaces,
     pub settings: Settings,
     pub submit: SubmitOptions,
     pub submitter: Submitter,

@@ -67,15 +67,18 @@ pub async fn run(
         .with_config(kube::runtime::controller::Config::default().concurrency(0))
         .trigger_backoff(NoBackoff);
     // Counted in the running gauges while this controller runs (dropped when it returns).
-    let _source = ctx_parts
-        .metrics
-        .add_source(controller.store(), pod_reader.clone());
+    let _source = ctx_parts.metrics.add_source(
+        controller.store(),
+        pod_reader.clone(),
+        ctx_parts.namespaces.clone(),
+    );
     let ctx = Arc::new(Context {
         client: ctx_parts.client,
         apps: controller.store(),
         submit_slots: tokio::sync::Semaphore::new(SUBMIT_CONCURRENCY),
         status_slots: tokio::sync::Semaphore::new(STATUS_CONCURRENCY),
         pods: pod_reader,
+        namespaces: ctx_parts.namespaces,
         settings: ctx_parts.settings,
         submit: ctx_parts.submit,
         submitter: ctx_parts.submitter,
@@ -160,6 +163,15 @@ async fn reconcile_guarded(obj: &GuardedApp, ctx: &Context) -> Result<Requeue, R
         }
     };
     if cached.metadata.deletion_timestamp.is_some() {
+        return Ok(Requeue::await_change());
+    }
+    // Triggered through a cluster-wide watch (`--namespace-selector`) for a namespace that is
+    // not served: left alone, as kubeflow does; the namespace's apps are announced again when
+    // it is selected (cache::apps).
+    if !ctx
+        .namespaces
+        .contains(&cached.namespace().unwrap_or_default())
+    {
         return Ok(Requeue::await_change());
     }
     let span = tracing::info_span!("reconcile", namespace = %cached.namespace().unwrap_or_default(), app = %cached.name_any());

@@ -236,6 +236,7 @@ fn controller_of(
     };
     let parts = ContextParts {
         client: client.clone(),
+        namespaces: cfg.namespaces.clone(),
         settings: cfg.settings.clone(),
         submit: cfg.submit.clone(),
         submitter: cfg.submitter.clone(),
