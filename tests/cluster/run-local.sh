@@ -15,9 +15,10 @@ webhook_port=${WEBHOOK_PORT:-9443}
 admin_port=${ADMIN_PORT:-8080}
 step() { echo "==> $*" >&2; }
 
-step "building spark-webhook (release)"
-cargo build --release --locked
-bin=$root/target/release/spark-webhook
+# The `quick` profile (Cargo.toml): optimised, no LTO; minutes instead of the shipped build's ~13.
+step "building spark-webhook (profile quick)"
+cargo build --profile quick --locked
+bin=${CARGO_TARGET_DIR:-$root/target}/quick/spark-webhook
 
 realnode=${REALNODE:-$([ "$(id -u)" = 0 ] && echo 1 || echo 0)}
 if [ "$realnode" = 1 ]; then
