@@ -46,12 +46,17 @@ fn driver_rbac(ns: &str) {
 
 /// Waits until the token controller has given ServiceAccount `spark` in `ns` its token.
 fn driver_token(ns: &str) {
+    service_account_token(ns, "spark");
+}
+
+/// Waits until the token controller has given ServiceAccount `sa` in `ns` its token.
+fn service_account_token(ns: &str, sa: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while kubectl_ok(
         &[
             "get",
             "serviceaccount",
-            "spark",
+            sa,
             "-n",
             ns,
             "-o",
@@ -63,7 +68,7 @@ fn driver_token(ns: &str) {
     {
         assert!(
             Instant::now() < deadline,
-            "no token for ServiceAccount spark in {ns} after 30 s"
+            "no token for ServiceAccount {sa} in {ns} after 30 s"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -256,6 +261,70 @@ async fn the_pi_example_with_a_custom_executor_container_runs_to_completed_and_p
             && e.value.as_deref() == Some("in-the-worker-container")),
         "executor env: {env:?}"
     );
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// kubeflow v2.5.2's own `examples/spark-pi-python.yaml` (tests/fixtures/kubeflow-v2.5.2/),
+/// unchanged but for its image (this node's local `spark:3.5.3` for `apache/spark:4.0.4`) and
+/// namespace: its driver ServiceAccount `spark-operator-spark` comes from our job-namespace
+/// manifest, and its non-root securityContexts and one executor (1 core each: the node's two
+/// CPUs exactly) run to COMPLETED.
+#[tokio::test]
+async fn kubeflows_own_python_example_runs_unchanged_but_for_the_image() {
+    node();
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-kf").await;
+    driver_rbac(&ns);
+    service_account_token(&ns, "spark-operator-spark");
+    let (served, _certs) = start(&ns);
+    let path = common::repo_root().join("tests/fixtures/kubeflow-v2.5.2/spark-pi-python.yaml");
+    let original = std::fs::read_to_string(&path).expect("the kubeflow example fixture");
+    let yaml = original
+        .replace("docker.io/apache/spark:4.0.4", "spark:3.5.3")
+        .replace("namespace: default", &format!("namespace: {ns}"));
+    assert_eq!(
+        yaml.lines()
+            .zip(original.lines())
+            .filter(|(a, b)| a != b)
+            .count(),
+        2,
+        "only the image and the namespace differ"
+    );
+    kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
+    let name = "spark-pi-python";
+    let run = wait_completed(&client, &ns, name, &served).await;
+    eprintln!(
+        "kubeflow's spark-pi-python: kubectl apply -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", &ns, &format!("{name}-driver")], None);
+    assert!(
+        log.contains("Pi is roughly 3.1"),
+        "the driver log has no 'Pi is roughly 3.1':\n{log}"
+    );
+    assert_eq!(run.executors.len(), 1, "executor pods seen during the run");
+    for pod in [
+        kubectl_ok(
+            &[
+                "get",
+                "pod",
+                "-n",
+                &ns,
+                &format!("{name}-driver"),
+                "-o",
+                "json",
+            ],
+            None,
+        ),
+        serde_json::to_string(&run.executors[0]).unwrap(),
+    ] {
+        let pod: Value = serde_json::from_str(&pod).unwrap();
+        let sc = &pod["spec"]["containers"][0]["securityContext"];
+        assert_eq!(sc["runAsUser"], 185, "{sc}");
+        assert_eq!(sc["runAsNonRoot"], true, "{sc}");
+        assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]), "{sc}");
+    }
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 

@@ -136,3 +136,31 @@ pub struct CertsArgs {
     #[arg(long, env = "SPARK_WEBHOOK_NEW_CA")]
     pub new_ca: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// An environment variable read by two flags would set both: each names one flag only.
+    #[test]
+    fn no_two_flags_read_the_same_environment_variable() {
+        fn walk(cmd: &clap::Command, path: &str, seen: &mut Vec<(String, String)>) {
+            for arg in cmd.get_arguments() {
+                if let Some(env) = arg.get_env() {
+                    let env = env.to_string_lossy().into_owned();
+                    let flag = format!("{path} --{}", arg.get_id());
+                    if let Some((_, other)) = seen.iter().find(|(e, _)| *e == env) {
+                        panic!("{env} is read by both {other} and {flag}");
+                    }
+                    seen.push((env, flag));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                // Subcommands run alone: a variable may serve one flag in each.
+                let mut own = seen.clone();
+                walk(sub, &format!("{path} {}", sub.get_name()), &mut own);
+            }
+        }
+        walk(&super::Cli::command(), "spark-webhook", &mut Vec::new());
+    }
+}

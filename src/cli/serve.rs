@@ -84,7 +84,7 @@ pub struct ServeArgs {
     /// `spark-operator=enabled,env in (prod,staging)`), as they are labelled and unlabelled,
     /// without a restart. Watches SparkApplications in every namespace and needs list/watch on
     /// namespaces.
-    #[arg(long, env = "SPARK_WEBHOOK_NAMESPACE_SELECTOR")]
+    #[arg(long, env = "SPARK_WEBHOOK_JOB_NAMESPACE_SELECTOR")]
     pub namespace_selector: Option<String>,
 
     /// Seccomp profile given to Spark pods that set none themselves.
