@@ -46,18 +46,47 @@ impl Findings {
     }
 }
 
-/// sparkConf keys the operator sets itself: a value here is overridden, so say so.
-const MANAGED_SPARK_CONF: &[&str] = &[
-    "spark.master",
-    "spark.kubernetes.driver.master",
-    "spark.kubernetes.authenticate.driver.serviceAccountName",
-    "spark.kubernetes.authenticate.executor.serviceAccountName",
-    "spark.kubernetes.authenticate.oauthToken",
-    "spark.kubernetes.authenticate.oauthTokenFile",
-    "spark.kubernetes.authenticate.driver.oauthToken",
-    "spark.kubernetes.authenticate.driver.oauthTokenFile",
-    "spark.kubernetes.authenticate.executor.oauthToken",
-    "spark.kubernetes.authenticate.executor.oauthTokenFile",
+/// sparkConf keys kubeflow v2.5 refuses (`sparkconf_validator.go`), with its reasons: the
+/// operator owns the API endpoint and the credentials, and a token here would sit in plain text
+/// in the driver's ConfigMap. (Its three image keys are honoured here instead: see DEVIATIONS.md.)
+const DENIED_SPARK_CONF: &[(&str, &str)] = &[
+    ("spark.master", "this value is managed by the operator"),
+    (
+        "spark.kubernetes.driver.master",
+        "this value is managed by the operator",
+    ),
+    (
+        "spark.kubernetes.authenticate.driver.serviceAccountName",
+        "configure the service account with spec.driver.serviceAccount instead",
+    ),
+    (
+        "spark.kubernetes.authenticate.executor.serviceAccountName",
+        "configure the service account with spec.executor.serviceAccount instead",
+    ),
+    (
+        "spark.kubernetes.authenticate.oauthToken",
+        "authentication credentials are managed by the operator",
+    ),
+    (
+        "spark.kubernetes.authenticate.oauthTokenFile",
+        "authentication credentials are managed by the operator",
+    ),
+    (
+        "spark.kubernetes.authenticate.driver.oauthToken",
+        "authentication credentials are managed by the operator",
+    ),
+    (
+        "spark.kubernetes.authenticate.driver.oauthTokenFile",
+        "authentication credentials are managed by the operator",
+    ),
+    (
+        "spark.kubernetes.authenticate.executor.oauthToken",
+        "authentication credentials are managed by the operator",
+    ),
+    (
+        "spark.kubernetes.authenticate.executor.oauthTokenFile",
+        "authentication credentials are managed by the operator",
+    ),
 ];
 
 /// Checks everything that can be checked without a cluster.
@@ -200,17 +229,19 @@ fn pod_spec(f: &mut Findings, at: &str, pod: &SparkPodSpec, volumes: &BTreeSet<&
     if let Some(c) = pod.cores.filter(|c| *c < 1) {
         f.error(format!("{at}.cores"), format!("{c} must be at least 1"));
     }
+    // Zero GPUs is no GPU (templated YAML writes `quantity: 0` for CPU-only runs), as in
+    // kubeflow; GPUs of no resource name, or a negative count, are mistakes.
     if let Some(gpu) = &pod.gpu {
-        if gpu.name.trim().is_empty() {
+        if gpu.name.trim().is_empty() && gpu.quantity > 0 {
             f.error(
                 format!("{at}.gpu.name"),
                 "is required (e.g. nvidia.com/gpu)",
             );
         }
-        if gpu.quantity < 1 {
+        if gpu.quantity < 0 {
             f.error(
                 format!("{at}.gpu.quantity"),
-                format!("{} must be at least 1", gpu.quantity),
+                format!("{} must not be negative", gpu.quantity),
             );
         }
     }
@@ -273,10 +304,11 @@ fn ingress_options(f: &mut Findings, app: &SparkApplication) {
 fn spark_conf(f: &mut Findings, app: &SparkApplication) {
     let namespace = app.metadata.namespace.as_deref();
     for (key, value) in &app.spec.spark_conf {
-        if MANAGED_SPARK_CONF.contains(&key.as_str()) {
-            f.warnings.push(format!(
-                "spec.sparkConf[{key:?}] is set by the operator and will be overridden; use the SparkApplication fields instead"
-            ));
+        if let Some((_, why)) = DENIED_SPARK_CONF.iter().find(|(k, _)| k == key) {
+            f.error(
+                format!("spec.sparkConf[{key:?}]"),
+                format!("is not allowed: {why}"),
+            );
         }
         if key == "spark.kubernetes.namespace" && namespace.is_some_and(|ns| ns != value) {
             f.error(
@@ -392,6 +424,42 @@ mod tests {
         ] {
             assert!(archive_uri(bad).is_err(), "{bad} must be refused");
         }
+    }
+
+    /// kubeflow's denied keys are refused with the key and its reason, not overridden quietly
+    /// (a token would otherwise land in the driver's ConfigMap); other keys pass.
+    #[test]
+    fn credentials_and_the_master_in_spark_conf_are_refused_as_kubeflow_does() {
+        let app: SparkApplication =
+            yaml_serde::from_str(include_str!("../tests/fixtures/sparkapplication-pi.yaml"))
+                .unwrap();
+        assert_eq!(validate(&app).error_message(), None);
+        for (key, why) in [
+            (
+                "spark.kubernetes.authenticate.driver.oauthToken",
+                "credentials",
+            ),
+            ("spark.master", "managed by the operator"),
+            (
+                "spark.kubernetes.authenticate.executor.serviceAccountName",
+                "spec.executor.serviceAccount",
+            ),
+        ] {
+            let mut denied = app.clone();
+            denied.spec.spark_conf.insert(key.into(), "x".into());
+            let message = validate(&denied).error_message().unwrap_or_default();
+            assert!(
+                message.starts_with(&format!("spec.sparkConf[{key:?}]: is not allowed")),
+                "{message}"
+            );
+            assert!(message.contains(why), "{message}");
+        }
+        let mut fine = app.clone();
+        fine.spec.spark_conf.insert(
+            "spark.kubernetes.container.image".into(),
+            "spark:3.5.3".into(),
+        );
+        assert_eq!(validate(&fine).error_message(), None);
     }
 
     #[test]
