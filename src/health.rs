@@ -187,7 +187,10 @@ mod tests {
         assert_eq!(verdict(false, Some(s(5)), grace), None, "a blip");
         let r = verdict(false, Some(s(31)), grace).expect("past the grace");
         assert!(r.contains("unreachable for 31s"), "{r}");
-        assert!(verdict(false, Some(s(1)), Duration::ZERO).is_some(), "no grace");
+        assert!(
+            verdict(false, Some(s(1)), Duration::ZERO).is_some(),
+            "no grace"
+        );
     }
 
     #[test]

@@ -525,7 +525,10 @@ async fn an_apiserver_blip_of_three_seconds_leaves_the_webhook_ready_and_mutatin
         &ApiResource::erase::<SparkApplication>(&()),
     );
     dynamic
-        .create(&Default::default(), &serde_json::from_value(app).expect("app"))
+        .create(
+            &Default::default(),
+            &serde_json::from_value(app).expect("app"),
+        )
         .await
         .expect("creating the app");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -544,11 +547,19 @@ async fn an_apiserver_blip_of_three_seconds_leaves_the_webhook_ready_and_mutatin
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = sample_readyz(served.admin_port, stop.clone());
     let out = cluster_sh("stop", &cluster.dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let down = Instant::now();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let out = cluster_sh("start", &cluster.dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let outage = down.elapsed();
     let after = pods
         .create(&Default::default(), &blip_driver(&ns, "blip-driver-after"))
@@ -578,10 +589,9 @@ async fn an_apiserver_blip_of_three_seconds_leaves_the_webhook_ready_and_mutatin
 
 /// A driver pod as spark-submit creates it, for app `blip` in `ns`.
 fn blip_driver(ns: &str, name: &str) -> Pod {
-    let mut v: Value = serde_json::from_str(include_str!(
-        "fixtures/spark-submit-3.3.4/driver-pod.json"
-    ))
-    .expect("fixture");
+    let mut v: Value =
+        serde_json::from_str(include_str!("fixtures/spark-submit-3.3.4/driver-pod.json"))
+            .expect("fixture");
     let meta = v["metadata"].as_object_mut().expect("metadata");
     meta.remove("uid");
     meta.remove("creationTimestamp");

@@ -68,6 +68,22 @@ fn the_deployment_registers_exactly_the_committed_configurations() {
     assert_eq!(base.cert_secret.as_deref(), Some("spark-webhook-certs"));
     let own = registered_by(OWN_CERTS_PATCH);
     assert_eq!(own.cert_secret, None, "own-certs serves the mounted files");
+
+    // The graceful handover fits the grace period: drain, in-flight reviews, the last resort.
+    let deployment = &yaml_docs(DEPLOYMENT)[0];
+    let grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    // 10 s: serve's own last resort after the shutdown timeout (SHUTDOWN_SLACK, src/shutdown.rs).
+    let needed = base.drain_period + base.shutdown_timeout + std::time::Duration::from_secs(10);
+    assert!(
+        std::time::Duration::from_secs(grace) > needed,
+        "terminationGracePeriodSeconds {grace} does not cover {needed:?}"
+    );
+    assert!(
+        base.drain_period >= std::time::Duration::from_secs(5),
+        "a drain shorter than an endpoints update fails pod creates mid-rollout"
+    );
 }
 
 /// `serve`'s options from the first container's args in `path`, checked to register exactly the

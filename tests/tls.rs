@@ -549,7 +549,9 @@ async fn a_body_trickling_in_is_cut_off_at_the_body_timeout() {
         let req = hyper::Request::post(format!("https://{DNS_NAME}/mutate-v1-pod?timeout=10s"))
             .header(hyper::header::HOST, DNS_NAME)
             .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(http_body_util::Full::new(Bytes::from_static(review.as_bytes())))
+            .body(http_body_util::Full::new(Bytes::from_static(
+                review.as_bytes(),
+            )))
             .unwrap();
         sender.send_request(req).await.unwrap().status().as_u16()
     };

@@ -174,12 +174,18 @@ async fn read_body(state: &WebhookState, body: Body, budget: Duration) -> Result
                     format!("review body larger than {MAX_BODY_BYTES} bytes\n"),
                 )
             } else {
-                text(StatusCode::BAD_REQUEST, format!("reading the review body: {e}\n"))
+                text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the review body: {e}\n"),
+                )
             })
         }
         Err(_) => {
             state.metrics.unanswered(UnansweredReason::body_timeout);
-            tracing::debug!(?limit, "review body not received in time; closing the connection");
+            tracing::debug!(
+                ?limit,
+                "review body not received in time; closing the connection"
+            );
             let mut resp = text(
                 StatusCode::REQUEST_TIMEOUT,
                 format!("review body not received within {limit:?}\n"),
