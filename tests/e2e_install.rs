@@ -125,6 +125,16 @@ fn the_base_installs_with_kubectl_and_install_certs_fills_in_the_secret_and_ca_b
         assert_eq!(deployment["spec"]["replicas"], 2);
         // Applying again changes nothing and fails nothing.
         apply_k("manifests/k8s-1.20");
+        // The opt-in NetworkPolicy is accepted as written.
+        let policy = common::repo_root().join("manifests/network-policy/networkpolicy.yaml");
+        let out = kubectl_ok(
+            &["apply", "--dry-run=server", "-f", policy.to_str().unwrap()],
+            None,
+        );
+        assert!(
+            out.contains("networkpolicy.networking.k8s.io/spark-webhook"),
+            "{out}"
+        );
 
         // make certs; make install-certs.
         let tmp = tempfile::tempdir().unwrap();

@@ -501,3 +501,53 @@ fn job_namespace_rights_are_generated_from_the_deployments_namespaces() {
         "all-namespaces args out of step with {DEPLOYMENT}"
     );
 }
+
+/// The opt-in NetworkPolicy selects the operator's pods and admits exactly their two ports by
+/// the names the Deployment gives them: the webhook from anywhere (the apiserver cannot be
+/// selected), the admin port only from labelled namespaces. Ingress only.
+#[test]
+fn the_network_policy_admits_the_webhook_and_scrapers_only() {
+    use serde_json::json;
+    let deployment = &yaml_docs(DEPLOYMENT)[0];
+    let pod = &deployment["spec"]["template"];
+    let policy = &yaml_docs("manifests/network-policy/networkpolicy.yaml")[0];
+    assert_eq!(policy["kind"], "NetworkPolicy");
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        pod["metadata"]["labels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    let ports: Vec<&str> = pod["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[0]["ports"],
+        json!([{"port": "webhook", "protocol": "TCP"}])
+    );
+    assert!(
+        rules[0]["from"].is_null(),
+        "the apiserver cannot be selected: any source"
+    );
+    assert_eq!(
+        rules[1]["ports"],
+        json!([{"port": "admin", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        rules[1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"spark-webhook/metrics-scraper": "true"}}}])
+    );
+    for name in ["webhook", "admin"] {
+        assert!(ports.contains(&name), "container port {name}: {ports:?}");
+    }
+    let service = &yaml_docs("manifests/operator/service.yaml")[0];
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "webhook");
+}
