@@ -587,6 +587,82 @@ async fn an_apiserver_blip_of_three_seconds_leaves_the_webhook_ready_and_mutatin
     );
 }
 
+/// A review whose cache miss meets a stalled apiserver (SIGSTOPped: connections accepted, never
+/// answered) is answered 504 with the reason before the review's `?timeout=`, as the apiserver
+/// would send it; and the webhook answers again once the apiserver does.
+#[tokio::test]
+async fn a_review_whose_lookup_meets_a_stalled_apiserver_is_answered_504_in_time() {
+    let cluster = PrivateCluster::up();
+    let client = common::client_for(&cluster.kubeconfig()).await;
+    install_crd_with(&client).await;
+    let ns = namespace(&client, "ft-stall").await;
+    let certs = certs();
+    let served = Served::start_as(
+        &cluster.kubeconfig(),
+        &[],
+        &ns,
+        certs.path(),
+        &["--controller=false"],
+    );
+    // A driver we launched, of an app the cache has not seen: the webhook must GET it live.
+    let mut pod = serde_json::to_value(blip_driver(&ns, "stalled-driver")).expect("pod");
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = "not-seen-yet".into();
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "stall-1", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": ns, "operation": "CREATE", "userInfo": {"username": "x"},
+            "object": pod
+        }
+    });
+    let body = certs.path().join("review.json");
+    std::fs::write(&body, review.to_string()).expect("review file");
+    let post = || {
+        let started = Instant::now();
+        let out = Command::new("curl")
+            .args(["-sk", "--max-time", "20", "-o", "-", "-w", "\n%{http_code}"])
+            .args(["-H", "Content-Type: application/json", "--data-binary"])
+            .arg(format!("@{}", body.display()))
+            .arg(format!(
+                "https://127.0.0.1:{}/mutate-v1-pod?timeout=3s",
+                served.webhook_port
+            ))
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (answer, code) = text.rsplit_once('\n').unwrap_or(("", ""));
+        (code.to_string(), answer.to_string(), started.elapsed())
+    };
+    let pid = std::fs::read_to_string(cluster.dir.join("apiserver.pid"))
+        .expect("apiserver pid")
+        .trim()
+        .to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    let (code, answer, took) = post();
+    signal("-CONT");
+    assert_eq!(code, "504", "{answer}\n{}", served.logs());
+    assert!(answer.contains("timeout"), "{answer}");
+    assert!(
+        took < Duration::from_secs(3),
+        "answered after the review's timeout: {took:?}"
+    );
+    // The apiserver answers again: so does the lookup (the app does not exist: refused, 200).
+    let (code, answer) = eventually("an answer once the apiserver runs again", WAIT, || async {
+        let (code, answer, _) = post();
+        (code == "200").then_some((code, answer))
+    })
+    .await;
+    assert!(answer.contains("does not exist"), "{code}: {answer}");
+}
+
 /// A driver pod as spark-submit creates it, for app `blip` in `ns`.
 fn blip_driver(ns: &str, name: &str) -> Pod {
     let mut v: Value =
