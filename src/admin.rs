@@ -9,6 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::cache::AppCache;
 use crate::certs::tls::ReloadingCertResolver;
 use crate::health::ApiHealth;
@@ -17,8 +19,10 @@ use crate::metrics::{AppMetrics, Metrics, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
 /// What the admin endpoints report on.
 #[derive(Clone)]
 pub struct AdminState {
-    /// Whether the apiserver answers now.
+    /// Whether the apiserver answers (within its outage grace).
     pub api: Arc<ApiHealth>,
+    /// Cancelled at SIGTERM: unready from then on, so endpoints drop us while we still serve.
+    pub draining: CancellationToken,
     /// The webhook's cache and certificate; None when the webhook is off.
     pub apps: Option<AppCache>,
     pub resolver: Option<Arc<ReloadingCertResolver>>,
@@ -35,12 +39,15 @@ pub fn admin_router(state: AdminState) -> Router {
         .with_state(state)
 }
 
-/// Ready while the apiserver answers, the certificate is valid and the SparkApplication cache
-/// has synced. Caches outlive an apiserver outage, so they alone would say ready throughout.
+/// Ready while not shutting down, the apiserver answers (or has not for less than the outage
+/// grace: see `health`), the certificate is valid and the SparkApplication cache has synced.
 async fn readyz(State(s): State<AdminState>) -> impl IntoResponse {
     let mut missing = Vec::new();
-    if !s.api.is_reachable() {
-        missing.push("Kubernetes API unreachable".to_string());
+    if s.draining.is_cancelled() {
+        missing.push("shutting down".to_string());
+    }
+    if let Some(why) = s.api.unready_reason() {
+        missing.push(why);
     }
     if let Some(r) = s.resolver.as_ref().filter(|r| !r.is_valid_now()) {
         missing.push(if r.is_loaded() {

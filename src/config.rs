@@ -54,6 +54,10 @@ pub struct ServeConfig {
     pub reconciler: Option<ReconcilerSetup>,
     /// How long in-flight work may take to finish at shutdown.
     pub shutdown_timeout: Duration,
+    /// After SIGTERM: unready but still serving, for this long, before the listener closes.
+    pub drain_period: Duration,
+    /// How long the Kubernetes API may be unreachable before /readyz fails.
+    pub api_outage_grace: Duration,
 }
 
 /// The admission webhook: where it listens, what it serves, how it is registered.
@@ -64,6 +68,9 @@ pub struct WebhookConfig {
     /// The configurations to keep registered (their caBundle filled in at run time); None:
     /// --register-webhook is off.
     pub registration: Option<Registration>,
+    /// Body-read timeout and in-flight cap.
+    pub body_timeout: Duration,
+    pub max_in_flight: usize,
 }
 
 /// Where the serving certificate comes from.
@@ -124,6 +131,8 @@ impl ServeConfig {
                 registration: args
                     .registers()
                     .then(|| args.registration.registration(Vec::new())),
+                body_timeout: args.webhook_body_timeout,
+                max_in_flight: args.webhook_max_in_flight as usize,
             }),
         };
         let reconciler = match args.controller {
@@ -140,6 +149,8 @@ impl ServeConfig {
             webhook,
             reconciler,
             shutdown_timeout: args.shutdown_timeout,
+            drain_period: args.drain_period,
+            api_outage_grace: args.api_outage_grace,
         })
     }
 }

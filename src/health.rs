@@ -1,11 +1,16 @@
-//! Whether the Kubernetes API answers, for `/readyz`. Reflector caches keep serving their last
-//! state while the apiserver is down, so "synced once" says nothing about now: a probe of the
-//! apiserver's own `/readyz` does (readable by every client through the default
-//! `system:public-info-viewer` role).
+//! Whether this replica can answer reviews as far as the Kubernetes API goes, for `/readyz`.
+//!
+//! Reflector caches keep serving their last state while the apiserver is down, so "synced once"
+//! says nothing about now: a probe of the apiserver's own `/readyz` every second does (readable
+//! by every client through the default `system:public-info-viewer` role). One failed probe does
+//! not make the replica unready, though: reviews are answered from those warm caches, and an
+//! etcd blip or a slow control plane reaches every replica at once, so failing readiness on it
+//! would empty the Service and, with failurePolicy Fail, refuse every Spark pod. The replica turns
+//! unready only once the API has not answered for the outage grace (`--api-outage-grace`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use tokio_util::sync::CancellationToken;
@@ -15,16 +20,24 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
 /// A probe slower than this counts as a failure.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The last probe's verdict.
-#[derive(Debug, Default)]
+/// The probes' verdicts.
+#[derive(Debug)]
 pub struct ApiHealth {
     reachable: AtomicBool,
+    /// When a probe last succeeded; None: never yet.
+    last_ok: std::sync::Mutex<Option<Instant>>,
+    grace: Duration,
 }
 
 impl ApiHealth {
-    /// Probes every [`PROBE_INTERVAL`] until `shutdown`; unreachable until the first success.
-    pub fn start(client: Client, shutdown: CancellationToken) -> Arc<Self> {
-        let health = Arc::new(ApiHealth::default());
+    /// Probes every [`PROBE_INTERVAL`] until `shutdown`; unready until the first success, and
+    /// once no probe has succeeded for `grace`.
+    pub fn start(client: Client, grace: Duration, shutdown: CancellationToken) -> Arc<Self> {
+        let health = Arc::new(ApiHealth {
+            reachable: AtomicBool::new(false),
+            last_ok: std::sync::Mutex::new(None),
+            grace,
+        });
         let h = health.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(PROBE_INTERVAL);
@@ -35,9 +48,15 @@ impl ApiHealth {
                     _ = tick.tick() => {}
                 }
                 let ok = probe(&client).await;
+                if ok {
+                    *h.last_ok.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+                }
                 let was = h.reachable.swap(ok, Ordering::AcqRel);
                 match (was, ok) {
-                    (true, false) => tracing::warn!("Kubernetes API unreachable: not ready"),
+                    (true, false) => tracing::warn!(
+                        grace = ?h.grace,
+                        "Kubernetes API unreachable: reviews are answered from the caches; unready if this lasts the grace"
+                    ),
                     (false, true) => {
                         RECOVERIES.fetch_add(1, Ordering::AcqRel);
                         tracing::info!("Kubernetes API reachable");
@@ -49,8 +68,28 @@ impl ApiHealth {
         health
     }
 
-    pub fn is_reachable(&self) -> bool {
-        self.reachable.load(Ordering::Acquire)
+    /// Why `/readyz` must fail as far as the API goes; None: ready.
+    pub fn unready_reason(&self) -> Option<String> {
+        let last_ok = *self.last_ok.lock().unwrap_or_else(|e| e.into_inner());
+        verdict(
+            self.reachable.load(Ordering::Acquire),
+            last_ok.map(|t| t.elapsed()),
+            self.grace,
+        )
+    }
+}
+
+/// The readiness rule, pure: unready before the first answer, and once the last answer is
+/// `grace` old while the latest probe failed.
+fn verdict(reachable: bool, since_ok: Option<Duration>, grace: Duration) -> Option<String> {
+    match since_ok {
+        None => Some("Kubernetes API not reached yet".into()),
+        Some(_) if reachable => None,
+        Some(age) if age < grace => None,
+        Some(age) => Some(format!(
+            "Kubernetes API unreachable for {}s (grace {grace:?})",
+            age.as_secs()
+        )),
     }
 }
 
@@ -138,6 +177,21 @@ impl kube::runtime::utils::Backoff for NoBackoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readiness_rides_out_an_api_blip_shorter_than_the_grace() {
+        let grace = Duration::from_secs(30);
+        let s = Duration::from_secs;
+        assert!(verdict(false, None, grace).is_some(), "never reached");
+        assert_eq!(verdict(true, Some(s(1)), grace), None);
+        assert_eq!(verdict(false, Some(s(5)), grace), None, "a blip");
+        let r = verdict(false, Some(s(31)), grace).expect("past the grace");
+        assert!(r.contains("unreachable for 31s"), "{r}");
+        assert!(
+            verdict(false, Some(s(1)), Duration::ZERO).is_some(),
+            "no grace"
+        );
+    }
 
     #[test]
     fn watch_backoff_grows_to_its_cap_and_starts_over_when_the_api_is_back() {

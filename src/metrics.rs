@@ -64,6 +64,23 @@ pub enum RestartReason {
     panic,
 }
 
+/// Why a review got no answer from its rules: the server's bounds (`webhook::ReviewLimits`).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum UnansweredReason {
+    /// The body did not arrive within the body-read timeout (408).
+    body_timeout,
+    /// Too many reviews in flight already (503).
+    in_flight_limit,
+    /// The review's `?timeout=` would have passed first (504).
+    deadline,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnansweredLabels {
+    pub reason: UnansweredReason,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RestartLabels {
     /// The controller's job namespace ("" for one controller over all namespaces).
@@ -79,6 +96,7 @@ pub struct Metrics {
     pub cert_not_after: Gauge<i64, AtomicI64>,
     pub ca_not_after: Gauge<i64, AtomicI64>,
     pub controller_restarts: Family<RestartLabels, Counter>,
+    pub reviews_unanswered: Family<UnansweredLabels, Counter>,
 }
 
 impl Metrics {
@@ -95,6 +113,7 @@ impl Metrics {
         let cert_not_after = Gauge::<i64, AtomicI64>::default();
         let ca_not_after = Gauge::<i64, AtomicI64>::default();
         let controller_restarts = Family::<RestartLabels, Counter>::default();
+        let reviews_unanswered = Family::<UnansweredLabels, Counter>::default();
         registry.register(
             "admission_reviews",
             "Admission reviews answered, by kind and outcome",
@@ -120,6 +139,18 @@ impl Metrics {
             "Per-namespace SparkApplication controllers restarted, by namespace and reason (a panic)",
             controller_restarts.clone(),
         );
+        registry.register(
+            "admission_reviews_unanswered",
+            "Review requests answered with an HTTP error by the server's bounds: a body slower than the body-read timeout (408), over the in-flight cap (503), past the review's timeout (504)",
+            reviews_unanswered.clone(),
+        );
+        for reason in [
+            UnansweredReason::body_timeout,
+            UnansweredReason::in_flight_limit,
+            UnansweredReason::deadline,
+        ] {
+            let _ = reviews_unanswered.get_or_create(&UnansweredLabels { reason });
+        }
         for kind in [ReviewKind::Pod, ReviewKind::SparkApplication] {
             for outcome in [
                 Outcome::Patched,
@@ -138,7 +169,14 @@ impl Metrics {
             cert_not_after,
             ca_not_after,
             controller_restarts,
+            reviews_unanswered,
         })
+    }
+
+    pub fn unanswered(&self, reason: UnansweredReason) {
+        self.reviews_unanswered
+            .get_or_create(&UnansweredLabels { reason })
+            .inc();
     }
 
     pub fn observe(&self, kind: ReviewKind, outcome: Outcome, seconds: f64) {

@@ -25,7 +25,7 @@ use crate::reconciler::runner::{self, ReconcilerConfig};
 use crate::registration::Registration;
 use crate::server;
 use crate::shutdown;
-use crate::webhook::{self, WebhookState};
+use crate::webhook::{self, ReviewLimits, WebhookState};
 
 /// How often ca.crt is checked for a CA rotation that must reach the caBundle.
 const CA_CHECK_INTERVAL: Duration = Duration::from_secs(10);
@@ -68,7 +68,14 @@ pub enum ServeError {
 /// Runs until SIGTERM/SIGINT, then drains in-flight reviews and returns.
 pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     let shutdown = CancellationToken::new();
-    shutdown::spawn_signal_handler(shutdown.clone());
+    // SIGTERM cancels `draining` first, `shutdown` a drain period later (see `shutdown`); with
+    // no webhook there is nothing to drain.
+    let draining = shutdown.child_token();
+    let drain_period = match cfg.webhook {
+        Some(_) => cfg.drain_period,
+        None => Duration::ZERO,
+    };
+    shutdown::spawn_signal_handler(draining.clone(), shutdown.clone(), drain_period);
     let metrics = Metrics::new();
     let client = Client::try_default()
         .await
@@ -147,6 +154,7 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             client: Some(client.clone()),
             recorder: Some(recorder.clone()),
+            limits: ReviewLimits::new(webhook_cfg.body_timeout, webhook_cfg.max_in_flight),
         };
         let listener = bind(webhook_cfg.addr).await?;
         if let (Some(registration), CertSource::Dir { dir, .. }) =
@@ -179,7 +187,9 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 recorder: recorder.clone(),
             };
             let client = client.clone();
-            let token = shutdown.clone();
+            // The reconciler needs no endpoint: it lets go of its Lease as soon as draining
+            // starts, so the next leader takes over while this replica still answers reviews.
+            let token = draining.clone();
             Some(async move {
                 let result = runner::run(client, cfg, token.clone()).await;
                 if let Err(e) = &result {
@@ -195,7 +205,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     };
 
     let admin = admin::admin_router(AdminState {
-        api: ApiHealth::start(client.clone(), shutdown.clone()),
+        api: ApiHealth::start(client.clone(), cfg.api_outage_grace, shutdown.clone()),
+        draining: draining.clone(),
         apps: webhook_part.as_ref().map(|w| w.4.clone()),
         resolver: webhook_part.as_ref().map(|w| w.3.clone()),
         metrics,

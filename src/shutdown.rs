@@ -1,6 +1,14 @@
-//! Ending `serve`: the first SIGTERM/SIGINT starts a graceful shutdown (a second one exits at
+//! Ending `serve`: the first SIGTERM/SIGINT starts a graceful handover (a second one exits at
 //! once), and a shutdown that overruns its time ends the process anyway, naming the part that
 //! hung, so a stuck replica is replaced rather than left half-alive.
+//!
+//! The handover has two steps. `draining` first: `/readyz` fails and the reconciler lets go
+//! of its Lease, but the webhook keeps accepting and answering for the drain period, because
+//! the apiserver goes on calling a Service endpoint until the endpoints update reaches it and
+//! does not retry a refused connection (the pod create would fail). Then `shutdown`: the
+//! listener closes, in-flight reviews finish within the shutdown timeout, the process exits.
+//! In-process rather than a preStop hook: the image has no shell or `sleep`, and a preStop
+//! `sleep` action needs Kubernetes 1.30.
 
 use std::time::Duration;
 
@@ -32,8 +40,30 @@ impl Parts {
     }
 }
 
-/// First SIGTERM/SIGINT: graceful shutdown. A second one: exit at once.
-pub fn spawn_signal_handler(shutdown: CancellationToken) {
+/// First SIGTERM/SIGINT: start draining. A second one: exit at once. Whatever cancels
+/// `draining` (a signal, or a part that failed) cancels `shutdown` `drain_period` later.
+pub fn spawn_signal_handler(
+    draining: CancellationToken,
+    shutdown: CancellationToken,
+    drain_period: Duration,
+) {
+    let drained = draining.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = drained.cancelled() => {}
+        }
+        tracing::info!(
+            ?drain_period,
+            "draining: unready, still answering reviews until the endpoints drop this replica"
+        );
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(drain_period) => {}
+        }
+        tracing::info!("drain period over: closing the listener, finishing in-flight reviews");
+        shutdown.cancel();
+    });
     tokio::spawn(async move {
         let mut term =
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -49,8 +79,8 @@ pub fn spawn_signal_handler(shutdown: CancellationToken) {
                 _ = tokio::signal::ctrl_c() => {}
             }
             if n == 0 {
-                tracing::info!("shutting down: finishing in-flight reviews");
-                shutdown.cancel();
+                tracing::info!("SIGTERM: shutting down");
+                draining.cancel();
             } else {
                 tracing::warn!("second signal: exiting now");
                 std::process::exit(130);

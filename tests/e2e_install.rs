@@ -125,6 +125,16 @@ fn the_base_installs_with_kubectl_and_install_certs_fills_in_the_secret_and_ca_b
         assert_eq!(deployment["spec"]["replicas"], 2);
         // Applying again changes nothing and fails nothing.
         apply_k("manifests/k8s-1.20");
+        // The opt-in NetworkPolicy is accepted as written.
+        let policy = common::repo_root().join("manifests/network-policy/networkpolicy.yaml");
+        let out = kubectl_ok(
+            &["apply", "--dry-run=server", "-f", policy.to_str().unwrap()],
+            None,
+        );
+        assert!(
+            out.contains("networkpolicy.networking.k8s.io/spark-webhook"),
+            "{out}"
+        );
 
         // make certs; make install-certs.
         let tmp = tempfile::tempdir().unwrap();
@@ -197,6 +207,23 @@ fn the_base_installs_with_kubectl_and_install_certs_fills_in_the_secret_and_ca_b
             );
         }
         assert!(!can_i("default", "create", "pods", "spark-jobs"));
+
+        // The operator (the base names its job namespace): pods, Services and ConfigMaps
+        // only in spark-jobs, nowhere else.
+        let operator_can = |verb: &str, resource: &str, ns: &str| {
+            let user = "--as=system:serviceaccount:spark-operator:spark-webhook";
+            let out = kubectl(&["auth", "can-i", verb, resource, "-n", ns, user]);
+            String::from_utf8_lossy(&out.stdout).trim() == "yes"
+        };
+        for resource in ["pods", "services", "configmaps"] {
+            assert!(operator_can("create", resource, "spark-jobs"), "{resource}");
+            for ns in ["kube-system", "default", "spark-operator"] {
+                assert!(
+                    !operator_can("create", resource, ns),
+                    "the operator may create {resource} in {ns}"
+                );
+            }
+        }
     });
     // Before anything is created in spark-jobs, and whatever happened above. Without the
     // Service, a configuration left behind by a killed run could not be called either.

@@ -38,7 +38,12 @@ const RBAC_KINDS: [&str; 5] = [
 
 /// Every object of the base, as `kubectl apply -k manifests/` would apply them.
 fn rendered_base() -> Vec<Value> {
-    let root = common::repo_root().join("manifests");
+    rendered("manifests")
+}
+
+/// Every object of the kustomization in `dir` (under the repo).
+fn rendered(dir: &str) -> Vec<Value> {
+    let root = common::repo_root().join(dir);
     let yaml = kubectl_ok(&["kustomize", root.to_str().unwrap()], None);
     yaml_serde::Deserializer::from_str(&yaml)
         .map(|doc| Value::deserialize(doc).expect("a YAML document"))
@@ -214,6 +219,18 @@ impl Install {
         format!("system:serviceaccount:{}:{OPERATOR_SA}", self.operator_ns)
     }
 
+    /// `kubectl auth can-i verb resource` as the operator, in `ns` (None: all namespaces).
+    fn can_i(&self, verb: &str, resource: &str, ns: Option<&str>) -> bool {
+        let user = format!("--as={}", self.user());
+        let mut args = vec!["auth", "can-i", verb, resource, user.as_str()];
+        match ns {
+            Some(ns) => args.extend(["-n", ns]),
+            None => args.push("--all-namespaces"),
+        }
+        let out = kubectl(&args);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    }
+
     /// Removes the cluster-scoped objects (namespaced ones go with the test's namespaces).
     fn cleanup(&self) {
         for (kind, name) in [
@@ -222,6 +239,14 @@ impl Install {
                 format!("spark-webhook-{}", self.suffix),
             ),
             ("clusterrole", format!("spark-webhook-{}", self.suffix)),
+            (
+                "clusterrolebinding",
+                format!("spark-webhook-all-namespaces-{}", self.suffix),
+            ),
+            (
+                "clusterrole",
+                format!("spark-webhook-all-namespaces-{}", self.suffix),
+            ),
             ("mutatingwebhookconfiguration", self.config_name.clone()),
             ("validatingwebhookconfiguration", self.config_name.clone()),
         ] {
@@ -311,6 +336,26 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
     let kubeconfig = install
         .install(&client, &base, install.rbac(&base), tmp.path())
         .await;
+    // Least privilege: pods, Services and ConfigMaps may be written in the job namespace and
+    // nowhere else, not even listed cluster-wide.
+    for resource in ["pods", "services", "configmaps"] {
+        assert!(
+            install.can_i("create", resource, Some(&install.job_ns)),
+            "create {resource} in the job namespace"
+        );
+        for elsewhere in ["kube-system", "default", install.operator_ns.as_str()] {
+            assert!(
+                !install.can_i("create", resource, Some(elsewhere)),
+                "the operator may create {resource} in {elsewhere}"
+            );
+        }
+        assert!(
+            !install.can_i("list", resource, None),
+            "list {resource} cluster-wide"
+        );
+    }
+    assert!(!install.can_i("delete", "pods", Some("kube-system")));
+    assert!(!install.can_i("list", "sparkapplications", None));
     let mut served = install.serve(&kubeconfig, tmp.path());
     let ns = install.job_ns.as_str();
 
@@ -447,11 +492,11 @@ async fn without_configmaps_create_the_submission_fails_loudly_and_the_operator_
     let install = Install::new(&client, "rbac-cm").await;
     let base = rendered_base();
     let mut rbac = install.rbac(&base);
-    let cluster_role = rbac
+    let job_role = rbac
         .iter_mut()
-        .find(|o| o["kind"] == "ClusterRole")
-        .unwrap();
-    let rule = cluster_role["rules"]
+        .find(|o| o["kind"] == "Role" && o["metadata"]["name"] == "spark-webhook")
+        .expect("the job namespace's Role spark-webhook");
+    let rule = job_role["rules"]
         .as_array_mut()
         .unwrap()
         .iter_mut()
@@ -649,4 +694,79 @@ async fn without_its_registration_or_lease_rules_serve_stops_at_once_and_says_wh
         );
         install.cleanup();
     }
+}
+
+/// The all-namespaces variant (`manifests/all-namespaces`): the same job-namespace rules granted
+/// cluster-wide, and only there. `kubectl auth can-i` shows the grant reaches every namespace,
+/// and the submission flow runs with exactly that variant's RBAC. (serve keeps --namespaces at
+/// the test's namespace: on the shared test apiserver an all-namespaces operator would submit
+/// the other tests' apps; the cluster-wide list and watch it needs are shown by can-i.)
+#[tokio::test]
+async fn the_all_namespaces_variant_grants_the_job_rules_everywhere_and_runs_the_flow() {
+    let client = common::client().await;
+    install_crd();
+    let install = Install::new(&client, "rbac-all").await;
+    let variant = rendered("manifests/all-namespaces");
+    let rbac = install.rbac(&variant);
+    assert!(
+        rbac.iter().any(|o| o["kind"] == "ClusterRole"
+            && o["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("spark-webhook-all-namespaces"))),
+        "the variant's cluster-wide grant"
+    );
+    let deployment = variant
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("Deployment");
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .unwrap();
+    assert!(
+        !args
+            .iter()
+            .any(|a| a.as_str().is_some_and(|a| a.starts_with("--namespaces"))),
+        "the variant serves every namespace: {args:?}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(tmp.path())).unwrap();
+    let kubeconfig = install.install(&client, &variant, rbac, tmp.path()).await;
+    for resource in ["pods", "services", "configmaps"] {
+        for ns in ["kube-system", "default", install.job_ns.as_str()] {
+            assert!(
+                install.can_i("create", resource, Some(ns)),
+                "create {resource} in {ns}"
+            );
+        }
+    }
+    for resource in ["pods", "sparkapplications"] {
+        for verb in ["list", "watch"] {
+            assert!(
+                install.can_i(verb, resource, None),
+                "{verb} {resource} cluster-wide"
+            );
+        }
+    }
+    assert!(install.can_i("delete", "sparkapplications", Some("default")));
+    assert!(
+        !install.can_i("get", "secrets", Some("kube-system")),
+        "no more than the job rules"
+    );
+
+    let mut served = install.serve(&kubeconfig, tmp.path());
+    let ns = install.job_ns.as_str();
+    kubectl_ok(&["apply", "-f", "-"], Some(&app(ns).to_string()));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    let submitted = wait_state(&apps, "SUBMITTED").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    pods.get(&submitted.status.unwrap().driver_info.pod_name)
+        .await
+        .expect("driver pod");
+    let logs = served.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "nothing may be denied with the variant's rules:\n{logs}"
+    );
+    assert!(served.terminate().success(), "{}", served.logs());
+    install.cleanup();
 }

@@ -693,3 +693,91 @@ async fn namespaces_selected_by_label_are_served_from_when_they_are_labelled() {
     );
     assert!(logs.contains("--namespace-selector"), "{logs}");
 }
+
+/// A rollout's worst moment: the webhook registration points at a closed port while a
+/// `restartPolicy: Never` app is submitted. The apiserver refuses the driver pod ("failed
+/// calling webhook"); that is not the app's fault, so the status says it is retrying, no
+/// attempt is used, and once the webhook answers again the app gets its driver. It never shows
+/// SUBMISSION_FAILED.
+#[tokio::test]
+async fn a_driver_refused_while_the_webhook_is_unreachable_is_retried_without_using_an_attempt() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-webhook-gone").await;
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(tmp.path())).unwrap();
+    // Register the webhook (failurePolicy Fail), then stop it: the registration stays,
+    // pointing at a port nobody listens on.
+    let mut webhook = Served::start(&ns, tmp.path(), &["--controller=false"]);
+    webhook.terminate();
+    let _reconciler = Served::start_replica(
+        &ns,
+        tmp.path(),
+        "-reconciler",
+        &["--webhook=false", "--leader-election=false"],
+    );
+    common::kubectl_apply(&pi(&ns, "gone", json!({"type": "Never"})));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let never_failed = |state: &str, app: &SparkApplication| {
+        assert!(
+            state != "SUBMISSION_FAILED" && state != "FAILED",
+            "the app failed for the webhook's absence: {:?}",
+            app.status
+        );
+    };
+    let waiting = eventually(
+        "the status to say the submission is retrying",
+        WAIT,
+        || async {
+            let app = apps.get_opt("gone").await.ok()??;
+            let status = app.status.clone()?;
+            let state = status.application_state.state.to_string();
+            never_failed(&state, &app);
+            status
+                .application_state
+                .error_message
+                .contains("not counted against onSubmissionFailureRetries")
+                .then_some(status)
+        },
+    )
+    .await;
+    assert!(
+        waiting
+            .application_state
+            .error_message
+            .contains("failed calling webhook"),
+        "{:?}",
+        waiting.application_state
+    );
+    assert_eq!(waiting.submission_attempts, 0, "no attempt used");
+    eventually(
+        "a SparkApplicationSubmissionRetrying Event",
+        WAIT,
+        || async {
+            event_reasons(&ns)
+                .iter()
+                .any(|r| r == "SparkApplicationSubmissionRetrying")
+                .then_some(())
+        },
+    )
+    .await;
+
+    // The webhook is back (a new process, a new port, registered over the old one).
+    let _webhook = Served::start(&ns, tmp.path(), &["--controller=false"]);
+    let submitted = eventually(
+        "the app submitted once the webhook answers",
+        Duration::from_secs(90),
+        || async {
+            let app = apps.get_opt("gone").await.ok()??;
+            let state = app.status.as_ref()?.application_state.state.to_string();
+            never_failed(&state, &app);
+            (state == "SUBMITTED").then_some(app)
+        },
+    )
+    .await;
+    let status = submitted.status.expect("status");
+    assert_eq!(status.submission_attempts, 1);
+    assert_eq!(status.application_state.error_message, "");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_pod(&pods, &status.driver_info.pod_name).await;
+}

@@ -671,3 +671,67 @@ async fn sigterm_ends_serve_although_a_client_holds_a_half_sent_request() {
     assert_eq!(status.code(), Some(0), "{}", served.logs());
     drop(admin);
 }
+
+/// A rolling update's handover: on SIGTERM the replica turns unready at once but keeps
+/// answering reviews for the drain period (the apiserver still calls it until the endpoints
+/// update reaches it), then exits cleanly.
+#[tokio::test]
+async fn after_sigterm_reviews_are_answered_through_the_drain_period_then_serve_exits() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "wh-drain").await;
+    let tmp = tempfile::tempdir().unwrap();
+    certs(tmp.path());
+    common::kubectl_apply(&app(&ns));
+    let drain = Duration::from_secs(4);
+    let mut served = Served::start(
+        &ns,
+        tmp.path(),
+        &["--controller=false", "--drain-period=4s"],
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &served.child.id().to_string()])
+        .status();
+    let sigterm = std::time::Instant::now();
+    let body = common::eventually(
+        "/readyz to fail after SIGTERM",
+        Duration::from_secs(5),
+        || async {
+            served
+                .admin_get("/readyz")
+                .filter(|(code, _)| *code == 503)
+                .map(|(_, body)| body)
+        },
+    )
+    .await;
+    assert!(body.contains("shutting down"), "{body}");
+    // Unready, and still reviewing: a driver pod created now is mutated by this replica.
+    let driver = pods
+        .create(
+            &PostParams::default(),
+            &spark_pod(DRIVER, &ns, "spark-pi-driver", "spark-pi"),
+        )
+        .await
+        .expect("driver pod created during the drain");
+    let answered_at = sigterm.elapsed();
+    assert!(
+        mounts(&driver, "spark-kubernetes-driver").contains(&("data".into(), "/data".into())),
+        "the pod created during the drain was not mutated"
+    );
+    assert!(answered_at < drain, "answered only after {answered_at:?}");
+    assert_eq!(
+        served.child.try_wait().ok().flatten(),
+        None,
+        "exited mid-drain"
+    );
+    let status = served
+        .wait_exit(drain + Duration::from_secs(15))
+        .unwrap_or_else(|| panic!("serve still running after the drain:\n{}", served.logs()));
+    assert_eq!(status.code(), Some(0), "{}", served.logs());
+    assert!(
+        sigterm.elapsed() >= drain,
+        "exited after {:?}, before the drain period",
+        sigterm.elapsed()
+    );
+}

@@ -34,6 +34,7 @@ async fn huge_timeout_query_through_the_router() {
         metrics: spark_webhook::metrics::Metrics::new(),
         client: None,
         recorder: None,
+        limits: Default::default(),
     };
     let request = Request::post(format!(
         "{MUTATE_POD_PATH}?timeout=3000000000000000h3000000000000000h"

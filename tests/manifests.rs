@@ -68,6 +68,22 @@ fn the_deployment_registers_exactly_the_committed_configurations() {
     assert_eq!(base.cert_secret.as_deref(), Some("spark-webhook-certs"));
     let own = registered_by(OWN_CERTS_PATCH);
     assert_eq!(own.cert_secret, None, "own-certs serves the mounted files");
+
+    // The graceful handover fits the grace period: drain, in-flight reviews, the last resort.
+    let deployment = &yaml_docs(DEPLOYMENT)[0];
+    let grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("terminationGracePeriodSeconds");
+    // 10 s: serve's own last resort after the shutdown timeout (SHUTDOWN_SLACK, src/shutdown.rs).
+    let needed = base.drain_period + base.shutdown_timeout + std::time::Duration::from_secs(10);
+    assert!(
+        std::time::Duration::from_secs(grace) > needed,
+        "terminationGracePeriodSeconds {grace} does not cover {needed:?}"
+    );
+    assert!(
+        base.drain_period >= std::time::Duration::from_secs(5),
+        "a drain shorter than an endpoints update fails pod creates mid-rollout"
+    );
 }
 
 /// `serve`'s options from the first container's args in `path`, checked to register exactly the
@@ -282,6 +298,7 @@ fn the_operator_pod_is_locked_down_and_its_parts_agree() {
     for pdb in [
         "manifests/poddisruptionbudget.yaml",
         "manifests/k8s-1.20/poddisruptionbudget.yaml",
+        "manifests/all-namespaces/poddisruptionbudget.yaml",
     ] {
         let pdb = &yaml_docs(pdb)[0];
         assert_eq!(pdb["spec"]["selector"]["matchLabels"], *labels);
@@ -317,4 +334,220 @@ fn the_job_namespace_gives_kubeflows_driver_service_account_the_drivers_rights()
             "{sa} is not bound to spark-driver: {binding}"
         );
     }
+}
+
+/// What the operator may do in a job namespace: the one list of rules both install modes are
+/// generated from (a Role per job namespace, or one ClusterRole for all namespaces).
+const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache and the reconciler watch them; the webhook GETs one it
+# has not seen yet; the reconciler deletes an app whose timeToLiveSeconds has passed.
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["sparkapplications"]
+  verbs: ["get", "list", "watch", "delete"]
+# Status is written whole through the status subresource (PUT with the resourceVersion read).
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["sparkapplications/status"]
+  verbs: ["update"]
+# Driver pods: created by native submission, watched (Spark pods only, by label) to follow the
+# driver and executors, read when the cache lags, deleted on retries, spec changes and when
+# their app is gone (deletecollection: an attempt's pods by its submission-id label).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch", "create", "delete", "deletecollection"]
+# The driver's headless Service: created at submission; listed by submission-id label and deleted
+# one by one when an attempt is torn down (Services have no deletecollection).
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["create", "list", "delete"]
+# The driver's spark.properties ConfigMap: created at submission, deleted with its attempt.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["create", "deletecollection"]
+"#;
+
+/// The Events rule (a Role of its own per job namespace, so Events can be withheld alone).
+const EVENTS_RULE: &str = r#"# Events on SparkApplications (submitted, running, failed, pod refused...): events.k8s.io/v1,
+# created once and patched when the same Event repeats.
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+"#;
+
+const JOB_RBAC: &str = "manifests/rbac/job-namespace.yaml";
+const ALL_NAMESPACES_RBAC: &str = "manifests/all-namespaces/cluster-rbac.yaml";
+
+/// The RBAC of one job namespace `ns`.
+fn job_namespace_rbac(ns: &str) -> String {
+    let binding = |name: &str, kind: &str, subjects: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/name: spark-webhook\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: {kind}\n  name: {name}\nsubjects:\n{subjects}"
+        )
+    };
+    let operator = "- kind: ServiceAccount\n  name: spark-webhook\n  namespace: spark-operator\n";
+    let role = |name: &str, rules: &str| {
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/name: spark-webhook\nrules:\n{rules}"
+        )
+    };
+    let drivers = format!(
+        "- kind: ServiceAccount\n  name: spark\n  namespace: {ns}\n- kind: ServiceAccount\n  name: spark-operator-spark\n  namespace: {ns}\n"
+    );
+    let sa = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/part-of: spark-webhook\n"
+        )
+    };
+    [
+        format!("# ---- job namespace {ns} ----\n# 1. What the operator does here (and, with --namespaces naming it, nowhere else).\n{}", role("spark-webhook", JOB_NAMESPACE_RULES)),
+        binding("spark-webhook", "Role", operator),
+        format!("# 2. The operator's Events on SparkApplications, only here.\n{}", role("spark-webhook-events", EVENTS_RULE)),
+        binding("spark-webhook-events", "Role", operator),
+        format!(
+            "# 3. The Spark driver's identity (spec.driver.serviceAccount: spark). The driver creates and\n\
+             #    watches its executor pods, their ConfigMap and on-demand PersistentVolumeClaims, and cleans\n\
+             #    them up: the same rules kubeflow's chart gives it, in this namespace only.\n\
+             #    spark-operator-spark, the name kubeflow's chart gives it and every kubeflow example uses,\n\
+             #    has the same rights, so those examples apply unchanged.\n{}",
+            sa("spark")
+        ),
+        sa("spark-operator-spark"),
+        format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: spark-driver\n  namespace: {ns}\n  labels:\n    app.kubernetes.io/part-of: spark-webhook\nrules:\n- apiGroups: [\"\"]\n  resources: [\"pods\", \"services\", \"configmaps\", \"persistentvolumeclaims\"]\n  verbs: [\"get\", \"list\", \"watch\", \"create\", \"update\", \"patch\", \"delete\", \"deletecollection\"]\n"
+        ),
+        binding("spark-driver", "Role", &drivers).replace(
+            "app.kubernetes.io/name: spark-webhook",
+            "app.kubernetes.io/part-of: spark-webhook",
+        ),
+    ]
+    .join("---\n")
+}
+
+/// Writes `generated` to `path` under `UPDATE_MANIFESTS`, and checks the committed file is it.
+fn check_generated(path: &str, generated: &str) {
+    let full = repo(path);
+    if std::env::var_os("UPDATE_MANIFESTS").is_some() {
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(&full, generated).unwrap();
+    }
+    let committed = std::fs::read_to_string(&full).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{path} is out of date with the code: run `make manifests` and commit the result"
+    );
+}
+
+/// Least privilege by construction: the operator's rights to write pods, Services and
+/// ConfigMaps exist only in the job namespaces the Deployment names (`--namespaces`, the one
+/// source), as Roles generated from it; the all-namespaces variant grants the same rules
+/// cluster-wide, and only it.
+#[test]
+fn job_namespace_rights_are_generated_from_the_deployments_namespaces() {
+    let base = registered_by(DEPLOYMENT);
+    assert!(
+        !base.namespaces.is_empty(),
+        "the base names its job namespaces"
+    );
+    let header = "# Generated by `make manifests` (tests/manifests.rs) from the Deployment's --namespaces\n\
+        # (manifests/operator/deployment.yaml): everything one Spark job namespace needs, once per\n\
+        # job namespace. For another job namespace: add it to --namespaces there (and to\n\
+        # ../own-certs if used), label it spark-webhook/job-namespace=true, run `make manifests`.\n\
+        # The operator has no right to write pods, Services or ConfigMaps anywhere else; for every\n\
+        # namespace use ../all-namespaces instead.\n";
+    let sections: Vec<String> = base
+        .namespaces
+        .iter()
+        .map(|ns| job_namespace_rbac(ns))
+        .collect();
+    check_generated(JOB_RBAC, &format!("{header}{}", sections.join("---\n")));
+
+    // The cluster-wide grant: the same rules, for the all-namespaces variant only.
+    let all = format!(
+        "# Generated by `make manifests` (tests/manifests.rs): the all-namespaces variant's grant, the\n\
+         # rules a job namespace's Role spark-webhook (and spark-webhook-events) has, in every\n\
+         # namespace. This lets the operator create and delete pods, Services and ConfigMaps in any\n\
+         # namespace, kube-system included: use it only when every namespace is a Spark job namespace.\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: spark-webhook-all-namespaces\n  labels:\n    app.kubernetes.io/name: spark-webhook\nrules:\n{JOB_NAMESPACE_RULES}{EVENTS_RULE}---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: spark-webhook-all-namespaces\n  labels:\n    app.kubernetes.io/name: spark-webhook\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: spark-webhook-all-namespaces\nsubjects:\n- kind: ServiceAccount\n  name: spark-webhook\n  namespace: spark-operator\n"
+    );
+    check_generated(ALL_NAMESPACES_RBAC, &all);
+
+    // The base's ClusterRole grants nothing namespaced: only the two webhook configurations.
+    let operator = yaml_docs("manifests/rbac/operator.yaml");
+    let cluster_role = operator
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole")
+        .expect("the base's ClusterRole");
+    for rule in cluster_role["rules"].as_array().unwrap() {
+        assert_eq!(
+            rule["apiGroups"],
+            serde_json::json!(["admissionregistration.k8s.io"]),
+            "a namespaced right in the base's ClusterRole: {rule}"
+        );
+    }
+    // The all-namespaces variant: the base's args without --namespaces (every namespace).
+    let patch = &yaml_docs("manifests/all-namespaces/deployment-patch.yaml")[0];
+    let args: Vec<String> =
+        serde_json::from_value(patch["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap();
+    let base_args: Vec<String> = serde_json::from_value(
+        yaml_docs(DEPLOYMENT)[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+    )
+    .unwrap();
+    let without: Vec<String> = base_args
+        .into_iter()
+        .filter(|a| !a.starts_with("--namespaces="))
+        .collect();
+    assert_eq!(
+        args, without,
+        "all-namespaces args out of step with {DEPLOYMENT}"
+    );
+}
+
+/// The opt-in NetworkPolicy selects the operator's pods and admits exactly their two ports by
+/// the names the Deployment gives them: the webhook from anywhere (the apiserver cannot be
+/// selected), the admin port only from labelled namespaces. Ingress only.
+#[test]
+fn the_network_policy_admits_the_webhook_and_scrapers_only() {
+    use serde_json::json;
+    let deployment = &yaml_docs(DEPLOYMENT)[0];
+    let pod = &deployment["spec"]["template"];
+    let policy = &yaml_docs("manifests/network-policy/networkpolicy.yaml")[0];
+    assert_eq!(policy["kind"], "NetworkPolicy");
+    assert_eq!(
+        policy["metadata"]["namespace"],
+        deployment["metadata"]["namespace"]
+    );
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"],
+        pod["metadata"]["labels"]
+    );
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    let ports: Vec<&str> = pod["spec"]["containers"][0]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let rules = policy["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(rules.len(), 2);
+    assert_eq!(
+        rules[0]["ports"],
+        json!([{"port": "webhook", "protocol": "TCP"}])
+    );
+    assert!(
+        rules[0]["from"].is_null(),
+        "the apiserver cannot be selected: any source"
+    );
+    assert_eq!(
+        rules[1]["ports"],
+        json!([{"port": "admin", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        rules[1]["from"],
+        json!([{"namespaceSelector": {"matchLabels": {"spark-webhook/metrics-scraper": "true"}}}])
+    );
+    for name in ["webhook", "admin"] {
+        assert!(ports.contains(&name), "container port {name}: {ports:?}");
+    }
+    let service = &yaml_docs("manifests/operator/service.yaml")[0];
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "webhook");
 }

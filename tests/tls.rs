@@ -491,3 +491,89 @@ async fn drain_timeout_force_closes_stuck_requests() {
         "stuck request must be cut off, got {result:?}"
     );
 }
+
+/// The webhook's own router over TLS with a body-read timeout of `body_timeout`.
+fn webhook_router(body_timeout: Duration) -> Router {
+    use spark_webhook::webhook::{ReviewLimits, WebhookState, router};
+    router(WebhookState {
+        apps: spark_webhook::cache::AppCache::with_apps([]),
+        namespaces: spark_webhook::namespaces::JobNamespaces::all(),
+        options: Default::default(),
+        metrics: spark_webhook::metrics::Metrics::new(),
+        client: None,
+        recorder: None,
+        limits: ReviewLimits::new(body_timeout, 16),
+    })
+}
+
+/// A client sending its review body a byte at a time is answered 408 and cut off once the
+/// body-read timeout has passed, while a real review on another connection is answered.
+#[tokio::test]
+async fn a_body_trickling_in_is_cut_off_at_the_body_timeout() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir().unwrap();
+    let report = files::generate(&CertOptions::new(dir.path())).unwrap();
+    let body_timeout = Duration::from_secs(1);
+    let server = Server::start(
+        &report.cert_path,
+        &report.key_path,
+        webhook_router(body_timeout),
+        Duration::from_secs(5),
+    )
+    .await;
+    let tls = client(&report.ca_cert_path, &[b"http/1.1"]);
+    let mut slow = connect(server.addr, &tls, DNS_NAME).await.unwrap();
+    let started = Instant::now();
+    slow.write_all(
+        b"POST /mutate-v1-pod?timeout=10s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
+    slow.flush().await.unwrap();
+    let (mut rd, mut wr) = tokio::io::split(slow);
+    // A byte every 200 ms (the limit is what counts, not the rate) until the server hangs up.
+    let trickle = tokio::spawn(async move {
+        for _ in 0..200 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if wr.write_all(b" ").await.is_err() || wr.flush().await.is_err() {
+                return;
+            }
+        }
+    });
+    // Meanwhile a real (foreign, so quickly allowed) review on another connection is answered.
+    let ok = {
+        let io = TokioIo::new(connect(server.addr, &tls, DNS_NAME).await.unwrap());
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(io).await.unwrap();
+        tokio::spawn(conn);
+        let review = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"default","operation":"CREATE","userInfo":{},"object":{"metadata":{"name":"p"}}}}"#;
+        let req = hyper::Request::post(format!("https://{DNS_NAME}/mutate-v1-pod?timeout=10s"))
+            .header(hyper::header::HOST, DNS_NAME)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(http_body_util::Full::new(Bytes::from_static(
+                review.as_bytes(),
+            )))
+            .unwrap();
+        sender.send_request(req).await.unwrap().status().as_u16()
+    };
+    assert_eq!(ok, 200);
+
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, rd.read_to_end(&mut answer)).await;
+    let took = started.elapsed();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        read.is_ok(),
+        "connection still open {DEADLINE:?} after the body timeout"
+    );
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "answer to a trickling body: {answer}"
+    );
+    assert!(
+        took >= body_timeout && took < body_timeout + Duration::from_secs(2),
+        "cut off after {took:?}, body timeout {body_timeout:?}"
+    );
+    trickle.abort();
+    server.shutdown.cancel();
+    server.task.await.unwrap().unwrap();
+}

@@ -35,6 +35,7 @@ fn state(namespaces: JobNamespaces) -> WebhookState {
         metrics: Metrics::new(),
         client: None,
         recorder: None,
+        limits: Default::default(),
     }
 }
 
@@ -261,4 +262,122 @@ async fn a_spark_pod_that_is_not_a_valid_pod_is_denied_other_pods_pass() {
     let resp: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(resp["response"]["allowed"], true, "{resp}");
     assert!(resp["response"].get("patch").is_none(), "{resp}");
+}
+
+/// A kube client whose apiserver accepts connections and never answers (a stalled apiserver),
+/// with the listener kept alive by the returned handle.
+async fn stalled_apiserver_client() -> (kube::Client, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = listener.accept().await {
+            held.push(conn);
+        }
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    (kube::Client::try_from(config).unwrap(), hold)
+}
+
+/// A driver pod we launched, of an app not in the cache: the review must GET it live.
+fn cache_miss_review() -> Vec<u8> {
+    let mut pod = driver_pod();
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = "not-cached-yet".into();
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/launched-by-spark-operator"] = "true".into();
+    review(pod, "CREATE").to_string().into_bytes()
+}
+
+async fn post_timed(
+    state: WebhookState,
+    path: &str,
+    body: Vec<u8>,
+) -> (StatusCode, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let (status, out) = post(state, path, body).await;
+    (
+        status,
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+/// A review whose cache miss hits a stalled apiserver is answered 504, with the reason, before
+/// the apiserver's `?timeout=` (which it appends to every call) runs out.
+#[tokio::test]
+async fn a_cache_miss_on_a_stalled_apiserver_is_answered_504_within_the_review_timeout() {
+    let (client, _hold) = stalled_apiserver_client().await;
+    let st = WebhookState {
+        client: Some(client),
+        ..state(JobNamespaces::all())
+    };
+    let path = format!("{MUTATE_POD_PATH}?timeout=2s");
+    let (status, body, took) = post_timed(st, &path, cache_miss_review()).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert!(body.contains("timeout"), "{body}");
+    assert!(
+        took < std::time::Duration::from_secs(2),
+        "answered after the review's timeout: {took:?}"
+    );
+}
+
+/// Over the in-flight cap a review is refused at once with 503 and Retry-After, not queued;
+/// the stuck ones still end in 504 within their timeout and free their slots.
+#[tokio::test]
+async fn reviews_over_the_in_flight_cap_are_refused_at_once() {
+    use spark_webhook::webhook::ReviewLimits;
+    let (client, _hold) = stalled_apiserver_client().await;
+    let st = WebhookState {
+        client: Some(client),
+        limits: ReviewLimits::new(std::time::Duration::from_secs(10), 2),
+        ..state(JobNamespaces::all())
+    };
+    let path = format!("{MUTATE_POD_PATH}?timeout=3s");
+    let stuck: Vec<_> = (0..2)
+        .map(|_| {
+            let (st, path) = (st.clone(), path.clone());
+            tokio::spawn(async move { post_timed(st, &path, cache_miss_review()).await })
+        })
+        .collect();
+    // Poll with SparkApplication reviews (answered in microseconds when a slot is free: 400
+    // for this body) until the two stuck reviews hold both slots.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let (body, took) = loop {
+        let req = Request::post(VALIDATE_APP_PATH)
+            .body(Body::from("{}"))
+            .unwrap();
+        let started = std::time::Instant::now();
+        let resp = router(st.clone()).oneshot(req).await.unwrap();
+        let took = started.elapsed();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(
+                resp.headers().get("retry-after").map(|v| v.as_bytes()),
+                Some(&b"1"[..])
+            );
+            let body = to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            break (String::from_utf8_lossy(&body).into_owned(), took);
+        }
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no review was refused while two were stuck"
+        );
+        tokio::task::yield_now().await;
+    };
+    assert!(body.contains("2 reviews already"), "{body}");
+    assert!(
+        took < std::time::Duration::from_millis(500),
+        "not at once: {took:?}"
+    );
+    // A pod review too.
+    let (status, _, took) = post_timed(st.clone(), &path, cache_miss_review()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(took < std::time::Duration::from_millis(500), "{took:?}");
+    for s in stuck {
+        let (status, body, took) = s.await.unwrap();
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+        assert!(took < std::time::Duration::from_secs(3), "{took:?}");
+    }
+    // The slots are free again.
+    let (status, _) = post(st, VALIDATE_APP_PATH, b"{}".to_vec()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -49,6 +49,7 @@ pub fn state(apps: Vec<SparkApplication>, options: MutationOptions) -> WebhookSt
         metrics: Metrics::new(),
         client: None,
         recorder: None,
+        limits: Default::default(),
     }
 }
 

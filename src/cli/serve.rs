@@ -119,9 +119,33 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub reconciler: ReconcilerArgs,
 
-    /// How long in-flight reviews may take to finish at shutdown (Go duration).
+    /// How long in-flight reviews may take to finish at shutdown, after the drain period (Go
+    /// duration).
     #[arg(long, env = "SPARK_WEBHOOK_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = duration)]
     pub shutdown_timeout: Duration,
+
+    /// After SIGTERM, how long /readyz fails while the webhook still accepts and answers
+    /// reviews, so the Service's endpoints drop this replica before its listener closes (Go
+    /// duration; 0s closes at once). terminationGracePeriodSeconds must cover it plus
+    /// --shutdown-timeout plus 10 s.
+    #[arg(long, env = "SPARK_WEBHOOK_DRAIN_PERIOD", default_value = "10s", value_parser = duration)]
+    pub drain_period: Duration,
+
+    /// How long the Kubernetes API may stay unreachable before /readyz fails: the caches are
+    /// warm, so a blip of the control plane must not take every replica out of the Service at
+    /// once (Go duration).
+    #[arg(long, env = "SPARK_WEBHOOK_API_OUTAGE_GRACE", default_value = "30s", value_parser = duration)]
+    pub api_outage_grace: Duration,
+
+    /// A review body must arrive within this, else 408 and the connection is closed (Go
+    /// duration).
+    #[arg(long, env = "SPARK_WEBHOOK_BODY_TIMEOUT", default_value = "10s", value_parser = duration)]
+    pub webhook_body_timeout: Duration,
+
+    /// Reviews answered at once; one more is refused at once with 503 and Retry-After rather
+    /// than queued (a slow body does not count until it has arrived).
+    #[arg(long, env = "SPARK_WEBHOOK_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub webhook_max_in_flight: u32,
 }
 
 /// How the webhook configurations are written (shared by `serve` and `webhooks`).

@@ -186,6 +186,9 @@ pub enum ReconcileError {
     Api(#[from] kube::Error),
     #[error("status of {0} changed meanwhile; retrying")]
     Conflict(String),
+    /// Submission waits for an admission webhook that could not be called (status written).
+    #[error("{0}")]
+    AdmissionUnavailable(String),
 }
 
 #[cfg(test)]

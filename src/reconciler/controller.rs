@@ -125,7 +125,7 @@ pub async fn run(
 fn error_policy(obj: Arc<GuardedApp>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
     match error {
         ReconcileError::Conflict(_) => Requeue::requeue(Duration::from_millis(100)),
-        ReconcileError::Api(_) => {
+        ReconcileError::Api(_) | ReconcileError::AdmissionUnavailable(_) => {
             let delay = ctx
                 .api_backoff
                 .failed(&obj.namespace().unwrap_or_default(), &obj.name_any());
@@ -268,6 +268,9 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
     };
     let app = &*expanded;
 
+    // Set when a webhook could not be called: the status says so, then the reconcile ends as
+    // an error so the retry backs off (error_policy) instead of starting over at 1 s.
+    let mut admission_unavailable = None;
     for action in std::mem::take(&mut decision.actions) {
         match action {
             Action::Submit { attempt } => {
@@ -279,6 +282,17 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
                     }
                     // Not the app's fault: keep the status, try again shortly.
                     Err(SubmitError::Transient(e)) => return Err(ReconcileError::Api(e)),
+                    Err(SubmitError::AdmissionUnavailable(msg)) => {
+                        let base = SparkApplication {
+                            status: Some(decision.status.clone()),
+                            ..app.clone()
+                        };
+                        let after = state::admission_unavailable(&base, &msg);
+                        decision.events.extend(after.events);
+                        decision.status = after.status;
+                        admission_unavailable = Some(msg);
+                        break;
+                    }
                 };
                 let base = SparkApplication {
                     status: Some(decision.status.clone()),
@@ -316,6 +330,9 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
         ctx.metrics.executor_event(app, note.reason);
     }
     publish(ctx, app, &decision);
+    if let Some(msg) = admission_unavailable {
+        return Err(ReconcileError::AdmissionUnavailable(msg));
+    }
     Ok(match decision.requeue_after {
         Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
         None => Requeue::await_change(),

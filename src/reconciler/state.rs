@@ -308,6 +308,35 @@ pub fn submitted(
     }
 }
 
+/// Prefix of the status message of a submission waiting for an admission webhook.
+pub const ADMISSION_UNAVAILABLE: &str = "driver pod not created: an admission webhook could not be called; retrying, not counted against onSubmissionFailureRetries";
+
+/// The status after an [`Action::Submit`] whose driver pod the apiserver refused because an
+/// admission webhook could not be called (ours mid-rollout, say): not the app's fault, so no
+/// attempt is used and the state stays as it was (the same attempt is submitted again, after a
+/// backoff the caller chooses); the message says what happened. The Event is sent once per
+/// new message, not on every retry.
+pub fn admission_unavailable(app: &SparkApplication, error: &str) -> Decision {
+    let name = app.metadata.name.clone().unwrap_or_default();
+    let mut status = app.status.clone().unwrap_or_default();
+    let message = format!("{ADMISSION_UNAVAILABLE}: {error}");
+    let mut events = Vec::new();
+    if status.application_state.error_message != message {
+        events.push(Note {
+            type_: EventType::Warning,
+            reason: "SparkApplicationSubmissionRetrying",
+            message: format!("SparkApplication {name}: {message}"),
+        });
+        status.application_state.error_message = message;
+    }
+    Decision {
+        status,
+        actions: Vec::new(),
+        events,
+        requeue_after: None,
+    }
+}
+
 /// States in which a driver of the current attempt may exist.
 fn is_active(state: S) -> bool {
     matches!(
@@ -765,6 +794,69 @@ mod tests {
         assert_eq!(d.status.application_state.error_message, "no image");
         assert!(d.status.termination_time.is_some());
         assert!(d.actions.is_empty());
+    }
+
+    #[test]
+    fn an_unreachable_webhook_keeps_the_attempt_and_the_state_and_says_so() {
+        let a = app(json!({"type": "Never"}), json!({}));
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:00:00Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.actions, vec![Action::Submit { attempt: 1 }]);
+        let why = "Internal error occurred: failed calling webhook \"x\": connection refused";
+        let d = admission_unavailable(&a, why);
+        assert_eq!(d.status.application_state.state, S::New);
+        assert_eq!(d.status.submission_attempts, 0, "no attempt used");
+        assert!(
+            d.status
+                .application_state
+                .error_message
+                .contains("retrying")
+        );
+        assert!(
+            d.status
+                .application_state
+                .error_message
+                .contains("connection refused")
+        );
+        assert_eq!(reasons(&d), ["SparkApplicationSubmissionRetrying"]);
+        // Retried as the same attempt; a repeat of the same failure sends no second Event.
+        let again = SparkApplication {
+            status: Some(d.status.clone()),
+            ..a.clone()
+        };
+        let next = decide(
+            &again,
+            &obs("2026-01-01T00:00:05Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(next.actions, vec![Action::Submit { attempt: 1 }]);
+        let repeat = admission_unavailable(&again, why);
+        assert_eq!(repeat.status, d.status);
+        assert!(repeat.events.is_empty());
+
+        // After a real submission failure with retries left, the wait for the webhook does not
+        // count either: the attempt number and the retry budget stay where they were.
+        let failed = app(
+            json!({"type": "OnFailure", "onSubmissionFailureRetries": 1, "onSubmissionFailureRetryInterval": 1}),
+            json!({"applicationState": {"state": "SUBMISSION_FAILED", "errorMessage": "x"},
+                   "submissionAttempts": 1, "lastSubmissionAttemptTime": "2026-01-01T00:00:00Z"}),
+        );
+        let d = admission_unavailable(&failed, why);
+        assert_eq!(d.status.application_state.state, S::SubmissionFailed);
+        assert_eq!(d.status.submission_attempts, 1);
+        let again = SparkApplication {
+            status: Some(d.status),
+            ..failed
+        };
+        let next = decide(
+            &again,
+            &obs("2026-01-01T00:00:05Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(next.actions, vec![Action::Submit { attempt: 2 }]);
     }
 
     #[test]

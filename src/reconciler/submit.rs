@@ -21,17 +21,23 @@ pub(super) enum SubmitError {
     Failed(String),
     /// The API was unreachable or overloaded: retry without counting an attempt.
     Transient(kube::Error),
+    /// The apiserver refused the object because an admission webhook with failurePolicy Fail
+    /// could not be called (ours mid-rollout, its port closed, a timeout): not the app's
+    /// fault. Retried with backoff without counting an attempt; the status says so.
+    AdmissionUnavailable(String),
 }
 
+/// Sorts an API error into the app's fault or the cluster's.
 pub(super) fn classify_api(what: &str, e: kube::Error) -> SubmitError {
     match &e {
+        // "failed calling webhook" is the apiserver's wording for every failure to get an
+        // answer from a webhook (connection refused, timeout, TLS, a non-200 such as our 503
+        // or 504); a webhook that answered and denied says "denied the request" (4xx) instead.
+        kube::Error::Api(s) if s.message.contains("failed calling webhook") => {
+            SubmitError::AdmissionUnavailable(format!("{what}: {}", s.message))
+        }
         kube::Error::Api(s) if (400..500).contains(&s.code) && s.code != 409 && s.code != 429 => {
             SubmitError::Failed(format!("{what}: {}", s.message))
-        }
-        // A webhook with failurePolicy Fail that could not be called (ours down, say): the pod
-        // was refused. A submission failure with the reason, retried per the app's policy.
-        kube::Error::Api(s) if s.code == 500 && s.message.contains("failed calling webhook") => {
-            SubmitError::Failed(format!("{what}: refused by admission: {}", s.message))
         }
         _ => SubmitError::Transient(e),
     }
@@ -211,5 +217,58 @@ where
             }
         }
         Err(e) => Err(classify_api(&format!("creating {what}"), e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        kube::Error::Api(
+            kube::core::Status::failure(message, "InternalError")
+                .with_code(code)
+                .boxed(),
+        )
+    }
+
+    fn kind(e: SubmitError) -> &'static str {
+        match e {
+            SubmitError::Failed(_) => "failed",
+            SubmitError::Transient(_) => "transient",
+            SubmitError::AdmissionUnavailable(_) => "admission-unavailable",
+        }
+    }
+
+    #[test]
+    fn an_unreachable_webhook_is_not_the_apps_fault() {
+        // As a 1.20 apiserver words them: the port closed mid-rollout, a call timing out, and
+        // our own 504 answer.
+        for message in [
+            r#"Internal error occurred: failed calling webhook "mutate-pods.spark-webhook.io": Post "https://spark-webhook.spark-operator.svc:443/mutate-v1-pod?timeout=5s": dial tcp 10.96.0.12:443: connect: connection refused"#,
+            r#"Internal error occurred: failed calling webhook "mutate-pods.spark-webhook.io": Post "https://127.0.0.1:9443/mutate-v1-pod?timeout=5s": context deadline exceeded"#,
+            r#"Internal error occurred: failed calling webhook "mutate-pods.spark-webhook.io": an error on the server ("review did not finish within the apiserver's timeout") has prevented the request from succeeding"#,
+        ] {
+            let e = classify_api("creating the driver pod", api(500, message));
+            let SubmitError::AdmissionUnavailable(msg) = e else {
+                panic!("{message}: {}", kind(e));
+            };
+            assert!(
+                msg.starts_with("creating the driver pod: ")
+                    && msg.contains("failed calling webhook")
+            );
+        }
+        // A webhook that answered and denied is the app's fault; other errors as before.
+        let denied = r#"admission webhook "mutate-pods.spark-webhook.io" denied the request: SparkApplication ns/pi does not exist"#;
+        assert_eq!(kind(classify_api("x", api(403, denied))), "failed");
+        assert_eq!(kind(classify_api("x", api(422, "invalid"))), "failed");
+        assert_eq!(
+            kind(classify_api("x", api(500, "etcdserver: request timed out"))),
+            "transient"
+        );
+        assert_eq!(
+            kind(classify_api("x", api(429, "too many requests"))),
+            "transient"
+        );
     }
 }

@@ -1,4 +1,15 @@
-//! The admission webhook: HTTP routes, request handling and the answer's deadline.
+//! The admission webhook: HTTP routes, request handling and the answer's bounds.
+//!
+//! Each review is bounded three ways ([`ReviewLimits`]), so a hostile or broken client cannot
+//! hold the port and a stalled apiserver cannot make us answer late:
+//! - the body must arrive within the body-read timeout (408 and the connection closed
+//!   otherwise): TLS handshake and headers are bounded in `server`, this bounds the rest;
+//! - at most `max_in_flight` reviews run at once, counted from the body read to the answer (a
+//!   slow body holds no slot, so slow clients cannot crowd out real reviews); over the cap the
+//!   answer is an immediate 503 with `Retry-After`, never a queue: the apiserver's failurePolicy
+//!   decides at once, and the reconciler retries a driver refused that way;
+//! - the whole answer, body read included, comes within the review's `?timeout=` (less a
+//!   margin), else 504 with the reason: only a live GET on a cache miss can take that long.
 
 pub mod apps;
 pub mod pods;
@@ -8,16 +19,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Query, State};
-use axum::http::{StatusCode, header};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde::Deserialize;
+use tokio::sync::Semaphore;
 
 use crate::cache::AppCache;
 use crate::events::Recorder;
-use crate::metrics::{Metrics, Outcome, ReviewKind};
+use crate::metrics::{Metrics, Outcome, ReviewKind, UnansweredReason};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use review::ReviewResponse;
@@ -33,6 +45,39 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 /// The apiserver's own default when it sends no timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Default of `--webhook-body-timeout`: the apiserver sends a review in one write, so a body
+/// still arriving after this is a slow or hostile client.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of `--webhook-max-in-flight`: reviews take microseconds, so this many at once means
+/// they are stuck on live GETs of a stalled apiserver; more would only pile up.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 256;
+
+/// The server-side bounds of a review (see the module doc); cheap to clone, the in-flight
+/// count is shared by every clone.
+#[derive(Clone, Debug)]
+pub struct ReviewLimits {
+    pub body_timeout: Duration,
+    pub max_in_flight: usize,
+    in_flight: Arc<Semaphore>,
+}
+
+impl ReviewLimits {
+    pub fn new(body_timeout: Duration, max_in_flight: usize) -> Self {
+        let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        ReviewLimits {
+            body_timeout,
+            max_in_flight,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+        }
+    }
+}
+
+impl Default for ReviewLimits {
+    fn default() -> Self {
+        ReviewLimits::new(DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_IN_FLIGHT)
+    }
+}
+
 /// Everything a review needs; cheap to clone.
 #[derive(Clone)]
 pub struct WebhookState {
@@ -45,6 +90,7 @@ pub struct WebhookState {
     pub client: Option<kube::Client>,
     /// Publishes Events on SparkApplications whose pods are refused; None in offline tests.
     pub recorder: Option<Recorder>,
+    pub limits: ReviewLimits,
 }
 
 /// The HTTPS routes (served by `server::serve_tls`).
@@ -52,7 +98,6 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route(MUTATE_POD_PATH, post(mutate_pod))
         .route(VALIDATE_APP_PATH, post(validate_app))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -64,13 +109,20 @@ struct ReviewQuery {
 async fn mutate_pod(
     State(state): State<WebhookState>,
     Query(q): Query<ReviewQuery>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let budget = budget(&q);
+    let body = match read_body(&state, body, budget).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     answer(
         ReviewKind::Pod,
-        &q,
+        started,
+        budget,
         pods::review(&state, &body),
-        &state.metrics,
+        &state,
     )
     .await
 }
@@ -78,53 +130,137 @@ async fn mutate_pod(
 async fn validate_app(
     State(state): State<WebhookState>,
     Query(q): Query<ReviewQuery>,
-    body: Bytes,
+    body: Body,
 ) -> Response {
+    let started = Instant::now();
+    let budget = budget(&q);
+    let body = match read_body(&state, body, budget).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
     answer(
         ReviewKind::SparkApplication,
-        &q,
+        started,
+        budget,
         async { apps::review(&body) },
-        &state.metrics,
+        &state,
     )
     .await
 }
 
-/// Runs one review under the apiserver's deadline and turns the result into HTTP.
-async fn answer<F>(kind: ReviewKind, q: &ReviewQuery, work: F, metrics: &Metrics) -> Response
-where
-    F: Future<Output = Result<(ReviewResponse, Outcome), review::ReviewError>>,
-{
-    let started = Instant::now();
-    let budget = q
-        .timeout
+/// The time this review may take: the apiserver's `?timeout=` (its default without one) less
+/// [`DEADLINE_MARGIN`].
+fn budget(q: &ReviewQuery) -> Duration {
+    q.timeout
         .as_deref()
         .and_then(parse_go_duration)
         .unwrap_or(DEFAULT_TIMEOUT)
-        .saturating_sub(DEADLINE_MARGIN);
+        .saturating_sub(DEADLINE_MARGIN)
+}
+
+/// Reads the whole body within the body-read timeout (and the review's budget), at most
+/// [`MAX_BODY_BYTES`].
+async fn read_body(state: &WebhookState, body: Body, budget: Duration) -> Result<Bytes, Response> {
+    let limit = state.limits.body_timeout.min(budget);
+    match tokio::time::timeout(limit, axum::body::to_bytes(body, MAX_BODY_BYTES)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            // Too large (the only error of a body that arrived), or the client went away.
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            Err(if too_large {
+                text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    format!("review body larger than {MAX_BODY_BYTES} bytes\n"),
+                )
+            } else {
+                text(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the review body: {e}\n"),
+                )
+            })
+        }
+        Err(_) => {
+            state.metrics.unanswered(UnansweredReason::body_timeout);
+            tracing::debug!(
+                ?limit,
+                "review body not received in time; closing the connection"
+            );
+            let mut resp = text(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("review body not received within {limit:?}\n"),
+            );
+            // The rest of the body will not be read: the connection cannot be reused.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            Err(resp)
+        }
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+/// Runs one review, holding an in-flight slot, within what is left of `budget`, and turns the
+/// result into HTTP.
+async fn answer<F>(
+    kind: ReviewKind,
+    started: Instant,
+    budget: Duration,
+    work: F,
+    state: &WebhookState,
+) -> Response
+where
+    F: Future<Output = Result<(ReviewResponse, Outcome), review::ReviewError>>,
+{
+    let metrics = &state.metrics;
+    let Ok(_slot) = state.limits.in_flight.clone().try_acquire_owned() else {
+        metrics.unanswered(UnansweredReason::in_flight_limit);
+        tracing::warn!(
+            limit = state.limits.max_in_flight,
+            "review refused: too many reviews in flight"
+        );
+        let mut resp = text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "spark-webhook is answering {} reviews already (--webhook-max-in-flight); retry\n",
+                state.limits.max_in_flight
+            ),
+        );
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return resp;
+    };
     // Reviews are CPU work measured in microseconds, except a live GET on a cache miss: that one
     // must never make us answer after the apiserver stopped listening.
-    let result = tokio::time::timeout(budget, work).await;
-    match result {
+    let left = budget.saturating_sub(started.elapsed());
+    match tokio::time::timeout(left, work).await {
         Ok(Ok((resp, outcome))) => {
             metrics.observe(kind, outcome, started.elapsed().as_secs_f64());
             (StatusCode::OK, axum::Json(resp)).into_response()
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "malformed admission review");
-            (
-                StatusCode::BAD_REQUEST,
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                format!("{e}\n"),
-            )
-                .into_response()
+            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
         }
         Err(_) => {
-            metrics.observe(kind, Outcome::Denied, started.elapsed().as_secs_f64());
-            (
+            metrics.unanswered(UnansweredReason::deadline);
+            tracing::warn!(
+                ?budget,
+                "review not finished within the apiserver's timeout (a live GET of the Kubernetes API did not answer)"
+            );
+            text(
                 StatusCode::GATEWAY_TIMEOUT,
-                "review did not finish within the apiserver's timeout\n",
+                format!(
+                    "review did not finish within the apiserver's timeout ({budget:?} allowed): the Kubernetes API did not answer the webhook's lookup in time\n"
+                ),
             )
-                .into_response()
         }
     }
 }

@@ -45,6 +45,7 @@ pub fn webhook_state() -> WebhookState {
         metrics: Metrics::new(),
         client: None,
         recorder: None,
+        limits: Default::default(),
     }
 }
 

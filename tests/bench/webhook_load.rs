@@ -20,6 +20,10 @@
 //! non-zero. The targets (webhook throughput >= 0.8x floor, p99 <= 1.3x floor) are figures for
 //! the team: a MISS is printed, not fatal.
 //!
+//! `BENCH_SLOW_CLIENTS=N` adds a run after the table: the webhook's p99 at 16 connections
+//! unloaded, then while N clients send a review body a byte a second (the hostile
+//! client), how soon those are cut off (the body timeout), and the server process's RSS.
+//!
 //! Only 127.0.0.1 is used; the run stops by itself (the server exits when its stdin closes,
 //! and after 15 minutes in any case). Client and servers share the machine's cores, so the
 //! absolute numbers depend on the machine; the ratios are what this is for.
@@ -61,6 +65,8 @@ use tower::ServiceExt as _;
 const SERVER_ENV: &str = "SPARK_WEBHOOK_BENCH_SERVER";
 /// Measured seconds per (server, concurrency) run.
 const SECONDS_ENV: &str = "BENCH_SECONDS";
+/// Clients trickling a review body a byte a second after the table (none unless set).
+const SLOW_ENV: &str = "BENCH_SLOW_CLIENTS";
 const DEFAULT_SECONDS: u64 = 5;
 const WARM_UP: Duration = Duration::from_secs(1);
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
@@ -376,6 +382,9 @@ mod client {
         }
 
         print_table(&rows);
+        if let Some(slow) = slow_clients_wanted()? {
+            failures += slow_phase(webhook, &tls, &review, slow, measure, child.id()).await?;
+        }
         drop(child.stdin.take());
         if tokio::time::timeout(Duration::from_secs(10), child.wait())
             .await
@@ -385,6 +394,156 @@ mod client {
             child.kill().await?;
         }
         Ok(failures)
+    }
+
+    /// `BENCH_SLOW_CLIENTS=N`: after the table, N clients trickle a review body a byte a
+    /// second into the webhook while 16 connections send real reviews.
+    fn slow_clients_wanted() -> Result<Option<usize>, BoxError> {
+        match std::env::var(SLOW_ENV) {
+            Err(_) => Ok(None),
+            Ok(s) => match s.trim().parse::<usize>() {
+                Ok(n) if (1..=5000).contains(&n) => Ok(Some(n)),
+                _ => Err(format!("{SLOW_ENV}={s:?} is not a number in 1..=5000").into()),
+            },
+        }
+    }
+
+    /// The server process's resident and peak resident memory, in MiB (Linux).
+    fn rss_mib(pid: Option<u32>) -> (f64, f64) {
+        let Some(status) =
+            pid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+        else {
+            return (f64::NAN, f64::NAN);
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+                .map_or(f64::NAN, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// One client sending its review head, then a byte a second: how long until the server hung
+    /// up, counted from the head, and whether it said 408 first.
+    async fn trickle(
+        addr: SocketAddr,
+        tls: TlsConnector,
+        len: usize,
+    ) -> Result<(Duration, bool), String> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let tcp = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(DNS_NAME).map_err(|e| e.to_string())?;
+        let mut stream = tls.connect(name, tcp).await.map_err(|e| e.to_string())?;
+        let head = format!(
+            "POST {} HTTP/1.1\r\nHost: {DNS_NAME}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n{{",
+            common::REVIEW_URI
+        );
+        stream
+            .write_all(head.as_bytes())
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.flush().await.map_err(|e| e.to_string())?;
+        let sent = Instant::now();
+        let (mut rd, mut wr) = tokio::io::split(stream);
+        let writer = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if wr.write_all(b" ").await.is_err() || wr.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let _ = rd.read_to_end(&mut answer).await;
+        let took = sent.elapsed();
+        writer.abort();
+        Ok((took, answer.starts_with(b"HTTP/1.1 408")))
+    }
+
+    /// The slow-client run: unloaded webhook p99 at 16 connections, then the same while
+    /// `slow` clients trickle bodies; how soon they were cut off, and the server's memory.
+    async fn slow_phase(
+        webhook: SocketAddr,
+        tls: &TlsConnector,
+        review: &Bytes,
+        slow: usize,
+        measure: Duration,
+        server_pid: Option<u32>,
+    ) -> Result<u64, BoxError> {
+        let conns = 16;
+        let unloaded = load(webhook, tls, review, conns, measure).await;
+        let (rss_before, _) = rss_mib(server_pid);
+        let mut clients = Vec::with_capacity(slow);
+        for _ in 0..slow {
+            clients.push(tokio::spawn(trickle(webhook, tls.clone(), review.len())));
+        }
+        // Real reviews while the slow bodies are open (they all are for the body timeout, 10 s;
+        // handshakes done within the load's 1 s warm-up).
+        let sampler = tokio::spawn(async move {
+            let mut peak: f64 = 0.0;
+            for _ in 0..40 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let (rss, _) = rss_mib(server_pid);
+                if rss.is_finite() {
+                    peak = peak.max(rss);
+                }
+            }
+            peak
+        });
+        let loaded = load(
+            webhook,
+            tls,
+            review,
+            conns,
+            measure.min(Duration::from_secs(8)),
+        )
+        .await;
+        let mut cut = Vec::with_capacity(slow);
+        let mut said_408 = 0;
+        let mut errors = 0u64;
+        for c in clients {
+            match c.await {
+                Ok(Ok((took, r408))) => {
+                    cut.push(took);
+                    said_408 += usize::from(r408);
+                }
+                Ok(Err(e)) => {
+                    errors += 1;
+                    if errors == 1 {
+                        eprintln!("webhook_load: a slow client failed to start: {e}");
+                    }
+                }
+                Err(e) => eprintln!("webhook_load: slow client task: {e}"),
+            }
+        }
+        cut.sort();
+        let peak = sampler.await.unwrap_or(f64::NAN);
+        let (_, hwm) = rss_mib(server_pid);
+        println!();
+        println!(
+            "slow clients: {slow} sending a review body a byte a second (body timeout {:?}), {conns} connections of real reviews",
+            spark_webhook::webhook::DEFAULT_BODY_TIMEOUT
+        );
+        println!(
+            "  cut off: {} of {slow} (408 first: {said_408}), after {:.1} s median, {:.1} s max; {errors} could not connect",
+            cut.len(),
+            cut.get(cut.len() / 2)
+                .map_or(f64::NAN, Duration::as_secs_f64),
+            cut.last().map_or(f64::NAN, Duration::as_secs_f64),
+        );
+        println!(
+            "  real reviews: unloaded p99 {:.3} ms ({:.0}/s), with the slow clients p99 {:.3} ms ({:.0}/s)",
+            unloaded.percentile_ms(0.99),
+            unloaded.per_second(),
+            loaded.percentile_ms(0.99),
+            loaded.per_second(),
+        );
+        println!(
+            "  server RSS: {rss_before:.1} MiB before, {peak:.1} MiB peak while they were open (process peak {hwm:.1} MiB)"
+        );
+        Ok(unloaded.failures + loaded.failures + errors)
     }
 
     fn print_table(rows: &[(usize, Run, Run, Run)]) {

@@ -373,6 +373,11 @@ impl Served {
             .args(["--namespaces", ns])
             .args(["--webhook-namespace-selector", &format!("{NS_LABEL}={ns}")])
             .args(extra)
+            // No endpoints to drain from here: tests stop serve at once unless they test that.
+            .args(
+                (!extra.iter().any(|a| a.starts_with("--drain-period")))
+                    .then_some("--drain-period=0s"),
+            )
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).expect("serve log file"));
         let child = cmd.spawn().expect("spawning spark-webhook serve");
