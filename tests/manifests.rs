@@ -372,6 +372,15 @@ const EVENTS_RULE: &str = r#"# Events on SparkApplications (submitted, running, 
   verbs: ["create", "patch"]
 "#;
 
+/// Only the all-namespaces variant: `--namespace-selector` watches the names of the namespaces
+/// it matches (cluster-scoped, so no Role can grant it).
+const NAMESPACES_RULE: &str = r#"# --namespace-selector (when used): the names of the namespaces its labels match, watched so a
+# namespace labelled or unlabelled later is served or dropped without a restart.
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+"#;
+
 const JOB_RBAC: &str = "manifests/rbac/job-namespace.yaml";
 const ALL_NAMESPACES_RBAC: &str = "manifests/all-namespaces/cluster-rbac.yaml";
 
@@ -465,7 +474,7 @@ fn job_namespace_rights_are_generated_from_the_deployments_namespaces() {
          # rules a job namespace's Role spark-webhook (and spark-webhook-events) has, in every\n\
          # namespace. This lets the operator create and delete pods, Services and ConfigMaps in any\n\
          # namespace, kube-system included: use it only when every namespace is a Spark job namespace.\n\
-         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: spark-webhook-all-namespaces\n  labels:\n    app.kubernetes.io/name: spark-webhook\nrules:\n{JOB_NAMESPACE_RULES}{EVENTS_RULE}---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: spark-webhook-all-namespaces\n  labels:\n    app.kubernetes.io/name: spark-webhook\nrules:\n{JOB_NAMESPACE_RULES}{EVENTS_RULE}{NAMESPACES_RULE}---\n\
          apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: spark-webhook-all-namespaces\n  labels:\n    app.kubernetes.io/name: spark-webhook\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: spark-webhook-all-namespaces\nsubjects:\n- kind: ServiceAccount\n  name: spark-webhook\n  namespace: spark-operator\n"
     );
     check_generated(ALL_NAMESPACES_RBAC, &all);
