@@ -327,7 +327,10 @@ async fn a_suspended_app_starts_nothing_then_completes_after_resume_with_one_def
     let seen: Vec<_> = run.executors.iter().map(|p| &p.metadata.name).collect();
     assert_eq!(seen.len(), 1, "executor pods seen during the run: {seen:?}");
     let registered = log.matches("Registered executor").count();
-    assert_eq!(registered, 1, "executors registered with the driver:\n{log}");
+    assert_eq!(
+        registered, 1,
+        "executors registered with the driver:\n{log}"
+    );
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 

@@ -619,8 +619,9 @@ async fn a_failed_driver_without_a_retry_interval_waits_five_seconds() {
 
 /// The pods, Services and ConfigMaps labelled with `submission_id`, by name.
 async fn attempt_objects(client: &kube::Client, ns: &str, submission_id: &str) -> Vec<String> {
-    let by_id =
-        ListParams::default().labels(&format!("sparkoperator.k8s.io/submission-id={submission_id}"));
+    let by_id = ListParams::default().labels(&format!(
+        "sparkoperator.k8s.io/submission-id={submission_id}"
+    ));
     let names = |items: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
         items.into_iter().filter_map(|m| m.name).collect::<Vec<_>>()
     };
@@ -721,15 +722,22 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
     .unwrap();
     set_suspend(&apps, "held", true).await;
     wait_state(&apps, "held", "SUSPENDING").await;
-    eventually("the attempt's Service and ConfigMap deleted", WAIT, || async {
-        let left = attempt_objects(&client, &ns, &first_id).await;
-        (left == ["held-driver"]).then_some(())
-    })
+    eventually(
+        "the attempt's Service and ConfigMap deleted",
+        WAIT,
+        || async {
+            let left = attempt_objects(&client, &ns, &first_id).await;
+            (left == ["held-driver"]).then_some(())
+        },
+    )
     .await;
     let terminating = pods.get("held-driver").await.unwrap();
     assert!(terminating.metadata.deletion_timestamp.is_some());
     let (state, _) = app_state(&apps, "held").await.expect("the app");
-    assert_eq!(state, "SUSPENDING", "SUSPENDED while its driver still exists");
+    assert_eq!(
+        state, "SUSPENDING",
+        "SUSPENDED while its driver still exists"
+    );
     pods.patch(
         "held-driver",
         &kube::api::PatchParams::default(),

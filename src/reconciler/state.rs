@@ -174,7 +174,10 @@ pub fn decide(app: &SparkApplication, obs: &Observed, settings: &Settings) -> De
 
     // Suspension comes first: nothing is submitted, resubmitted or retried while it is asked for.
     if app.spec.suspend == Some(true)
-        && !matches!(state, S::Completed | S::Failed | S::Suspended | S::Suspending)
+        && !matches!(
+            state,
+            S::Completed | S::Failed | S::Suspended | S::Suspending
+        )
     {
         cx.set_state(S::Suspending, "");
         cx.note(
