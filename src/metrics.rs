@@ -366,6 +366,9 @@ mod tests {
         apps.transition(&c, St::Submitted, &status("RUNNING", 1));
         apps.executor_event(&a, "SparkExecutorCompleted");
         apps.executor_event(&b, "SparkExecutorFailed");
+        // c is suspended while running, and resumed.
+        apps.transition(&c, St::Running, &status("SUSPENDED", 1));
+        apps.transition(&c, St::Suspended, &status("RESUMING", 1));
     }
 
     /// `promtool check metrics` on `text`: success, and what it said.
@@ -452,6 +455,13 @@ mod tests {
         let text = m.encode_text(Some(&native));
         let (ok, said) = promtool(&text);
         assert!(ok && said.trim().is_empty(), "native:\n{said}\n{text}");
+        // The suspension and the resumption of `some_events` are counted.
+        for sample in [
+            "spark_application_suspend_total{} 1",
+            "spark_application_resume_total{} 1",
+        ] {
+            assert!(text.contains(&format!("\n{sample}\n")), "{sample}:\n{text}");
+        }
         // Kubeflow's names break Prometheus' naming rules on purpose: promtool parses the
         // exposition and complains only about those names, each for a rule kubeflow breaks.
         let kubeflow = AppMetrics::with_names(
@@ -614,6 +624,8 @@ mod tests {
             ("spark_application_running", "gauge"),
             ("spark_application_success_total", "counter"),
             ("spark_application_failure_total", "counter"),
+            ("spark_application_suspend_total", "counter"),
+            ("spark_application_resume_total", "counter"),
             (
                 "spark_application_success_execution_time_seconds",
                 "histogram",
@@ -717,6 +729,7 @@ pub struct NameMapping {
     pub native_help: &'static str,
     /// Kubeflow's families for the same measurement: name, type, help. Its latencies are a
     /// summary plus a `…_histogram`; its execution times have no help text (ours is used).
+    /// None: kubeflow has no such measurement, and kubeflow mode leaves it out.
     pub kubeflow: &'static [(&'static str, MetricKind, &'static str)],
 }
 
@@ -840,6 +853,19 @@ pub const NAME_MAP: &[NameMapping] = &[
         ],
     },
     NameMapping {
+        native: "spark_application_suspend",
+        native_kind: C,
+        native_help: "Suspensions completed (SUSPENDED: the attempt's pods gone)",
+        // Kubeflow counts no suspensions: kubeflow mode has exactly kubeflow's families.
+        kubeflow: &[],
+    },
+    NameMapping {
+        native: "spark_application_resume",
+        native_kind: C,
+        native_help: "Resumptions (SUSPENDED to RESUMING)",
+        kubeflow: &[],
+    },
+    NameMapping {
         native: "spark_executor_running",
         native_kind: G,
         native_help: "Executors running now",
@@ -897,6 +923,9 @@ pub struct AppMetrics {
     running: Family<Labels, Gauge>,
     success: Family<Labels, Counter>,
     failure: Family<Labels, Counter>,
+    /// Native mode only (kubeflow has no equivalent).
+    suspend: Option<Family<Labels, Counter>>,
+    resume: Option<Family<Labels, Counter>>,
     success_time: Timing,
     failure_time: Timing,
     submit_latency: Timing,
@@ -1061,6 +1090,10 @@ impl Registrar {
     fn counter(&mut self, native: &str) -> Family<Labels, Counter> {
         self.single(native, Family::default())
     }
+    /// A counter row kubeflow has no family for: registered in native mode only.
+    fn native_counter(&mut self, native: &str) -> Option<Family<Labels, Counter>> {
+        (self.names == MetricNames::Native).then(|| self.counter(native))
+    }
 
     fn gauge(&mut self, native: &str) -> Family<Labels, Gauge> {
         self.single(native, Family::default())
@@ -1139,6 +1172,8 @@ impl AppMetrics {
         let running = r.gauge("spark_application_running");
         let success = r.counter("spark_application_success");
         let failure = r.counter("spark_application_failure");
+        let suspend = r.native_counter("spark_application_suspend");
+        let resume = r.native_counter("spark_application_resume");
         let success_time = r.timing(
             "spark_application_success_execution_time_seconds",
             &exec_time,
@@ -1173,6 +1208,8 @@ impl AppMetrics {
             running,
             success,
             failure,
+            suspend,
+            resume,
             success_time,
             failure_time,
             submit_latency,
@@ -1195,6 +1232,9 @@ impl AppMetrics {
                 &m.executor_success,
                 &m.executor_failure,
             ] {
+                let _ = f.get_or_create(&l);
+            }
+            for f in [&m.suspend, &m.resume].into_iter().flatten() {
                 let _ = f.get_or_create(&l);
             }
             for f in [&m.running, &m.executor_running] {
@@ -1313,7 +1353,12 @@ impl AppMetrics {
             return;
         }
         match state {
-            S::Submitted if matches!(old, S::New | S::PendingRerun | S::SubmissionFailed) => {
+            S::Submitted
+                if matches!(
+                    old,
+                    S::New | S::PendingRerun | S::SubmissionFailed | S::Resuming
+                ) =>
+            {
                 self.submit.get_or_create(&l).inc();
                 if new.submission_attempts <= 1
                     && let Some(s) = since_creation()
@@ -1323,6 +1368,16 @@ impl AppMetrics {
             }
             S::SubmissionFailed => {
                 self.failed_submission.get_or_create(&l).inc();
+            }
+            S::Suspended => {
+                if let Some(f) = &self.suspend {
+                    f.get_or_create(&l).inc();
+                }
+            }
+            S::Resuming => {
+                if let Some(f) = &self.resume {
+                    f.get_or_create(&l).inc();
+                }
             }
             S::Running if new.execution_attempts <= 1 => {
                 if let Some(s) = since_creation() {

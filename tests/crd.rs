@@ -268,7 +268,9 @@ fn crd_metadata_names_and_columns() {
             (s("name"), s("type"), s("jsonPath"))
         })
         .collect();
+    // kubeflow v2.5's columns, Suspend first as there.
     let expected = [
+        ("Suspend", "boolean", ".spec.suspend"),
         ("Status", "string", ".status.applicationState.state"),
         ("Attempts", "string", ".status.executionAttempts"),
         ("Start", "string", ".status.lastSubmissionAttemptTime"),

@@ -1016,6 +1016,8 @@ async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() 
         "spark_application_failed_submission_total",
         "spark_application_success_total",
         "spark_application_failure_total",
+        "spark_application_suspend_total",
+        "spark_application_resume_total",
         "spark_executor_success_total",
         "spark_executor_failure_total",
         "spark_application_running",

@@ -328,6 +328,81 @@ async fn kubeflows_own_python_example_runs_unchanged_but_for_the_image() {
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
+/// Issue 23, on real Spark: an app created suspended (as Kueue creates it) starts no pod for 30 s,
+/// then, resumed, runs to COMPLETED; and, written without `executor.instances`, it runs exactly
+/// one executor over its whole life (kubeflow's default; Spark alone would start two). Cost: the
+/// 30 s of watching plus one pi run (about a minute on an idle 2-core machine).
+#[tokio::test]
+async fn a_suspended_app_starts_nothing_then_completes_after_resume_with_one_default_executor() {
+    node();
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-suspend").await;
+    driver_rbac(&ns);
+    let (served, _certs) = start(&ns);
+    let name = "pi-held";
+    let mut app = pyspark_pi(&ns, name);
+    app["spec"]["suspend"] = json!(true);
+    app["spec"]["executor"] = json!({"cores": 1, "coreRequest": "500m", "memory": "512m"});
+    kubectl_ok(&["apply", "-f", "-"], Some(&app.to_string()));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let state = |apps: Api<SparkApplication>| async move {
+        apps.get_opt(name)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|a| a.status)
+            .map(|s| s.application_state.state.to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while state(apps.clone()).await.as_deref() != Some("SUSPENDED") {
+        assert!(
+            Instant::now() < deadline,
+            "{name} not SUSPENDED:\n{}",
+            diagnostics(&ns, &format!("{name}-driver"), &served)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The requirement itself: 30 s in which no pod of the app exists and it stays SUSPENDED.
+    let of_app = ListParams::default().labels(&format!("sparkoperator.k8s.io/app-name={name}"));
+    let watched = Instant::now();
+    while watched.elapsed() < Duration::from_secs(30) {
+        let listed = pods.list(&of_app).await.expect("pods").items;
+        assert!(
+            listed.is_empty(),
+            "a pod of a suspended app after {:?}: {:?}",
+            watched.elapsed(),
+            listed.iter().map(|p| &p.metadata.name).collect::<Vec<_>>()
+        );
+        assert_eq!(state(apps.clone()).await.as_deref(), Some("SUSPENDED"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    apps.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .expect("resume");
+    let run = wait_completed(&client, &ns, name, &served).await;
+    eprintln!(
+        "{name}: resume -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", &ns, &format!("{name}-driver")], None);
+    assert!(log.contains("Pi is roughly 3.1"), "driver log:\n{log}");
+    // One executor over the job's life: one pod seen, and one registered with the driver.
+    let seen: Vec<_> = run.executors.iter().map(|p| &p.metadata.name).collect();
+    assert_eq!(seen.len(), 1, "executor pods seen during the run: {seen:?}");
+    let registered = log.matches("Registered executor").count();
+    assert_eq!(
+        registered, 1,
+        "executors registered with the driver:\n{log}"
+    );
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
 /// The volumes-and-archives example: its job checks, on the driver and on every executor, the
 /// ConfigMap volume, `Seccomp: 2` (our RuntimeDefault default, really enforced by runc) and the
 /// remote archive unpacked under its `#deps` alias; it FAILS unless all hold.

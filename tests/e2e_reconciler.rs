@@ -781,3 +781,178 @@ async fn a_driver_refused_while_the_webhook_is_unreachable_is_retried_without_us
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     wait_pod(&pods, &status.driver_info.pod_name).await;
 }
+
+/// The pods, Services and ConfigMaps labelled with `submission_id`, by name.
+async fn attempt_objects(client: &kube::Client, ns: &str, submission_id: &str) -> Vec<String> {
+    let by_id = ListParams::default().labels(&format!(
+        "sparkoperator.k8s.io/submission-id={submission_id}"
+    ));
+    let names = |items: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+        items.into_iter().filter_map(|m| m.name).collect::<Vec<_>>()
+    };
+    let mut out = names(
+        Api::<Pod>::namespaced(client.clone(), ns)
+            .list(&by_id)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| o.metadata)
+            .collect(),
+    );
+    out.extend(names(
+        Api::<Service>::namespaced(client.clone(), ns)
+            .list(&by_id)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| o.metadata)
+            .collect(),
+    ));
+    out.extend(names(
+        Api::<ConfigMap>::namespaced(client.clone(), ns)
+            .list(&by_id)
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|o| o.metadata)
+            .collect(),
+    ));
+    out
+}
+
+async fn set_suspend(apps: &Api<SparkApplication>, name: &str, on: bool) {
+    apps.patch(
+        name,
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"suspend": on}})),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("suspend={on} on {name}: {e}"));
+}
+
+/// kubeflow v2.5's suspension, as Kueue drives it: an app created suspended is never submitted;
+/// resumed, it is; suspended while running, its attempt (driver, Service, ConfigMap) is deleted
+/// and the app kept, SUSPENDED only once the driver is really gone; resumed again, a new attempt
+/// with a new submission id. Events, metrics and the printer columns say so.
+#[tokio::test]
+async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_attempt() {
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rc-suspend").await;
+    let (served, _certs) = start(&ns, &["--webhook=false"]);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut held = pi(&ns, "held", json!({"type": "Never"}));
+    held["spec"]["suspend"] = json!(true);
+    common::kubectl_apply(&held);
+
+    let app = wait_state(&apps, "held", "SUSPENDED").await;
+    assert_eq!(app.status.unwrap().submission_attempts, 0);
+    // Watched for a while: no pod appears, the app stays SUSPENDED.
+    let of_app = ListParams::default().labels("sparkoperator.k8s.io/app-name=held");
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < Duration::from_secs(4) {
+        let listed = pods.list(&of_app).await.unwrap().items;
+        assert!(listed.is_empty(), "a pod of a suspended app: {listed:?}");
+        let (state, _) = app_state(&apps, "held").await.expect("the app");
+        assert_eq!(state, "SUSPENDED");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let table = common::kubectl_ok(&["get", "sparkapp", "held", "-n", &ns], None);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(header[..3], ["NAME", "SUSPEND", "STATUS"], "{table}");
+    assert_eq!(row[..3], ["held", "true", "SUSPENDED"], "{table}");
+
+    // Resumed: submitted as its first attempt.
+    set_suspend(&apps, "held", false).await;
+    wait_pod(&pods, "held-driver").await;
+    let app = wait_state(&apps, "held", "SUBMITTED").await;
+    let first_id = app.status.unwrap().submission_id;
+    common::set_driver_phase(&pods, "held-driver", "Running", None).await;
+    wait_state(&apps, "held", "RUNNING").await;
+    assert_eq!(attempt_objects(&client, &ns, &first_id).await.len(), 3);
+
+    // Suspended while running. A finalizer keeps the driver terminating, as a kubelet would
+    // while Spark shuts down: the app must stay SUSPENDING until the pod is really gone.
+    pods.patch(
+        "held-driver",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": ["e2e.test/hold"]}})),
+    )
+    .await
+    .unwrap();
+    set_suspend(&apps, "held", true).await;
+    wait_state(&apps, "held", "SUSPENDING").await;
+    eventually(
+        "the attempt's Service and ConfigMap deleted",
+        WAIT,
+        || async {
+            let left = attempt_objects(&client, &ns, &first_id).await;
+            (left == ["held-driver"]).then_some(())
+        },
+    )
+    .await;
+    let terminating = pods.get("held-driver").await.unwrap();
+    assert!(terminating.metadata.deletion_timestamp.is_some());
+    let (state, _) = app_state(&apps, "held").await.expect("the app");
+    assert_eq!(
+        state, "SUSPENDING",
+        "SUSPENDED while its driver still exists"
+    );
+    pods.patch(
+        "held-driver",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    let app = wait_state(&apps, "held", "SUSPENDED").await;
+    let status = app.status.unwrap();
+    assert!(status.driver_info.pod_name.is_empty(), "{status:?}");
+    assert_eq!(
+        attempt_objects(&client, &ns, &first_id).await,
+        Vec::<String>::new()
+    );
+
+    // Resumed again: a new attempt, new names, a new submission id.
+    set_suspend(&apps, "held", false).await;
+    wait_pod(&pods, "held-driver-2").await;
+    let app = wait_state(&apps, "held", "SUBMITTED").await;
+    let status = app.status.unwrap();
+    assert_ne!(status.submission_id, first_id);
+    assert_eq!(status.driver_info.pod_name, "held-driver-2");
+    assert_eq!(
+        (status.submission_attempts, status.execution_attempts),
+        (2, 2),
+        "the counts carry on across a suspension, as in kubeflow"
+    );
+
+    let reasons = eventually("suspension Events", WAIT, || async {
+        let r = event_reasons(&ns);
+        [
+            "SparkApplicationSuspending",
+            "SparkApplicationSuspended",
+            "SparkApplicationResuming",
+        ]
+        .iter()
+        .all(|want| r.iter().any(|x| x == want))
+        .then_some(r)
+    })
+    .await;
+    assert!(reasons.iter().any(|r| r == "SparkApplicationSubmitted"));
+    let metrics = served.admin_get("/metrics").expect("/metrics").1;
+    assert_eq!(
+        common::sample(&metrics, "spark_application_suspend_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        common::sample(&metrics, "spark_application_resume_total"),
+        Some(2.0),
+        "{metrics}"
+    );
+}

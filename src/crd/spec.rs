@@ -47,6 +47,7 @@ use super::status::SparkApplicationStatus;
         "api-approved.kubernetes.io",
         "https://github.com/kubeflow/spark-operator/pull/1298"
     ),
+    printcolumn(name = "Suspend", type_ = "boolean", json_path = ".spec.suspend"),
     printcolumn(
         name = "Status",
         type_ = "string",
@@ -76,8 +77,9 @@ use super::status::SparkApplicationStatus;
 #[serde(rename_all = "camelCase")]
 pub struct SparkApplicationSpec {
     /// Suspends the application. While true nothing is submitted; flipping it from false to true
-    /// on a running application deletes its active driver and executor pods, so the job must
-    /// tolerate being stopped.
+    /// on a running application deletes its active driver and executor pods (and the attempt's
+    /// Services and ConfigMaps; the application is kept), so the job must tolerate being
+    /// stopped. Setting it back to false resubmits the application as a new attempt.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
 

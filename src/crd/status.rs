@@ -168,7 +168,7 @@ pub enum ApplicationStateType {
     /// The driver failed; deciding whether to retry.
     #[serde(rename = "FAILING")]
     Failing,
-    /// spec.suspend became true; pods are being deleted.
+    /// spec.suspend became true; the attempt's pods, Services and ConfigMaps are being deleted.
     #[serde(rename = "SUSPENDING")]
     Suspending,
     /// Suspended; nothing runs.

@@ -11,24 +11,29 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ReconcileError};
-use crate::cache::{GuardedApp, SparkPod, synced};
+use crate::cache::{GuardedApp, synced};
 use crate::labels::SUBMISSION_ID_LABEL;
 
 /// Deletes an attempt's driver and, explicitly, everything labelled with its submission id
-/// (a cluster without garbage collection would otherwise keep them).
+/// (a cluster without garbage collection would otherwise keep them). The id comes from the
+/// driver's label, or from the status when the driver is already gone (a suspension must still
+/// remove the attempt's Service and ConfigMaps then).
 pub(super) async fn delete_attempt(
     ctx: &Context,
     ns: &str,
     pod_name: &str,
-    driver: Option<&SparkPod>,
+    submission_id: Option<&str>,
 ) -> Result<(), ReconcileError> {
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    match pods.delete(pod_name, &DeleteParams::background()).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => return Err(e.into()),
+    // An empty name would address the whole collection.
+    if !pod_name.is_empty() {
+        match pods.delete(pod_name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    if let Some(id) = driver.and_then(|d| d.labels().get(SUBMISSION_ID_LABEL)) {
+    if let Some(id) = submission_id.filter(|id| !id.is_empty()) {
         let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
         let dp = DeleteParams::background();
         pods.delete_collection(&dp, &lp).await?;
@@ -93,7 +98,8 @@ pub(super) async fn sweep_orphans(
                 continue;
             }
             tracing::info!(namespace = %ns, pod = %pod.name_any(), app = %owner.name, "SparkApplication is gone: deleting its driver");
-            if let Err(e) = delete_attempt(&ctx, &ns, &pod.name_any(), Some(&pod)).await {
+            let id = pod.labels().get(SUBMISSION_ID_LABEL).map(String::as_str);
+            if let Err(e) = delete_attempt(&ctx, &ns, &pod.name_any(), id).await {
                 tracing::warn!(error = %e, pod = %pod.name_any(), "could not delete an orphaned driver");
             }
         }

@@ -25,7 +25,7 @@ use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationSt
 use crate::events::{self, Event, EventType as KubeEventType};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
-use crate::labels::{APP_NAME_LABEL, LAUNCHED_BY_LABEL, SPARK_ROLE_LABEL};
+use crate::labels::{APP_NAME_LABEL, LAUNCHED_BY_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL};
 
 /// Submissions in flight at once per controller. Each in-flight reconcile costs ~0.4 MiB
 /// (its connection's buffers, the typed objects sent and read back), and 8 already keep a
@@ -307,8 +307,16 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
                 decision.requeue_after = after.requeue_after.or(decision.requeue_after);
             }
             Action::DeleteDriver { pod_name } => {
-                Box::pin(delete_attempt(ctx, &ns, &pod_name, driver.as_deref())).await?
+                let id = driver
+                    .as_deref()
+                    .and_then(|d| d.labels().get(SUBMISSION_ID_LABEL))
+                    .map(String::as_str);
+                Box::pin(delete_attempt(ctx, &ns, &pod_name, id)).await?
             }
+            Action::DeleteAttempt {
+                pod_name,
+                submission_id,
+            } => Box::pin(delete_attempt(ctx, &ns, &pod_name, Some(&submission_id))).await?,
             Action::DeleteApp => {
                 let apps: Api<SparkApplication> = Api::namespaced(ctx.client.clone(), &ns);
                 match Box::pin(apps.delete(&name, &DeleteParams::background())).await {

@@ -10,7 +10,18 @@
 //!  │                 └──────────driver failed / gone / start timeout──▶ FAILING ──▶ FAILED
 //!  └─submit failed─▶ SUBMISSION_FAILED ──retry due──▶ (submit again)   (retry due: PENDING_RERUN)
 //! any active state ──spec changed──▶ INVALIDATING ──▶ PENDING_RERUN ──old driver gone──▶ submit
+//!
+//! any state but COMPLETED, FAILED, SUSPENDED ──spec.suspend=true──▶ SUSPENDING
+//! SUSPENDING ──attempt's pods gone──▶ SUSPENDED ──spec.suspend=false──▶ RESUMING ──▶ submit
 //! ```
+//!
+//! Suspension is kubeflow v2.5's (and what Kueue's SparkApplication integration drives): in
+//! SUSPENDING the attempt's driver, executors, Services and ConfigMaps are deleted (everything
+//! labelled with its submission id); the app stays SUSPENDING until its pods are gone, so
+//! SUSPENDED means nothing of it runs. Nothing is submitted while `spec.suspend` is true, a new
+//! app included (NEW goes to SUSPENDING, then SUSPENDED at once, without an attempt). Resuming is
+//! a fresh attempt with the spec as it is then; the attempt counts carry on, as in kubeflow, so
+//! the new attempt has new names and a new submission id, and retries already spent stay spent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,7 +34,7 @@ use crate::crd::{
     ApplicationState, ApplicationStateType as S, DriverInfo, ExecutorState, RestartPolicyType,
     SparkApplication, SparkApplicationStatus,
 };
-use crate::labels::{EXECUTOR_ID_LABEL, SPEC_HASH_ANNOTATION};
+use crate::labels::{EXECUTOR_ID_LABEL, SPEC_HASH_ANNOTATION, SUBMISSION_ID_LABEL};
 
 /// Operator settings the state machine depends on.
 #[derive(Clone, Debug)]
@@ -69,6 +80,12 @@ pub enum Action {
     /// Delete the driver pod of the current attempt (its Service, ConfigMap and executors go
     /// with it).
     DeleteDriver { pod_name: String },
+    /// Delete what attempt `submission_id` left (its driver `pod_name`, if named, and
+    /// everything labelled with the id), whether or not the driver still exists.
+    DeleteAttempt {
+        pod_name: String,
+        submission_id: String,
+    },
     /// Delete the SparkApplication: its time to live has passed.
     DeleteApp,
 }
@@ -154,6 +171,23 @@ pub fn decide(app: &SparkApplication, obs: &Observed, settings: &Settings) -> De
         requeue: None,
     };
     let state = cx.status.application_state.state;
+
+    // Suspension comes first: nothing is submitted, resubmitted or retried while it is asked for.
+    if app.spec.suspend == Some(true)
+        && !matches!(
+            state,
+            S::Completed | S::Failed | S::Suspended | S::Suspending
+        )
+    {
+        cx.set_state(S::Suspending, "");
+        cx.note(
+            EventType::Normal,
+            "SparkApplicationSuspending",
+            format!("SparkApplication {} is suspending", cx.name),
+        );
+        suspend(&mut cx, obs);
+        return cx.finish();
+    }
 
     // A spec change under a live attempt: tear down and start over (kubeflow's INVALIDATING).
     if is_active(state) && state != S::Invalidating && spec_changed(obs) {
@@ -245,8 +279,21 @@ pub fn decide(app: &SparkApplication, obs: &Observed, settings: &Settings) -> De
             track_executors(&mut cx, obs, settings);
             expire_later(&mut cx, obs);
         }
-        // Suspension (v2.5 API) is not implemented: leave such apps untouched.
-        S::Suspending | S::Suspended | S::Resuming => {}
+        S::Suspending => suspend(&mut cx, obs),
+        S::Suspended => {
+            if app.spec.suspend != Some(true) {
+                cx.set_state(S::Resuming, "");
+                cx.note(
+                    EventType::Normal,
+                    "SparkApplicationResuming",
+                    format!("SparkApplication {} is resuming", cx.name),
+                );
+                cx.requeue(Duration::ZERO);
+            }
+        }
+        S::Resuming => cx.actions.push(Action::Submit {
+            attempt: next_attempt(&cx.status),
+        }),
     }
     cx.finish()
 }
@@ -423,6 +470,43 @@ fn rerun(cx: &mut Ctx, obs: &Observed) {
         EventType::Normal,
         "SparkApplicationPendingRerun",
         format!("SparkApplication {name} is pending rerun"),
+    );
+}
+
+/// SUSPENDING: delete the current attempt's objects (again, idempotently, each time: a Service
+/// or ConfigMap left by a driver that was already gone goes too), and once its driver and
+/// executors are gone, SUSPENDED, with the attempt's traces cleared from the status as kubeflow
+/// clears them (the attempt counts and the submission id stay).
+fn suspend(cx: &mut Ctx, obs: &Observed) {
+    let pod_name = cx.status.driver_info.pod_name.clone();
+    let submission_id = cx.status.submission_id.clone();
+    if !pod_name.is_empty() || !submission_id.is_empty() {
+        cx.actions.push(Action::DeleteAttempt {
+            pod_name,
+            submission_id: submission_id.clone(),
+        });
+    }
+    let executors_left = obs.executors.iter().any(|p| {
+        !submission_id.is_empty()
+            && p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SUBMISSION_ID_LABEL))
+                == Some(&submission_id)
+    });
+    if obs.driver.is_some() || executors_left {
+        cx.requeue(Duration::from_secs(1));
+        return;
+    }
+    cx.status.spark_application_id.clear();
+    cx.status.driver_info = DriverInfo::default();
+    cx.status.executor_state.clear();
+    cx.set_state(S::Suspended, "");
+    let name = cx.name.clone();
+    cx.note(
+        EventType::Normal,
+        "SparkApplicationSuspended",
+        format!("SparkApplication {name} is suspended"),
     );
 }
 
@@ -746,6 +830,195 @@ mod tests {
 
     fn reasons(d: &Decision) -> Vec<&str> {
         d.events.iter().map(|e| e.reason).collect()
+    }
+
+    fn suspended(mut a: SparkApplication, on: bool) -> SparkApplication {
+        a.spec.suspend = Some(on);
+        a
+    }
+
+    fn executor_of(name: &str, submission_id: &str) -> SparkPod {
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": {"spark-role": "executor", "spark-exec-id": "1",
+                                                  SUBMISSION_ID_LABEL: submission_id}},
+            "status": {"phase": "Running"}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_app_created_suspended_is_never_submitted() {
+        let a = suspended(app(json!({}), json!({})), true);
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:00:01Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspended);
+        assert!(d.actions.is_empty(), "nothing to submit or delete");
+        assert_eq!(
+            reasons(&d),
+            ["SparkApplicationSuspending", "SparkApplicationSuspended"]
+        );
+        assert_eq!(d.status.submission_attempts, 0);
+        // Staying suspended: nothing happens, however often it is reconciled.
+        let a = SparkApplication {
+            status: Some(d.status),
+            ..a
+        };
+        let d = decide(
+            &a,
+            &obs("2026-01-01T01:00:00Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspended);
+        assert!(d.actions.is_empty() && d.events.is_empty());
+        assert_eq!(d.requeue_after, None);
+    }
+
+    #[test]
+    fn every_state_but_the_terminal_ones_suspends() {
+        let p = pod("pi-driver", "Running", None, HASH);
+        for state in [
+            "",
+            "SUBMITTED",
+            "RUNNING",
+            "UNKNOWN",
+            "SUCCEEDING",
+            "FAILING",
+            "SUBMISSION_FAILED",
+            "PENDING_RERUN",
+            "INVALIDATING",
+            "RESUMING",
+        ] {
+            let a = suspended(
+                app(json!({"type": "Always"}), running(state, json!({}))),
+                true,
+            );
+            let d = decide(
+                &a,
+                &obs("2026-01-01T00:01:00Z", Some(&p), vec![]),
+                &Settings::default(),
+            );
+            assert_eq!(d.status.application_state.state, S::Suspending, "{state}");
+            assert_eq!(
+                d.actions,
+                vec![Action::DeleteAttempt {
+                    pod_name: "pi-driver".into(),
+                    submission_id: "s1".into()
+                }],
+                "{state}"
+            );
+            assert_eq!(reasons(&d), ["SparkApplicationSuspending"], "{state}");
+        }
+        for state in ["COMPLETED", "FAILED"] {
+            let a = suspended(app(json!({}), running(state, json!({}))), true);
+            let d = decide(
+                &a,
+                &obs("2026-01-01T00:01:00Z", None, vec![]),
+                &Settings::default(),
+            );
+            assert_eq!(d.status.application_state.state.as_str(), state);
+            assert!(d.actions.is_empty(), "{state}");
+        }
+    }
+
+    #[test]
+    fn suspending_waits_for_the_attempts_pods_then_suspends() {
+        let a = suspended(app(json!({}), running("SUSPENDING", json!({}))), true);
+        let p = pod("pi-driver", "Running", None, HASH);
+        let delete = Action::DeleteAttempt {
+            pod_name: "pi-driver".into(),
+            submission_id: "s1".into(),
+        };
+        // The driver still terminating: delete again, wait.
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:00Z", Some(&p), vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspending);
+        assert_eq!(d.actions, vec![delete.clone()]);
+        assert_eq!(d.requeue_after, Some(Duration::from_secs(1)));
+        assert!(d.events.is_empty());
+        // The driver gone, an executor of the attempt not yet.
+        let e = executor_of("pi-exec-1", "s1");
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:01Z", None, vec![&e]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspending);
+        // An executor of another submission does not hold it back; the Service and ConfigMaps
+        // are deleted once more in the same step (their driver may have been gone already).
+        let old = executor_of("pi-exec-old", "s0");
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:02Z", None, vec![&old]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspended);
+        assert_eq!(d.actions, vec![delete]);
+        assert_eq!(reasons(&d), ["SparkApplicationSuspended"]);
+        let st = &d.status;
+        assert!(st.driver_info.pod_name.is_empty() && st.spark_application_id.is_empty());
+        assert_eq!((st.submission_attempts, st.execution_attempts), (1, 1));
+    }
+
+    #[test]
+    fn flipping_suspend_back_while_suspending_finishes_the_suspension_first() {
+        let a = suspended(app(json!({}), running("SUSPENDING", json!({}))), false);
+        let p = pod("pi-driver", "Running", None, HASH);
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:00Z", Some(&p), vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspending);
+        assert!(!d.actions.iter().any(|a| matches!(a, Action::Submit { .. })));
+    }
+
+    #[test]
+    fn resuming_submits_a_new_attempt_with_the_counts_carried_on() {
+        let st = json!({"applicationState": {"state": "SUSPENDED"}, "submissionAttempts": 2,
+                        "executionAttempts": 2, "submissionID": "s2"});
+        let a = suspended(app(json!({}), st.clone()), true);
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:00Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Suspended);
+        let a = suspended(app(json!({}), st), false);
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:00Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.status.application_state.state, S::Resuming);
+        assert_eq!(reasons(&d), ["SparkApplicationResuming"]);
+        assert!(d.actions.is_empty());
+        assert_eq!(d.requeue_after, Some(Duration::ZERO));
+        let a = SparkApplication {
+            status: Some(d.status),
+            ..a
+        };
+        let d = decide(
+            &a,
+            &obs("2026-01-01T00:01:01Z", None, vec![]),
+            &Settings::default(),
+        );
+        assert_eq!(d.actions, vec![Action::Submit { attempt: 3 }]);
+    }
+
+    /// `spec.suspend` is left out of the spec hash: flipping it never invalidates a running
+    /// attempt, and a resumed app is not taken for a changed one.
+    #[test]
+    fn flipping_suspend_does_not_change_the_spec_hash() {
+        let a = app(json!({}), json!({}));
+        let h = crate::reconciler::spec_hash(&a);
+        assert_eq!(crate::reconciler::spec_hash(&suspended(a.clone(), true)), h);
+        assert_eq!(crate::reconciler::spec_hash(&suspended(a, false)), h);
     }
 
     #[test]
