@@ -224,7 +224,7 @@ pub struct ReconcilerArgs {
     pub spark_submit_ca_file: Option<PathBuf>,
 
     /// Create the Spark UI Service `<app>-ui-svc` of every app (kubeflow's default: true).
-    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_UI_SERVICE", default_value_t = true, action = ArgAction::Set)]
+    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_UI_SERVICE", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_ui_service: bool,
 
     /// Host and path of a Spark UI Ingress per app, e.g. `{{$appName}}.spark.example.com` or
@@ -248,7 +248,7 @@ pub struct ReconcilerArgs {
 
     /// Create a PodDisruptionBudget for the driver of apps with
     /// spec.driverPodDisruptionBudget: true (policy/v1, Kubernetes 1.21+).
-    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_DRIVER_PDB", default_value_t = false, action = ArgAction::Set)]
+    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_DRIVER_PDB", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub enable_driver_pdb: bool,
 
     /// A driver still Pending this long after submission fails the attempt (0s: never).
