@@ -278,7 +278,6 @@ pub fn submitted(
                 web_ui_address: info.ui_address,
                 web_ui_ingress_name: info.ui_ingress_name,
                 web_ui_ingress_address: info.ui_ingress_address,
-                ..DriverInfo::default()
             };
             status.execution_attempts = status.execution_attempts.saturating_add(1);
             status.termination_time = None;
