@@ -79,6 +79,14 @@ fn configuration_errors_end_in_one_error_line_without_a_panic() {
             vec!["render", "/no/such/app.yaml"],
             "reading /no/such/app.yaml",
         ),
+        (
+            vec!["serve", "--ingress-tls", r#"[{"hosts": "not a list"}]"#],
+            "--ingress-tls: invalid type",
+        ),
+        (
+            vec!["serve", "--ingress-annotations", "{not json"],
+            "--ingress-annotations: key must be a string",
+        ),
     ] {
         let out = run_with(&args, kubeconfig);
         let err = stderr(&out);

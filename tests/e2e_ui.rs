@@ -78,6 +78,10 @@ async fn kubeflows_prometheus_example_gets_its_config_map_ui_service_and_ingress
             "nginx",
         ],
     );
+    // A stale prom-conf, as kubeflow (or an earlier run) left it: made this app's own.
+    common::kubectl_apply(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "spark-pi-prom-conf", "namespace": ns},
+        "data": {"metrics.properties": "stale"}}));
     common::kubectl_apply(&example("spark-pi-prometheus.yaml", &ns));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let app = submitted(&apps, "spark-pi").await;
