@@ -1,8 +1,9 @@
 //! Submitting an attempt: the driver pod, its Service and ConfigMap created by us (or by
-//! spark-submit), idempotently, with kubeflow's Prometheus ConfigMap before the driver and its UI
-//! Service, Ingresses and driver PodDisruptionBudget after it. Every name derives from the app and the attempt, so a repeat
-//! after a crash finds its own objects instead of starting a second driver, and an API error is
-//! sorted into the app's fault (a failed submission) or the cluster's (retry, no attempt used).
+//! spark-submit), idempotently, with kubeflow's Prometheus ConfigMap before the driver and its
+//! UI Service, Ingresses and driver PodDisruptionBudget after it. Every name derives from the
+//! app and the attempt, so a repeat after a crash finds its own objects instead of starting a
+//! second driver, and an API error is sorted into the app's fault (a failed submission) or the
+//! cluster's (retry, no attempt used).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
@@ -132,6 +133,7 @@ pub(super) async fn submit(
 }
 
 /// What the status reports of the UI objects created.
+#[derive(Default)]
 struct UiStatus {
     service_name: String,
     port: i32,
@@ -149,12 +151,7 @@ async fn create_around_driver(
     submission_id: &str,
 ) -> Result<UiStatus, SubmitError> {
     let services = Api::<Service>::namespaced(ctx.client.clone(), ns);
-    let mut ui = UiStatus {
-        service_name: String::new(),
-        port: 0,
-        address: String::new(),
-        ingress_name: String::new(),
-    };
+    let mut ui = UiStatus::default();
     if let Some(service) = &web_ui.service {
         let created =
             create_if_absent(&services, service, "the Spark UI Service", submission_id).await?;
@@ -194,16 +191,9 @@ async fn create_around_driver(
     }
     if let Some(pdb) = driver_pdb {
         let pdbs = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), ns);
-        create_if_absent(&pdbs, pdb, "the driver PodDisruptionBudget", submission_id)
-            .await
-            .map_err(|e| match e {
-                SubmitError::Failed(msg) if msg.contains("could not find the requested resource") => {
-                    SubmitError::Failed(format!(
-                        "{msg} (--enable-driver-pdb creates policy/v1 PodDisruptionBudgets: Kubernetes 1.21 or later)"
-                    ))
-                }
-                e => e,
-            })?;
+        // An apiserver before 1.21 answers 404: the message says what is missing.
+        let what = "the driver PodDisruptionBudget (--enable-driver-pdb: policy/v1, Kubernetes 1.21 or later)";
+        create_if_absent(&pdbs, pdb, what, submission_id).await?;
     }
     Ok(ui)
 }
