@@ -25,7 +25,7 @@ use crate::reconciler::state::Settings;
 use crate::registration::{Endpoint, Registration};
 use crate::render::RenderOptions;
 use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
-use crate::submission::{SubmitOptions, Submitter};
+use crate::submission::{SubmitOptions, Submitter, UiOptions};
 
 /// A flag combination that cannot run (clap has already checked each flag alone).
 #[derive(Debug, Error)]
@@ -38,6 +38,11 @@ pub enum ConfigError {
     NothingToRun,
     #[error("self-managed certificate: {0}")]
     CertSecret(String),
+    #[error("--{flag}: {error}")]
+    Json {
+        flag: &'static str,
+        error: serde_json::Error,
+    },
 }
 
 /// Everything `serve` runs, as typed configs.
@@ -182,6 +187,8 @@ impl RenderArgs {
             namespace: self.namespace.clone(),
             attempt: self.attempt,
             default_spark_image: self.default_spark_image.clone(),
+            ingress_url_format: self.ingress_url_format.clone().filter(|f| !f.is_empty()),
+            enable_driver_pdb: self.enable_driver_pdb,
         }
     }
 }
@@ -240,6 +247,29 @@ impl ReconcilerArgs {
         })
     }
 
+    /// kubeflow's web UI flags; the JSON ones parsed here, so a typo stops the start.
+    fn ui(&self) -> Result<UiOptions, ConfigError> {
+        fn json<T: serde::de::DeserializeOwned + Default>(
+            flag: &'static str,
+            value: Option<&String>,
+        ) -> Result<T, ConfigError> {
+            match value.map(|v| v.trim()).filter(|v| !v.is_empty()) {
+                None => Ok(T::default()),
+                Some(v) => {
+                    serde_json::from_str(v).map_err(|error| ConfigError::Json { flag, error })
+                }
+            }
+        }
+        let non_empty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+        Ok(UiOptions {
+            enable_ui_service: self.enable_ui_service,
+            ingress_url_format: non_empty(&self.ingress_url_format),
+            ingress_class_name: non_empty(&self.ingress_class_name),
+            ingress_tls: json("ingress-tls", self.ingress_tls.as_ref())?,
+            ingress_annotations: json("ingress-annotations", self.ingress_annotations.as_ref())?,
+        })
+    }
+
     /// The reconciler's settings; `spark-submit` is checked to exist here.
     fn setup(&self, mutation: MutationOptions) -> Result<ReconcilerSetup, ConfigError> {
         let leader_election =
@@ -269,6 +299,8 @@ impl ReconcilerArgs {
                 default_image: self.default_spark_image.clone(),
                 master_url: self.spark_master.clone(),
                 mutation,
+                ui: self.ui()?,
+                enable_driver_pdb: self.enable_driver_pdb,
             },
             leader_election,
             metrics: MetricsConfig {

@@ -33,6 +33,8 @@ pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
 pub const LAUNCHED_BY_LABEL: &str = "sparkoperator.k8s.io/launched-by-spark-operator";
 /// The submission id, on every object of one submission attempt.
 pub const SUBMISSION_ID_LABEL: &str = "sparkoperator.k8s.io/submission-id";
+/// `true` on the ConfigMaps kubeflow's controller creates itself (`<app>-prom-conf`).
+pub const CREATED_BY_LABEL: &str = "sparkoperator.k8s.io/created-by-spark-operator";
 /// kubeflow's marker on executors that its webhook is to mutate.
 pub const MUTATED_BY_LABEL: &str = "sparkoperator.k8s.io/mutated-by-spark-operator";
 /// On the driver pod: the hash of the spec it was submitted from.

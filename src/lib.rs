@@ -16,7 +16,7 @@
 //! | API | `crd` | the SparkApplication v1beta2 types and the CRD generated from them |
 //! | rules | `validation` | what makes a SparkApplication invalid, field by field |
 //! | | `mutate` | the pod mutations, one file per concern, shared by webhook and submission |
-//! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap |
+//! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap, and kubeflow's objects around them (Prometheus ConfigMap, UI Service and Ingresses, driver PDB) |
 //! | cluster I/O | `health` | whether the apiserver answers; watch backoff |
 //! | | `namespaces` | which namespaces are job namespaces |
 //! | | `events` | Kubernetes Events, a repeat patched into a series |

@@ -14,7 +14,7 @@ use crate::labels::{
     SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL, SparkRole,
 };
 use crate::mutate::{self, MutationOptions};
-use crate::submission::{self, SubmitOptions};
+use crate::submission::{self, SubmitOptions, UiOptions};
 use crate::validation;
 
 /// What to render (`spark-webhook render`'s flags).
@@ -28,6 +28,10 @@ pub struct RenderOptions {
     pub attempt: u32,
     /// Image for apps that name none.
     pub default_spark_image: Option<String>,
+    /// `serve --ingress-url-format`: render the UI Ingress.
+    pub ingress_url_format: Option<String>,
+    /// `serve --enable-driver-pdb`: render the driver's PodDisruptionBudget.
+    pub enable_driver_pdb: bool,
 }
 
 /// The rendered YAML stream, or one error line.
@@ -96,6 +100,11 @@ fn render_app(mut app: SparkApplication, args: &RenderOptions) -> Result<String,
     }
     let opts = SubmitOptions {
         default_image: args.default_spark_image.clone(),
+        ui: UiOptions {
+            ingress_url_format: args.ingress_url_format.clone(),
+            ..UiOptions::default()
+        },
+        enable_driver_pdb: args.enable_driver_pdb,
         ..SubmitOptions::default()
     };
     let sub = submission::build(&app, args.attempt, &opts).map_err(|e| e.to_string())?;

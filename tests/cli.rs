@@ -79,6 +79,14 @@ fn configuration_errors_end_in_one_error_line_without_a_panic() {
             vec!["render", "/no/such/app.yaml"],
             "reading /no/such/app.yaml",
         ),
+        (
+            vec!["serve", "--ingress-tls", r#"[{"hosts": "not a list"}]"#],
+            "--ingress-tls: invalid type",
+        ),
+        (
+            vec!["serve", "--ingress-annotations", "{not json"],
+            "--ingress-annotations: key must be a string",
+        ),
     ] {
         let out = run_with(&args, kubeconfig);
         let err = stderr(&out);
@@ -103,7 +111,8 @@ fn render_prints_the_submission_and_refuses_invalid_apps() {
         .filter_map(|doc| yaml_serde::from_str::<serde_json::Value>(doc).ok())
         .filter_map(|v| v["kind"].as_str().map(String::from))
         .collect();
-    assert_eq!(kinds, ["ConfigMap", "Service", "Pod"], "{text}");
+    // The driver's ConfigMap, Service and pod, then the Spark UI Service (on by default).
+    assert_eq!(kinds, ["ConfigMap", "Service", "Pod", "Service"], "{text}");
     assert!(text.contains("# The webhook's JSON patch for each executor pod"));
 
     let tmp = tempfile::tempdir().unwrap();

@@ -164,7 +164,13 @@ async fn assert_submitted_once(client: &Client, ns: &str, want: &[String]) {
         m
     };
     let drivers = by_app(pods.items.iter().map(|p| p.labels()).collect());
-    let svcs = by_app(services.items.iter().map(|s| s.labels()).collect());
+    // The driver's headless Service and the Spark UI Service, each exactly once.
+    let (ui_services, driver_services): (Vec<_>, Vec<_>) = services
+        .items
+        .iter()
+        .partition(|s| s.name_any().ends_with("-ui-svc"));
+    let svcs = by_app(driver_services.iter().map(|s| s.labels()).collect());
+    let ui_svcs = by_app(ui_services.iter().map(|s| s.labels()).collect());
     let cms = by_app(config_maps.items.iter().map(|c| c.labels()).collect());
     let driver_names: Vec<String> = pods.items.iter().map(|p| p.name_any()).collect();
     assert_eq!(
@@ -191,6 +197,7 @@ async fn assert_submitted_once(client: &Client, ns: &str, want: &[String]) {
         for (what, objs) in [
             ("driver", &drivers),
             ("Service", &svcs),
+            ("UI Service", &ui_svcs),
             ("ConfigMap", &cms),
         ] {
             assert_eq!(

@@ -15,6 +15,7 @@ use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde::Deserialize;
@@ -210,7 +211,16 @@ impl Install {
             ],
             &self.job_ns,
             certs,
-            &["--leader-election=true", "--driver-start-timeout", "0s"],
+            &[
+                "--leader-election=true",
+                "--driver-start-timeout",
+                "0s",
+                // The UI Ingress too, and a quick sweep of deleted apps' objects.
+                "--ingress-url-format",
+                "{{$appName}}.example.com",
+                "--orphan-sweep-interval",
+                "500ms",
+            ],
         )
     }
 
@@ -384,8 +394,12 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
     })
     .await;
 
-    // Submission: driver pod, Service and ConfigMap, status SUBMITTED.
-    kubectl_ok(&["apply", "-f", "-"], Some(&app(ns).to_string()));
+    // Submission: driver pod, Service and ConfigMap, status SUBMITTED; with Prometheus
+    // monitoring, also the ConfigMap kubeflow creates for it.
+    let mut monitored = app(ns);
+    monitored["spec"]["monitoring"] = json!({"exposeDriverMetrics": true, "exposeExecutorMetrics": true,
+        "prometheus": {"jmxExporterJar": "/prometheus/jmx.jar"}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&monitored.to_string()));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
     let submitted = wait_state(&apps, "SUBMITTED").await;
@@ -414,6 +428,27 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
             .items
             .iter()
             .any(|c| c.name_any().starts_with("spark-drv-"))
+    );
+    // kubeflow's objects around the driver: the Prometheus ConfigMap, UI Service and Ingress.
+    assert!(
+        config_maps
+            .items
+            .iter()
+            .any(|c| c.name_any() == "spark-pi-prom-conf")
+    );
+    assert!(
+        services
+            .items
+            .iter()
+            .any(|s| s.name_any() == "spark-pi-ui-svc")
+    );
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), ns);
+    assert!(
+        ingresses
+            .get_opt("spark-pi-ui-ingress")
+            .await
+            .unwrap()
+            .is_some()
     );
 
     // The webhook mutates an executor the driver creates (its own identity reads the app).
@@ -461,6 +496,24 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
         described.contains("SparkApplicationSubmitted"),
         "{described}"
     );
+
+    // Deleting the app tears its attempt down (no garbage collector here): by label, with the
+    // manifests' rules.
+    apps.delete("spark-pi", &Default::default()).await.unwrap();
+    eventually("the attempt's objects deleted", WAIT, || async {
+        let svc = Api::<Service>::namespaced(client.clone(), ns);
+        let cms = Api::<ConfigMap>::namespaced(client.clone(), ns);
+        let gone = pods.get_opt(&driver).await.ok()?.is_none()
+            && svc.get_opt("spark-pi-ui-svc").await.ok()?.is_none()
+            && cms.get_opt("spark-pi-prom-conf").await.ok()?.is_none()
+            && ingresses
+                .get_opt("spark-pi-ui-ingress")
+                .await
+                .ok()?
+                .is_none();
+        gone.then_some(())
+    })
+    .await;
 
     let logs = served.logs();
     assert!(

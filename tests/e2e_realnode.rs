@@ -1054,3 +1054,150 @@ async fn the_operator_from_kubectl_apply_k_completes_an_app_after_its_leader_pod
         t.elapsed().as_secs_f64()
     );
 }
+
+/// The job of the UI test: a little work (so the metrics have something to count), then it
+/// waits, with its UI up, until the test creates ConfigMap `ui-release` (read through the API
+/// with the driver's own token), so the test reads the UI while the job runs, however slow the
+/// machine, and no longer.
+const UI_WAIT_PY: &str = r#"
+import ssl, sys, time, urllib.request
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("ui-wait").getOrCreate()
+total = spark.sparkContext.parallelize(range(1000), 2).map(lambda x: x * x).sum()
+print(f"SUM {total}", flush=True)
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+token = open(f"{sa}/token").read().strip()
+ns = open(f"{sa}/namespace").read().strip()
+tls = ssl.create_default_context(cafile=f"{sa}/ca.crt")
+url = f"https://kubernetes.default.svc/api/v1/namespaces/{ns}/configmaps/ui-release"
+request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+deadline = time.time() + 300
+while True:
+    try:
+        urllib.request.urlopen(request, context=tls, timeout=5)
+        break
+    except Exception as e:
+        if time.time() > deadline:
+            sys.exit(f"never released: {e}")
+        time.sleep(1)
+print("RELEASED", flush=True)
+spark.stop()
+"#;
+
+/// `GET path` from the host to `addr` (a Service's ClusterIP:port, served by kube-proxy on
+/// the node): the status code and the body.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(3)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+/// kubeflow's PrometheusServlet example settings (examples/spark-pi-prometheus-servlet.yaml) on
+/// a PySpark job: while it runs, its Spark UI and the servlet's metrics answer through the UI
+/// Service `<app>-ui-svc` (status.driverInfo.webUIAddress, from the host via kube-proxy); then
+/// the app completes. Cost: one driver and one executor, about a minute and a half.
+#[tokio::test]
+async fn a_running_apps_ui_and_prometheus_servlet_answer_through_its_ui_service() {
+    node();
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-ui").await;
+    driver_rbac(&ns);
+    let (served, _certs) = start(&ns);
+    let script = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ui-wait", "namespace": ns}, "data": {"wait.py": UI_WAIT_PY}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&script.to_string()));
+    let name = "ui";
+    let mut app = pyspark_pi(&ns, name);
+    app["spec"]["mainApplicationFile"] = json!("local:///opt/ui-wait/wait.py");
+    app["spec"]["arguments"] = json!([]);
+    app["spec"]["volumes"] = json!([{"name": "ui-wait", "configMap": {"name": "ui-wait"}}]);
+    app["spec"]["driver"]["volumeMounts"] =
+        json!([{"name": "ui-wait", "mountPath": "/opt/ui-wait"}]);
+    // The example's sparkConf, as kubeflow ships it.
+    let servlet: Value = yaml_serde::from_str(
+        &std::fs::read_to_string(
+            common::repo_root().join("tests/fixtures/kubeflow/spark-pi-prometheus-servlet.yaml"),
+        )
+        .expect("fixture"),
+    )
+    .expect("example parses");
+    app["spec"]["sparkConf"] = servlet["spec"]["sparkConf"].clone();
+    kubectl_ok(&["apply", "-f", "-"], Some(&app.to_string()));
+
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let driver = format!("{name}-driver");
+    let started = Instant::now();
+    let address = loop {
+        let status = apps.get(name).await.ok().and_then(|a| a.status);
+        if let Some(s) = status.filter(|s| !s.driver_info.web_ui_address.is_empty()) {
+            break s.driver_info.web_ui_address;
+        }
+        assert!(
+            started.elapsed() < RUN,
+            "no webUIAddress:\n{}",
+            diagnostics(&ns, &driver, &served)
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(address.ends_with(":4040"), "{address}");
+    // The servlet's driver metrics: once the driver's UI is up.
+    let metrics = loop {
+        if let Some((200, body)) = http_get(&address, "/metrics/driver/prometheus/")
+            && body.contains("_driver_BlockManager_memory_")
+        {
+            break body;
+        }
+        let state = apps
+            .get(name)
+            .await
+            .ok()
+            .and_then(|a| a.status)
+            .map(|s| s.application_state.state.to_string())
+            .unwrap_or_default();
+        assert!(
+            started.elapsed() < RUN && !matches!(state.as_str(), "COMPLETED" | "FAILED"),
+            "the driver's Prometheus servlet never answered through {address} ({state}):\n{}",
+            diagnostics(&ns, &driver, &served)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    eprintln!(
+        "{:.1}s: {address}/metrics/driver/prometheus/ answered, {} lines",
+        started.elapsed().as_secs_f64(),
+        metrics.lines().count()
+    );
+    assert!(metrics.contains("type=\"gauges\""), "{metrics}");
+    // spark.ui.prometheus.enabled: the executors' metrics, and the UI's own pages.
+    let (code, executors) =
+        http_get(&address, "/metrics/executors/prometheus/").expect("executor metrics");
+    assert_eq!(code, 200, "{executors}");
+    assert!(executors.contains("metrics_executor_"), "{executors}");
+    let (code, jobs) = http_get(&address, "/jobs/").expect("the UI's jobs page");
+    assert_eq!(code, 200, "{jobs}");
+    assert!(jobs.contains("Spark Jobs"), "{jobs}");
+
+    let release = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ui-release", "namespace": ns}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&release.to_string()));
+    let run = wait_completed(&client, &ns, name, &served).await;
+    eprintln!(
+        "ui: kubectl apply -> COMPLETED in {:.1}s",
+        run.took.as_secs_f64()
+    );
+    let log = kubectl_ok(&["logs", "-n", &ns, &driver], None);
+    assert!(
+        log.contains("SUM 332833500") && log.contains("RELEASED"),
+        "driver log:\n{log}"
+    );
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

@@ -353,15 +353,29 @@ const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache an
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch", "create", "delete", "deletecollection"]
-# The driver's headless Service: created at submission; listed by submission-id label and deleted
-# one by one when an attempt is torn down (Services have no deletecollection).
+# The driver's headless Service, the Spark UI Service <app>-ui-svc and driverIngressOptions'
+# Services: created at submission (read back when a resubmission after a crash finds one, for
+# the UI's ClusterIP); listed by submission-id label and deleted one by one when an attempt is
+# torn down (Services have no deletecollection).
 - apiGroups: [""]
   resources: ["services"]
-  verbs: ["create", "list", "delete"]
-# The driver's spark.properties ConfigMap: created at submission, deleted with its attempt.
+  verbs: ["create", "get", "list", "delete"]
+# The driver's spark.properties ConfigMap: created at submission, deleted with its attempt. The
+# Prometheus ConfigMap <app>-prom-conf (spec.monitoring.prometheus): created before the driver,
+# replaced when an earlier one is in the way (as kubeflow updates it), deleted with its attempt.
 - apiGroups: [""]
   resources: ["configmaps"]
-  verbs: ["create", "deletecollection"]
+  verbs: ["create", "update", "deletecollection"]
+# The Spark UI Ingress (--ingress-url-format) and driverIngressOptions' Ingresses: created after
+# the driver (read back when a resubmission finds one), deleted with their attempt by label.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["create", "get", "deletecollection"]
+# The driver's PodDisruptionBudget (--enable-driver-pdb and spec.driverPodDisruptionBudget):
+# created after the driver, deleted with its attempt and when the app ends, by label.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "get", "deletecollection"]
 "#;
 
 /// The Events rule (a Role of its own per job namespace, so Events can be withheld alone).

@@ -903,16 +903,22 @@ fn render_yaml_parses_back() {
     let docs: Vec<yaml_serde::Value> = yaml_serde::Deserializer::from_str(&yaml)
         .map(|doc| yaml_serde::Value::deserialize(doc).expect("YAML document"))
         .collect();
-    assert_eq!(docs.len(), 3);
-    assert_eq!(docs[0]["kind"], "ConfigMap");
-    assert_eq!(docs[1]["kind"], "Service");
-    assert_eq!(docs[2]["kind"], "Pod");
-    let config_map: ConfigMap = yaml_serde::from_value(docs[0].clone()).expect("ConfigMap");
-    let service: Service = yaml_serde::from_value(docs[1].clone()).expect("Service");
-    let pod: Pod = yaml_serde::from_value(docs[2].clone()).expect("Pod");
+    // This app has spec.monitoring.prometheus: its ConfigMap first; the UI Service last.
+    let kinds: Vec<&str> = docs.iter().map(|d| d["kind"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds,
+        ["ConfigMap", "ConfigMap", "Service", "Pod", "Service"]
+    );
+    let prometheus: ConfigMap = yaml_serde::from_value(docs[0].clone()).expect("ConfigMap");
+    let config_map: ConfigMap = yaml_serde::from_value(docs[1].clone()).expect("ConfigMap");
+    let service: Service = yaml_serde::from_value(docs[2].clone()).expect("Service");
+    let pod: Pod = yaml_serde::from_value(docs[3].clone()).expect("Pod");
+    let ui: Service = yaml_serde::from_value(docs[4].clone()).expect("Service");
+    assert_eq!(Some(prometheus), sub.prometheus_config_map);
     assert_eq!(config_map, sub.config_map);
     assert_eq!(service, sub.service);
     assert_eq!(pod, sub.driver_pod);
+    assert_eq!(Some(ui), sub.web_ui.service);
 }
 
 #[test]

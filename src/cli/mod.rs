@@ -74,6 +74,15 @@ pub struct RenderArgs {
     /// Image for apps that name none, as `serve --default-spark-image`.
     #[arg(long, env = "SPARK_WEBHOOK_DEFAULT_SPARK_IMAGE")]
     pub default_spark_image: Option<String>,
+
+    /// Render the Spark UI Ingress too, as `serve --ingress-url-format`.
+    #[arg(long)]
+    pub ingress_url_format: Option<String>,
+
+    /// Render the driver PodDisruptionBudget of apps asking for one, as `serve
+    /// --enable-driver-pdb`.
+    #[arg(long)]
+    pub enable_driver_pdb: bool,
 }
 
 /// Options of `spark-webhook webhooks`.

@@ -255,6 +255,34 @@ pub struct ReconcilerArgs {
     #[arg(long, env = "SPARK_WEBHOOK_SPARK_SUBMIT_CA_FILE")]
     pub spark_submit_ca_file: Option<PathBuf>,
 
+    /// Create the Spark UI Service `<app>-ui-svc` of every app (kubeflow's default: true).
+    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_UI_SERVICE", default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_ui_service: bool,
+
+    /// Host and path of a Spark UI Ingress per app, e.g. `{{$appName}}.spark.example.com` or
+    /// `spark.example.com/{{$appNamespace}}/{{$appName}}` (no Ingress when unset).
+    #[arg(long, env = "SPARK_WEBHOOK_INGRESS_URL_FORMAT")]
+    pub ingress_url_format: Option<String>,
+
+    /// spec.ingressClassName of the Ingresses created.
+    #[arg(long, env = "SPARK_WEBHOOK_INGRESS_CLASS_NAME")]
+    pub ingress_class_name: Option<String>,
+
+    /// Default TLS of the UI Ingresses, as JSON: `[{"hosts":["*.example.com"],"secretName":"s"}]`
+    /// (an app's sparkUIOptions.ingressTLS wins).
+    #[arg(long, env = "SPARK_WEBHOOK_INGRESS_TLS")]
+    pub ingress_tls: Option<String>,
+
+    /// Default annotations of the UI Ingresses, as a JSON object (an app's
+    /// sparkUIOptions.ingressAnnotations win).
+    #[arg(long, env = "SPARK_WEBHOOK_INGRESS_ANNOTATIONS")]
+    pub ingress_annotations: Option<String>,
+
+    /// Create a PodDisruptionBudget for the driver of apps with
+    /// spec.driverPodDisruptionBudget: true (policy/v1, Kubernetes 1.21+).
+    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_DRIVER_PDB", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_driver_pdb: bool,
+
     /// A driver still Pending this long after submission fails the attempt (0s: never).
     #[arg(long, env = "SPARK_WEBHOOK_DRIVER_START_TIMEOUT", default_value = "15m", value_parser = duration)]
     pub driver_start_timeout: Duration,

@@ -1,17 +1,20 @@
 //! Removing what a submission left: an attempt's driver and everything labelled with its
-//! submission id (explicitly, for clusters without garbage collection), and the drivers whose
-//! app is gone, found by a periodic sweep.
+//! submission id (explicitly, for clusters without garbage collection: Services, ConfigMaps,
+//! Ingresses, the driver's PodDisruptionBudget), and the drivers whose app is gone, found by a
+//! periodic sweep.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ReconcileError};
-use crate::cache::{GuardedApp, synced};
+use crate::cache::{GuardedApp, SparkPod, synced};
 use crate::labels::SUBMISSION_ID_LABEL;
 
 /// Deletes an attempt's driver and, explicitly, everything labelled with its submission id
@@ -49,8 +52,47 @@ pub(super) async fn delete_attempt(
                 Err(e) => return Err(e.into()),
             }
         }
+        delete_labelled::<Ingress>(ctx, ns, &lp).await?;
+        if ctx.submit.enable_driver_pdb {
+            delete_labelled::<PodDisruptionBudget>(ctx, ns, &lp).await?;
+        }
     }
     Ok(())
+}
+
+/// The app ended: its driver's PodDisruptionBudget protects nothing any more (kubeflow deletes
+/// it on termination too). Gated like its creation, by `--enable-driver-pdb`.
+pub(super) async fn release_driver(
+    ctx: &Context,
+    ns: &str,
+    driver: Option<&SparkPod>,
+) -> Result<(), ReconcileError> {
+    let Some(id) = driver.and_then(|d| d.labels().get(SUBMISSION_ID_LABEL)) else {
+        return Ok(());
+    };
+    if !ctx.submit.enable_driver_pdb {
+        return Ok(());
+    }
+    let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
+    delete_labelled::<PodDisruptionBudget>(ctx, ns, &lp).await
+}
+
+/// Deletes the objects of kind `K` matching `lp`; a kind this cluster does not serve (policy/v1
+/// before Kubernetes 1.21) has none to delete.
+async fn delete_labelled<K>(ctx: &Context, ns: &str, lp: &ListParams) -> Result<(), ReconcileError>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    match api.delete_collection(&DeleteParams::background(), lp).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Deleting a SparkApplication stops its driver: the driver's ownerReference lets the garbage

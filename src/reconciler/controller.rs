@@ -16,7 +16,7 @@ use kube::{Resource, ResourceExt};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
-use super::cleanup::{delete_attempt, sweep_orphans};
+use super::cleanup::{delete_attempt, release_driver, sweep_orphans};
 use super::context::{Context, ContextParts, ReconcileError};
 use super::state::{self, Action, Decision, EventType, Observed};
 use super::submit::{SubmitError, submit};
@@ -330,6 +330,10 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
     }
 
     let old_state = status.application_state.state;
+    let new_state = decision.status.application_state.state;
+    if matches!(new_state, S::Completed | S::Failed) && new_state != old_state {
+        Box::pin(release_driver(ctx, &ns, driver.as_deref())).await?;
+    }
     if decision.status != status {
         Box::pin(write_status(ctx, app, &decision.status)).await?;
         ctx.metrics.transition(app, old_state, &decision.status);

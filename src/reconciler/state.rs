@@ -121,6 +121,10 @@ pub struct SubmittedInfo {
     pub app_id: String,
     pub ui_service_name: String,
     pub ui_port: i32,
+    /// `ClusterIP:port` of the UI Service.
+    pub ui_address: String,
+    pub ui_ingress_name: String,
+    pub ui_ingress_address: String,
 }
 
 struct Ctx<'a> {
@@ -318,7 +322,9 @@ pub fn submitted(
                 pod_name: info.driver_pod_name,
                 web_ui_service_name: info.ui_service_name,
                 web_ui_port: info.ui_port,
-                ..DriverInfo::default()
+                web_ui_address: info.ui_address,
+                web_ui_ingress_name: info.ui_ingress_name,
+                web_ui_ingress_address: info.ui_ingress_address,
             };
             status.execution_attempts = status.execution_attempts.saturating_add(1);
             status.termination_time = None;
@@ -1035,13 +1041,32 @@ mod tests {
             driver_pod_name: "pi-driver".into(),
             app_id: "spark-abc".into(),
             ui_service_name: "pi-ui-svc".into(),
-            ui_port: crate::submission::DEFAULT_UI_PORT,
+            ui_port: 4040,
+            ui_address: "10.96.0.7:4040".into(),
+            ui_ingress_name: "pi-ui-ingress".into(),
+            ui_ingress_address: "http://pi.example.com".into(),
         };
         let after = submitted(&a, 1, Ok(info), t("2026-01-01T00:00:01Z"));
         let st = &after.status;
         assert_eq!(st.application_state.state, S::Submitted);
         assert_eq!((st.submission_attempts, st.execution_attempts), (1, 1));
         assert_eq!(st.driver_info.pod_name, "pi-driver");
+        let ui = &st.driver_info;
+        assert_eq!(
+            (
+                ui.web_ui_service_name.as_str(),
+                ui.web_ui_port,
+                ui.web_ui_address.as_str()
+            ),
+            ("pi-ui-svc", 4040, "10.96.0.7:4040")
+        );
+        assert_eq!(
+            (
+                ui.web_ui_ingress_name.as_str(),
+                ui.web_ui_ingress_address.as_str()
+            ),
+            ("pi-ui-ingress", "http://pi.example.com")
+        );
         assert_eq!(st.submission_id, "s1");
         assert!(st.last_submission_attempt_time.is_some());
         assert_eq!(reasons(&after), ["SparkApplicationSubmitted"]);

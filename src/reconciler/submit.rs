@@ -1,9 +1,13 @@
 //! Submitting an attempt: the driver pod, its Service and ConfigMap created by us (or by
-//! spark-submit), idempotently. Every name derives from the app and the attempt, so a repeat
-//! after a crash finds its own objects instead of starting a second driver, and an API error is
-//! sorted into the app's fault (a failed submission) or the cluster's (retry, no attempt used).
+//! spark-submit), idempotently, with kubeflow's Prometheus ConfigMap before the driver and its
+//! UI Service, Ingresses and driver PodDisruptionBudget after it. Every name derives from the
+//! app and the attempt, so a repeat after a crash finds its own objects instead of starting a
+//! second driver, and an API error is sorted into the app's fault (a failed submission) or the
+//! cluster's (retry, no attempt used).
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::{Resource, ResourceExt};
 
@@ -13,7 +17,7 @@ use crate::crd::SparkApplication;
 use crate::failpoint::{self, FailPoint};
 use crate::labels::SUBMISSION_ID_LABEL;
 use crate::submission::spark_submit::{self, SparkSubmitter};
-use crate::submission::{self, DEFAULT_UI_PORT, Submitter};
+use crate::submission::{self, Submitter, WebUi};
 use crate::validation;
 
 pub(super) enum SubmitError {
@@ -66,6 +70,10 @@ pub(super) async fn submit(
         .annotations_mut()
         .insert(crate::labels::SPEC_HASH_ANNOTATION.into(), spec_hash.into());
     let ns = app.namespace().unwrap_or_default();
+    // kubeflow creates the Prometheus ConfigMap before it submits: the driver mounts it.
+    if let Some(config) = &sub.prometheus_config_map {
+        put_prometheus_config(ctx, &ns, config).await?;
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_name = sub.driver_pod.name_any();
     let pod = match pods.create(&PostParams::default(), &sub.driver_pod).await {
@@ -100,7 +108,14 @@ pub(super) async fn submit(
         )
         .await?;
         failpoint::hit(FailPoint::AfterConfigMap);
-        Ok(())
+        create_around_driver(
+            ctx,
+            &ns,
+            &sub.web_ui,
+            sub.driver_pdb.as_ref(),
+            &sub.submission_id,
+        )
+        .await
     }
     .await;
     if let Err(SubmitError::Failed(_)) = &children {
@@ -110,14 +125,104 @@ pub(super) async fn submit(
             tracing::warn!(error = %e, pod = %pod_name, "driver of a failed submission not deleted");
         }
     }
-    children?;
+    let ui = children?;
     Ok(SubmittedInfo {
         submission_id: sub.submission_id.clone(),
         driver_pod_name: pod_name,
         app_id: sub.app_id.clone(),
-        ui_service_name: sub.service.name_any(),
-        ui_port: DEFAULT_UI_PORT,
+        ui_service_name: ui.service_name,
+        ui_port: ui.port,
+        ui_address: ui.address,
+        ui_ingress_name: ui.ingress_name,
+        ui_ingress_address: sub.web_ui.ingress_address.clone(),
     })
+}
+
+/// What the status reports of the UI objects created.
+#[derive(Default)]
+struct UiStatus {
+    service_name: String,
+    port: i32,
+    address: String,
+    ingress_name: String,
+}
+
+/// kubeflow's objects around the driver: the UI Service and Ingress, the Services and Ingresses
+/// of `driverIngressOptions`, the driver's PodDisruptionBudget.
+async fn create_around_driver(
+    ctx: &Context,
+    ns: &str,
+    web_ui: &WebUi,
+    driver_pdb: Option<&PodDisruptionBudget>,
+    submission_id: &str,
+) -> Result<UiStatus, SubmitError> {
+    let services = Api::<Service>::namespaced(ctx.client.clone(), ns);
+    let mut ui = UiStatus::default();
+    if let Some(service) = &web_ui.service {
+        let created =
+            create_if_absent(&services, service, "the Spark UI Service", submission_id).await?;
+        let port = created
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .map_or(0, |p| p.port);
+        let ip = created
+            .spec
+            .as_ref()
+            .and_then(|s| s.cluster_ip.clone())
+            .unwrap_or_default();
+        ui = UiStatus {
+            service_name: created.name_any(),
+            port,
+            address: format!("{ip}:{port}"),
+            ingress_name: String::new(),
+        };
+    }
+    for service in &web_ui.extra_services {
+        create_if_absent(
+            &services,
+            service,
+            "a driverIngressOptions Service",
+            submission_id,
+        )
+        .await?;
+    }
+    let ingresses = Api::<Ingress>::namespaced(ctx.client.clone(), ns);
+    for ingress in web_ui.ingress.iter().chain(&web_ui.extra_ingresses) {
+        create_if_absent(&ingresses, ingress, "the Ingress", submission_id).await?;
+    }
+    if let Some(ingress) = &web_ui.ingress {
+        ui.ingress_name = ingress.name_any();
+    }
+    if let Some(pdb) = driver_pdb {
+        let pdbs = Api::<PodDisruptionBudget>::namespaced(ctx.client.clone(), ns);
+        // An apiserver before 1.21 answers 404: the message says what is missing.
+        let what = "the driver PodDisruptionBudget (--enable-driver-pdb: policy/v1, Kubernetes 1.21 or later)";
+        create_if_absent(&pdbs, pdb, what, submission_id).await?;
+    }
+    Ok(ui)
+}
+
+/// Creates `<app>-prom-conf`, or makes an existing one ours (an earlier attempt's, or one made
+/// before the upgrade): kubeflow updates it in place too. An unconditional replace, since the
+/// content is this attempt's and nothing else writes it.
+async fn put_prometheus_config(
+    ctx: &Context,
+    ns: &str,
+    config: &ConfigMap,
+) -> Result<(), SubmitError> {
+    let api = Api::<ConfigMap>::namespaced(ctx.client.clone(), ns);
+    let what = "creating the Prometheus ConfigMap";
+    match api.create(&PostParams::default(), config).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 409 => api
+            .replace(&config.name_any(), &PostParams::default(), config)
+            .await
+            .map(|_| ())
+            .map_err(|e| classify_api(what, e)),
+        Err(e) => Err(classify_api(what, e)),
+    }
 }
 
 /// The opt-in path: Spark's own spark-submit creates the objects. Its driver pod name and
@@ -141,6 +246,12 @@ async fn submit_with_spark_submit(
         .unwrap_or_default();
     let pod_name = submission::driver_pod_name(app, attempt);
     let ns = app.namespace().unwrap_or_default();
+    // kubeflow's objects around Spark's: the same as native submission creates.
+    let mut around =
+        submission::around_driver(app, attempt, &ctx.submit).map_err(|e| failed(&e))?;
+    if let Some(config) = &around.prometheus_config_map {
+        put_prometheus_config(ctx, &ns, config).await?;
+    }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = pods
         .get_opt(&pod_name)
@@ -172,6 +283,15 @@ async fn submit_with_spark_submit(
             pods.get(&pod_name).await.map_err(SubmitError::Transient)?
         }
     };
+    around.owned_by_driver(&pod);
+    let ui = create_around_driver(
+        ctx,
+        &ns,
+        &around.web_ui,
+        around.driver_pdb.as_ref(),
+        &submission_id,
+    )
+    .await?;
     Ok(SubmittedInfo {
         submission_id,
         driver_pod_name: pod_name,
@@ -180,8 +300,11 @@ async fn submit_with_spark_submit(
             .get("spark-app-selector")
             .cloned()
             .unwrap_or_default(),
-        ui_service_name: String::new(),
-        ui_port: DEFAULT_UI_PORT,
+        ui_service_name: ui.service_name,
+        ui_port: ui.port,
+        ui_address: ui.address,
+        ui_ingress_name: ui.ingress_name,
+        ui_ingress_address: around.web_ui.ingress_address.clone(),
     })
 }
 
@@ -193,12 +316,12 @@ async fn create_if_absent<K>(
     obj: &K,
     what: &str,
     submission_id: &str,
-) -> Result<(), SubmitError>
+) -> Result<K, SubmitError>
 where
     K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     match api.create(&PostParams::default(), obj).await {
-        Ok(_) => Ok(()),
+        Ok(created) => Ok(created),
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let name = obj.meta().name.clone().unwrap_or_default();
             let existing = api.get(&name).await.map_err(SubmitError::Transient)?;
@@ -209,7 +332,7 @@ where
                 == Some(submission_id)
             {
                 tracing::debug!(object = %name, "adopting {what} of an interrupted submission");
-                Ok(())
+                Ok(existing)
             } else {
                 Err(SubmitError::Failed(format!(
                     "{what} {name} already exists and does not belong to this submission"

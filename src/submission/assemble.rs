@@ -3,8 +3,8 @@
 //!
 //! 1. kubeflow's `--conf` that precede `sparkConf` (namespace, image, pull policy and secrets,
 //!    pythonVersion, memoryOverheadFactor, waitAppCompletion): `sparkConf` overrides them;
-//! 2. `sparkConf` (with the Prometheus `spark.metrics.*` kubeflow writes into it) and
-//!    `hadoopConf` as `spark.hadoop.*`;
+//! 2. `sparkConf` (with the Prometheus `spark.metrics.*` and, for a UI Ingress on a sub-path,
+//!    the `spark.ui.proxyBase` kubeflow writes into it) and `hadoopConf` as `spark.hadoop.*`;
 //! 3. kubeflow's `--conf` that follow (driver/executor fields, labels, annotations, env, secrets,
 //!    local-dir volumes, nodeSelector, dynamic allocation): they override `sparkConf`;
 //! 4. spark-submit's own flags (`--master`, `--deploy-mode`, `--name`, `--jars`, ...), which win
@@ -19,7 +19,7 @@ use super::conf::{Conf, invalid, parse_factor};
 use super::ctx::Ctx;
 use super::error::SubmissionError;
 use super::keys::*;
-use super::kubeflow;
+use super::{kubeflow, ui};
 use crate::labels::{
     EXECUTOR_ID_LABEL, RESOURCE_PROFILE_ID_LABEL, SPARK_APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL,
     SPARK_ROLE_LABEL, SPARK_VERSION_LABEL,
@@ -138,6 +138,7 @@ pub(crate) fn build(ctx: &Ctx<'_>, main: &MainApp) -> Result<Conf, SubmissionErr
         }
     }
     kubeflow::monitoring_spark_conf(ctx, &mut conf);
+    ui::proxy_conf(ctx, &mut conf);
     for (key, value) in &spec.hadoop_conf {
         conf.insert(format!("spark.hadoop.{key}"), value.clone());
     }

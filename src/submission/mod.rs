@@ -1,6 +1,8 @@
 //! Native submission: the objects `spark-submit --deploy-mode cluster` would create for a
 //! SparkApplication (driver pod, headless driver Service, `spark.properties` ConfigMap), built
-//! in-process instead of by a `spark-submit` JVM per application.
+//! in-process instead of by a `spark-submit` JVM per application, and those kubeflow's
+//! controller adds around it: the Prometheus ConfigMap ([`prometheus`]), the Spark UI Service
+//! and Ingresses ([`ui`]) and the driver's PodDisruptionBudget ([`pdb`]).
 //!
 //! The Spark configuration reproduces the `--conf`s kubeflow's Go operator passes and what
 //! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`assemble`] documents the order).
@@ -11,9 +13,9 @@
 //! ([`names`]), so rebuilding after a crash gives the same objects and a second create fails
 //! with AlreadyExists rather than starting a second driver.
 //!
-//! Not done here, by the caller: creating the objects (ConfigMap and Service after the driver
-//! pod, then [`owned_by_driver`] with the pod's uid, as Spark does), the Prometheus ConfigMap
-//! `<app>-prom-conf`, the web UI Service/Ingress. Executor pod templates are not supported yet.
+//! Not done here, by the caller: creating the objects (the Prometheus ConfigMap before the
+//! driver pod, the rest after it, once [`owned_by_driver`] gave them the pod's uid, as Spark
+//! does).
 
 mod assemble;
 pub(crate) mod conf;
@@ -27,14 +29,19 @@ mod kubeflow;
 mod names;
 mod objects;
 mod options;
+mod pdb;
+mod prometheus;
 mod props;
 pub mod spark_submit;
 mod submitter;
+mod ui;
 mod volumes;
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde::Serialize;
 
@@ -45,12 +52,12 @@ use crate::mutate;
 use ctx::Ctx;
 
 pub use conf::Conf;
-pub(crate) use conf::DEFAULT_UI_PORT;
 pub use error::SubmissionError;
 pub use names::driver_pod_name;
-pub use options::{DEFAULT_MASTER_URL, SubmitOptions};
+pub use options::{DEFAULT_MASTER_URL, SubmitOptions, UiOptions};
 pub use props::render as render_properties;
 pub use submitter::Submitter;
+pub use ui::WebUi;
 
 /// The objects of one submission attempt, ready to create (in the app's namespace).
 #[derive(Clone, Debug, PartialEq)]
@@ -65,6 +72,12 @@ pub struct Submission {
     pub service: Service,
     /// `spark.properties`; no ownerReferences until [`owned_by_driver`].
     pub config_map: ConfigMap,
+    /// `<app>-prom-conf`, owned by the app: created before the driver, which mounts it.
+    pub prometheus_config_map: Option<ConfigMap>,
+    /// The Spark UI Service and Ingresses; no ownerReferences until [`owned_by_driver`].
+    pub web_ui: WebUi,
+    /// The driver's PodDisruptionBudget; no ownerReferences until [`owned_by_driver`].
+    pub driver_pdb: Option<PodDisruptionBudget>,
 }
 
 /// Builds submission attempt `attempt` (1-based; 0 counts as 1) of `app`.
@@ -84,12 +97,16 @@ pub fn build(
     mutate::mutate_pod(app, SparkRole::Driver, &mut driver_pod, &opts.mutation)?;
     let service = objects::service(&ctx, &conf, selector)?;
     let config_map = objects::config_map(&ctx, &conf, executor_template);
+    let web_ui = ui::build(&ctx, &conf)?;
     Ok(Submission {
         submission_id: ctx.names.submission_id.clone(),
         app_id: ctx.names.app_id.clone(),
         driver_pod,
         service,
         config_map,
+        prometheus_config_map: prometheus::config_map(&ctx),
+        web_ui,
+        driver_pdb: pdb::build(&ctx),
     })
 }
 
@@ -108,30 +125,111 @@ pub fn properties(
     assemble::build(&ctx, &main).map(Conf::into_map)
 }
 
-/// Makes the Service and ConfigMap children of the created driver pod (controller reference,
-/// as Spark sets it), so they are deleted with it.
-pub fn owned_by_driver(sub: &mut Submission, driver_uid: &str) {
-    let reference = OwnerReference {
-        api_version: "v1".into(),
-        kind: "Pod".into(),
-        name: sub.driver_pod.metadata.name.clone().unwrap_or_default(),
-        uid: driver_uid.to_string(),
-        controller: Some(true),
-        block_owner_deletion: None,
-    };
-    sub.service.metadata.owner_references = Some(vec![reference.clone()]);
-    sub.config_map.metadata.owner_references = Some(vec![reference]);
+/// kubeflow's objects around the driver of attempt `attempt` (Prometheus ConfigMap, UI
+/// Services and Ingresses, driver PodDisruptionBudget) without the driver's own: what the
+/// spark-submit submitter creates beside Spark's. Same errors as [`properties`].
+pub fn around_driver(
+    app: &SparkApplication,
+    attempt: u32,
+    opts: &SubmitOptions,
+) -> Result<AroundDriver, SubmissionError> {
+    let app = &app.with_defaults();
+    let ctx = Ctx::new(app, attempt, opts)?;
+    let main = assemble::MainApp::of(&ctx)?;
+    let conf = assemble::build(&ctx, &main)?;
+    Ok(AroundDriver {
+        prometheus_config_map: prometheus::config_map(&ctx),
+        web_ui: ui::build(&ctx, &conf)?,
+        driver_pdb: pdb::build(&ctx),
+    })
 }
 
-/// The three objects as one multi-document YAML stream, in the order ConfigMap, Service, Pod
-/// (for a `render` subcommand). Deterministic: the same app and attempt render the same text.
+/// What [`around_driver`] builds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AroundDriver {
+    pub prometheus_config_map: Option<ConfigMap>,
+    pub web_ui: WebUi,
+    pub driver_pdb: Option<PodDisruptionBudget>,
+}
+
+impl AroundDriver {
+    /// Makes the UI objects and the PDB children of the created driver pod.
+    pub fn owned_by_driver(&mut self, driver: &Pod) {
+        let reference = driver_reference(
+            driver.metadata.name.clone().unwrap_or_default(),
+            driver.metadata.uid.as_deref().unwrap_or_default(),
+        );
+        own(&mut self.web_ui, &mut self.driver_pdb, &reference);
+    }
+}
+
+fn driver_reference(name: String, uid: &str) -> OwnerReference {
+    OwnerReference {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        name,
+        uid: uid.to_string(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }
+}
+
+fn own(ui: &mut WebUi, pdb: &mut Option<PodDisruptionBudget>, reference: &OwnerReference) {
+    let owned = || Some(vec![reference.clone()]);
+    for service in ui.service.iter_mut().chain(&mut ui.extra_services) {
+        service.metadata.owner_references = owned();
+    }
+    for ingress in ui.ingress.iter_mut().chain(&mut ui.extra_ingresses) {
+        ingress.metadata.owner_references = owned();
+    }
+    if let Some(pdb) = pdb {
+        pdb.metadata.owner_references = owned();
+    }
+}
+
+/// Makes the objects created after the driver pod its children (controller reference, as Spark
+/// sets it on its Service and ConfigMap), so they are deleted with it.
+pub fn owned_by_driver(sub: &mut Submission, driver_uid: &str) {
+    let reference = driver_reference(
+        sub.driver_pod.metadata.name.clone().unwrap_or_default(),
+        driver_uid,
+    );
+    sub.service.metadata.owner_references = Some(vec![reference.clone()]);
+    sub.config_map.metadata.owner_references = Some(vec![reference.clone()]);
+    own(&mut sub.web_ui, &mut sub.driver_pdb, &reference);
+}
+
+impl Submission {
+    /// The Services of the UI and of `driverIngressOptions`.
+    pub fn ui_services(&self) -> impl Iterator<Item = &Service> {
+        self.web_ui
+            .service
+            .iter()
+            .chain(&self.web_ui.extra_services)
+    }
+
+    /// The Ingresses of the UI and of `driverIngressOptions`.
+    pub fn ingresses(&self) -> impl Iterator<Item = &Ingress> {
+        self.web_ui
+            .ingress
+            .iter()
+            .chain(&self.web_ui.extra_ingresses)
+    }
+}
+
+/// The objects as one multi-document YAML stream: the Prometheus ConfigMap, then as before the
+/// driver's ConfigMap, Service and pod, then the UI Services, Ingresses and the
+/// PodDisruptionBudget (for a `render` subcommand). Deterministic: the same app and attempt
+/// render the same text.
 pub fn render_yaml(sub: &Submission) -> String {
-    [
-        to_yaml(&sub.config_map),
-        to_yaml(&sub.service),
-        to_yaml(&sub.driver_pod),
-    ]
-    .concat()
+    let mut out: Vec<String> = sub.prometheus_config_map.iter().map(to_yaml).collect();
+    out.push(to_yaml(&sub.config_map));
+    out.push(to_yaml(&sub.service));
+    out.push(to_yaml(&sub.driver_pod));
+    out.extend(sub.ui_services().map(to_yaml));
+    out.extend(sub.ingresses().map(to_yaml));
+    out.extend(sub.driver_pdb.iter().map(to_yaml));
+    out.concat()
 }
 
 fn to_yaml<T: Serialize>(object: &T) -> String {

@@ -75,7 +75,7 @@ pub fn driver_pod_name(app: &SparkApplication, attempt: u32) -> String {
 
 /// `<name>-<suffix>`, or `<cut name>-<hash>-<suffix>` when that exceeds 63 characters (kubeflow's
 /// `generateName` scheme, with SHA-256 instead of MD5).
-fn fit_name(name: &str, suffix: &str) -> String {
+pub(crate) fn fit_name(name: &str, suffix: &str) -> String {
     let preferred = format!("{name}-{suffix}");
     if preferred.len() <= MAX_NAME_LENGTH {
         return preferred;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Service, ServicePort, ServiceSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::labels::{APP_NAME_LABEL, SPARK_APP_SELECTOR_LABEL, SUBMISSION_ID_LABEL};
@@ -93,7 +93,7 @@ pub(crate) fn config_map(
 }
 
 /// kubeflow's labels on the objects it creates: app name and submission id.
-fn operator_labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
+pub(crate) fn operator_labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
     BTreeMap::from([
         (APP_NAME_LABEL.to_string(), ctx.name.to_string()),
         (
@@ -103,7 +103,20 @@ fn operator_labels(ctx: &Ctx<'_>) -> BTreeMap<String, String> {
     ])
 }
 
-fn owned(map: BTreeMap<&str, &str>) -> BTreeMap<String, String> {
+/// The SparkApplication as controller owner (kubeflow's `GetOwnerReference`), for the objects
+/// created before the driver exists.
+pub(crate) fn app_owner(ctx: &Ctx<'_>) -> OwnerReference {
+    OwnerReference {
+        api_version: "sparkoperator.k8s.io/v1beta2".into(),
+        kind: "SparkApplication".into(),
+        name: ctx.name.to_string(),
+        uid: ctx.app.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+pub(crate) fn owned(map: BTreeMap<&str, &str>) -> BTreeMap<String, String> {
     map.into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()

@@ -574,6 +574,9 @@ async fn full_floor_run(
                     app_id: sub.app_id.clone(),
                     ui_service_name: sub.service.name_any(),
                     ui_port: 4040,
+                    ui_address: String::new(),
+                    ui_ingress_name: String::new(),
+                    ui_ingress_address: String::new(),
                 };
                 let decision = state::submitted(&app, 1, Ok(info), Timestamp::now());
                 app.status = Some(decision.status);
