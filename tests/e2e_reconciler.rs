@@ -874,7 +874,13 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
     let first_id = app.status.unwrap().submission_id;
     common::set_driver_phase(&pods, "held-driver", "Running", None).await;
     wait_state(&apps, "held", "RUNNING").await;
-    assert_eq!(attempt_objects(&client, &ns, &first_id).await.len(), 3);
+    // The driver pod, its Service and ConfigMap, and the Spark UI Service.
+    assert_eq!(
+        attempt_objects(&client, &ns, &first_id).await.len(),
+        4,
+        "{:?}",
+        attempt_objects(&client, &ns, &first_id).await
+    );
 
     // Suspended while running. A finalizer keeps the driver terminating, as a kubelet would
     // while Spark shuts down: the app must stay SUSPENDING until the pod is really gone.
