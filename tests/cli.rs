@@ -20,11 +20,16 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn crds_prints_the_committed_crd() {
+fn crds_prints_the_committed_crds() {
     let out = run(&["crds"]);
     assert!(out.status.success());
-    let committed = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+    let apps = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
+    let scheduled =
+        include_str!("../manifests/crd/sparkoperator.k8s.io_scheduledsparkapplications.yaml");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{apps}---\n{scheduled}")
+    );
 }
 
 #[test]
