@@ -29,6 +29,7 @@ use prometheus_client::registry::Registry;
 pub enum ReviewKind {
     Pod,
     SparkApplication,
+    ScheduledSparkApplication,
 }
 
 /// How a review ended.
@@ -70,6 +71,23 @@ pub struct RestartLabels {
     pub reason: RestartReason,
 }
 
+/// What became of a ScheduledSparkApplication's due slot.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ScheduledRunOutcome {
+    /// A run was started.
+    started,
+    /// concurrencyPolicy Forbid: a run was still active, the slot was skipped.
+    skipped,
+    /// concurrencyPolicy Replace: the active run was deleted and a new one started.
+    replaced,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduledRunLabels {
+    pub outcome: ScheduledRunOutcome,
+}
+
 /// The process's metric families: the webhook's, and the reconciler's own health.
 pub struct Metrics {
     pub registry: Registry,
@@ -78,6 +96,8 @@ pub struct Metrics {
     pub cert_not_after: Gauge<i64, AtomicI64>,
     pub ca_not_after: Gauge<i64, AtomicI64>,
     pub controller_restarts: Family<RestartLabels, Counter>,
+    /// Due slots of ScheduledSparkApplications, by what became of them.
+    pub scheduled_runs: Family<ScheduledRunLabels, Counter>,
 }
 
 impl Metrics {
@@ -94,6 +114,19 @@ impl Metrics {
         let cert_not_after = Gauge::<i64, AtomicI64>::default();
         let ca_not_after = Gauge::<i64, AtomicI64>::default();
         let controller_restarts = Family::<RestartLabels, Counter>::default();
+        let scheduled_runs = Family::<ScheduledRunLabels, Counter>::default();
+        registry.register(
+            "scheduled_runs",
+            "Due slots of ScheduledSparkApplications, by outcome: a run started, skipped (concurrencyPolicy Forbid, a run still active) or replaced (Replace)",
+            scheduled_runs.clone(),
+        );
+        for outcome in [
+            ScheduledRunOutcome::started,
+            ScheduledRunOutcome::skipped,
+            ScheduledRunOutcome::replaced,
+        ] {
+            let _ = scheduled_runs.get_or_create(&ScheduledRunLabels { outcome });
+        }
         registry.register(
             "admission_reviews",
             "Admission reviews answered, by kind and outcome",
@@ -119,7 +152,11 @@ impl Metrics {
             "Per-namespace SparkApplication controllers restarted, by namespace and reason (a panic)",
             controller_restarts.clone(),
         );
-        for kind in [ReviewKind::Pod, ReviewKind::SparkApplication] {
+        for kind in [
+            ReviewKind::Pod,
+            ReviewKind::SparkApplication,
+            ReviewKind::ScheduledSparkApplication,
+        ] {
             for outcome in [
                 Outcome::Patched,
                 Outcome::Unchanged,
@@ -137,6 +174,7 @@ impl Metrics {
             cert_not_after,
             ca_not_after,
             controller_restarts,
+            scheduled_runs,
         })
     }
 
