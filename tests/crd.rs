@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use spark_webhook::crd::{
-    ApplicationStateType, DeployMode, ExecutorState, RestartPolicyType, SecretType,
-    ConcurrencyPolicy, ScheduleState, ScheduledSparkApplication, SparkApplication,
-    SparkApplicationType, crd, crd_yaml, scheduled_crd, scheduled_crd_yaml,
+    ApplicationStateType, ConcurrencyPolicy, DeployMode, ExecutorState, RestartPolicyType,
+    ScheduleState, ScheduledSparkApplication, SecretType, SparkApplication, SparkApplicationType,
+    crd, crd_yaml, scheduled_crd, scheduled_crd_yaml,
 };
 
 const MANIFEST: &str = "manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml";
@@ -573,8 +573,14 @@ fn kubeflows_scheduled_status_reads() {
 #[test]
 fn scheduled_crd_has_kubeflows_names_columns_and_status() {
     let crd = serde_json::to_value(scheduled_crd()).expect("serialise");
-    assert_eq!(crd["metadata"]["name"], "scheduledsparkapplications.sparkoperator.k8s.io");
-    assert_eq!(crd["spec"]["names"]["shortNames"], serde_json::json!(["scheduledsparkapp"]));
+    assert_eq!(
+        crd["metadata"]["name"],
+        "scheduledsparkapplications.sparkoperator.k8s.io"
+    );
+    assert_eq!(
+        crd["spec"]["names"]["shortNames"],
+        serde_json::json!(["scheduledsparkapp"])
+    );
     let version = &crd["spec"]["versions"][0];
     assert_eq!(version["name"], "v1beta2");
     assert_eq!(version["subresources"]["status"], serde_json::json!({}));
@@ -586,7 +592,15 @@ fn scheduled_crd_has_kubeflows_names_columns_and_status() {
         .collect();
     assert_eq!(
         columns,
-        ["Schedule", "TimeZone", "Suspend", "Last Run", "Next Run", "Last Run Name", "Age"]
+        [
+            "Schedule",
+            "TimeZone",
+            "Suspend",
+            "Last Run",
+            "Next Run",
+            "Last Run Name",
+            "Age"
+        ]
     );
     let schema = &version["schema"]["openAPIV3Schema"];
     assert_eq!(
@@ -594,8 +608,8 @@ fn scheduled_crd_has_kubeflows_names_columns_and_status() {
         serde_json::json!(["schedule", "template"])
     );
     // The template is the SparkApplication's spec schema, whole.
-    let app_spec = &serde_json::to_value(crd_v(crd_yaml())).expect("v")["spec"]["versions"][0]
-        ["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let app_spec = &serde_json::to_value(crd_v(crd_yaml())).expect("v")["spec"]["versions"][0]["schema"]
+        ["openAPIV3Schema"]["properties"]["spec"];
     let mut template = schema["properties"]["spec"]["properties"]["template"].clone();
     let mut app_spec = app_spec.clone();
     for v in [&mut template, &mut app_spec] {
