@@ -263,19 +263,22 @@ async fn reconcile(
         Api::namespaced_with(ctx.client.clone(), &ns, &ctx.schedules_resource);
     if decision.create.is_some() || !decision.replace.is_empty() || decision.outcome.is_some() {
         // About to act on a slot: decide again on what the apiserver holds now.
-        let Some(fresh) = Box::pin(api.get_opt(&name)).await? else {
+        // Both at once: a due slot waits for one round trip, not two.
+        let runs_api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &ns, &ctx.runs_resource);
+        let selector = format!("{SCHEDULED_APP_NAME_LABEL}={name}");
+        let list_params = ListParams::default().labels(&selector);
+        let (fresh, listed) = Box::pin(futures::future::try_join(
+            api.get_opt(&name),
+            runs_api.list(&list_params),
+        ))
+        .await?;
+        let Some(fresh) = fresh else {
             return Ok(Requeue::await_change());
         };
         let Some(schedule) = read(&fresh) else {
             return Ok(Requeue::await_change());
         };
-        let runs_api: Api<DynamicObject> =
-            Api::namespaced_with(ctx.client.clone(), &ns, &ctx.runs_resource);
-        let listed = Box::pin(
-            runs_api
-                .list(&ListParams::default().labels(&format!("{SCHEDULED_APP_NAME_LABEL}={name}"))),
-        )
-        .await?;
         let runs: Vec<RunView> = listed.items.iter().map(view).collect();
         object = Arc::new(fresh);
         decision = state::decide(
@@ -346,8 +349,10 @@ async fn act(
     for old in &decision.prune {
         delete(&apps, old).await?;
     }
-    Ok(match decision.requeue_after {
-        Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
+    Ok(match decision.wake_at {
+        Some(t) => {
+            Requeue::requeue(state::until(Timestamp::now(), t).max(Duration::from_millis(50)))
+        }
         None => Requeue::await_change(),
     })
 }

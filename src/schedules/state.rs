@@ -94,8 +94,9 @@ pub struct Decision {
     pub prune: Vec<String>,
     /// What was done with a due slot, and the Event's message.
     pub outcome: Option<(SlotOutcome, String)>,
-    /// When to look again (the next slot), if ever.
-    pub requeue_after: Option<Duration>,
+    /// When to look again (the next slot), if ever: a time, not a delay, so the time the
+    /// reconcile's own API calls take is not added to the wait for the next slot.
+    pub wake_at: Option<Timestamp>,
 }
 
 /// The run of `slot`: `<schedule>-<slot in Unix seconds>` (kubeflow's name form with its
@@ -152,14 +153,14 @@ pub fn decide(s: &ScheduledSparkApplication, observed: &Observed) -> Decision {
     let Some(next) = next.filter(|t| *t <= now) else {
         let next = next.unwrap_or(upcoming);
         d.status.next_run = Some(Time(next));
-        d.requeue_after = Some(until(now, next));
+        d.wake_at = Some(next);
         return d;
     };
     // Due: the latest slot not after now (the catch-up run when several were missed).
     let slot = schedule.latest_at_or_before(now).unwrap_or(next).max(next);
     let run = run_name(name, slot);
     d.status.next_run = Some(Time(upcoming));
-    d.requeue_after = Some(until(now, upcoming));
+    d.wake_at = Some(upcoming);
     if let Some(existing) = observed.runs.iter().find(|r| r.name == run) {
         // Started already (we crashed before recording it, or another leader did).
         d.status.last_run_name = run;
@@ -246,7 +247,8 @@ fn keep_history(s: &ScheduledSparkApplication, runs: &[RunView], d: &mut Decisio
     }
 }
 
-fn until(now: Timestamp, then: Timestamp) -> Duration {
+/// The wait from `now` until `then` (zero if past).
+pub fn until(now: Timestamp, then: Timestamp) -> Duration {
     Duration::try_from(then.duration_since(now)).unwrap_or(Duration::ZERO)
 }
 
@@ -306,7 +308,11 @@ mod tests {
         assert_eq!(d.status.schedule_state, ScheduleState::Scheduled);
         assert_eq!(d.status.next_run, Some(Time(ts("2026-01-01T00:00:10Z"))));
         assert_eq!(d.create, None);
-        assert_eq!(d.requeue_after, Some(Duration::from_secs(9)));
+        assert_eq!(d.wake_at, Some(ts("2026-01-01T00:00:10Z")));
+        assert_eq!(
+            until(ts("2026-01-01T00:00:01Z"), d.wake_at.unwrap()),
+            Duration::from_secs(9)
+        );
     }
 
     #[test]
@@ -375,7 +381,7 @@ mod tests {
         )];
         let d = at(&again, "2026-01-01T00:00:48Z", &runs);
         assert_eq!(d.create, None);
-        assert_eq!(d.requeue_after, Some(Duration::from_secs(2)));
+        assert_eq!(d.wake_at, Some(ts("2026-01-01T00:00:50Z")));
     }
 
     #[test]
@@ -445,7 +451,7 @@ mod tests {
         ];
         let d = at(&s, "2026-01-01T00:01:00Z", &runs);
         assert_eq!(d.create, None);
-        assert_eq!(d.requeue_after, None);
+        assert_eq!(d.wake_at, None);
         assert_eq!(d.prune, ["a"]);
         // Resumed: one catch-up run, not one per suspended slot.
         s.spec.suspend = Some(false);
@@ -474,7 +480,7 @@ mod tests {
                 .reason
                 .starts_with("spec.timeZone: unknown time zone")
         );
-        assert_eq!(d.requeue_after, None);
+        assert_eq!(d.wake_at, None);
         s.status = Some(d.status);
         s.spec.time_zone = None;
         let d = at(&s, "2026-01-01T00:00:01Z", &[]);
