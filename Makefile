@@ -44,10 +44,13 @@ install-certs:
 
 ## bench: criterion micro-benchmarks of the mutation, then a TLS load run of the webhook against
 ## a no-op floor (prints a table; BENCH_SECONDS sets the measured seconds per run, default 5)
+## then submission at scale, and 100 ScheduledSparkApplications at @every 10s for 5 minutes
+## (schedule_scale: BENCH_SCHEDULES, BENCH_EVERY_SECS, BENCH_SCHEDULE_SECS)
 bench:
 	$(CARGO) bench --locked --bench mutation -- --noplot
 	$(CARGO) bench --locked --bench webhook_load
 	$(CARGO) bench --locked --bench submit_scale
+	$(CARGO) bench --locked --bench schedule_scale
 
 ## chaos: the fault tests (tests/e2e_faults.rs) at full size: 200 apps crashed at every step of
 ## submission and SIGKILLed, a 30 s apiserver outage, 1000 apps queued ahead of a finishing one

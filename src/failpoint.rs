@@ -30,6 +30,8 @@ pub enum FailPoint {
     BeforeStatus,
     /// A reconcile starts: panics (not aborts), taking its namespace's controller down.
     ControllerPanic,
+    /// A ScheduledSparkApplication's run was created; the schedule's status does not say so.
+    ScheduledRunCreated,
 }
 
 impl FailPoint {
@@ -49,17 +51,19 @@ impl FailPoint {
             FailPoint::AfterConfigMap => "after-configmap",
             FailPoint::BeforeStatus => "before-status",
             FailPoint::ControllerPanic => "controller-panic",
+            FailPoint::ScheduledRunCreated => "scheduled-run-created",
         }
     }
 
     /// Every point, by name.
     #[cfg(feature = "failpoints")]
-    const EVERY: [FailPoint; 5] = [
+    const EVERY: [FailPoint; 6] = [
         FailPoint::AfterDriver,
         FailPoint::AfterService,
         FailPoint::AfterConfigMap,
         FailPoint::BeforeStatus,
         FailPoint::ControllerPanic,
+        FailPoint::ScheduledRunCreated,
     ];
 }
 

@@ -29,6 +29,8 @@ pub const RESOURCE_PROFILE_ID_LABEL: &str = "spark-exec-resourceprofile-id";
 
 /// The SparkApplication a pod or object belongs to.
 pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
+/// On each run of a ScheduledSparkApplication: the schedule's name.
+pub const SCHEDULED_APP_NAME_LABEL: &str = "sparkoperator.k8s.io/scheduled-app-name";
 /// `true` on Spark pods launched by a SparkApplication; the webhook's objectSelector needs it.
 pub const LAUNCHED_BY_LABEL: &str = "sparkoperator.k8s.io/launched-by-spark-operator";
 /// The submission id, on every object of one submission attempt.

@@ -11,9 +11,10 @@
 //! |---|---|---|
 //! | vocabulary | `labels` | every label and annotation key, and the pod's Spark role |
 //! | | `quantity` | Kubernetes and Spark size notations, parsed strictly |
+//! | | `cron` | schedules (cron lines, macros, `@every`, time zones) and Go durations, parsed strictly |
 //! | | `failpoint` | crash points for the fault tests |
 //! | | `telemetry` | logging set-up |
-//! | API | `crd` | the SparkApplication v1beta2 types and the CRD generated from them |
+//! | API | `crd` | the SparkApplication and ScheduledSparkApplication v1beta2 types and their CRDs |
 //! | rules | `validation` | what makes a SparkApplication invalid, field by field |
 //! | | `mutate` | the pod mutations, one file per concern, shared by webhook and submission |
 //! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap, and kubeflow's objects around them (Prometheus ConfigMap, UI Service and Ingresses, driver PDB) |
@@ -26,6 +27,7 @@
 //! | | `metrics` | Prometheus metrics of reviews and SparkApplications |
 //! | the two jobs | `webhook` | the admission endpoints: pod mutation and app validation |
 //! | | `reconciler` | the pure state machine and its I/O shell (context, submit, cleanup, loop) |
+//! | | `schedules` | ScheduledSparkApplications: the pure slot decision and its I/O shell |
 //! | the process | `server` | the TLS accept loop with a bounded drain |
 //! | | `admin` | `/healthz`, `/readyz`, `/metrics` |
 //! | | `shutdown` | signals and the ordered, time-bounded shutdown |
@@ -42,6 +44,7 @@ pub mod certs;
 pub mod cli;
 pub mod config;
 pub mod crd;
+pub mod cron;
 pub mod events;
 pub mod failpoint;
 mod health;
@@ -53,6 +56,7 @@ mod quantity;
 pub mod reconciler;
 pub mod registration;
 pub mod render;
+pub mod schedules;
 pub mod serve;
 pub mod server;
 mod shutdown;

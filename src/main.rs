@@ -33,7 +33,7 @@ fn main() -> ExitCode {
 fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Crds => {
-            print!("{}", crd::crd_yaml());
+            print!("{}", crd::crds_yaml());
             Ok(())
         }
         Command::Webhooks(args) => {

@@ -30,6 +30,7 @@ use prometheus_client::registry::Registry;
 pub enum ReviewKind {
     Pod,
     SparkApplication,
+    ScheduledSparkApplication,
 }
 
 /// How a review ended.
@@ -88,6 +89,23 @@ pub struct RestartLabels {
     pub reason: RestartReason,
 }
 
+/// What became of a ScheduledSparkApplication's due slot.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum ScheduledRunOutcome {
+    /// A run was started.
+    started,
+    /// concurrencyPolicy Forbid: a run was still active, the slot was skipped.
+    skipped,
+    /// concurrencyPolicy Replace: the active run was deleted and a new one started.
+    replaced,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScheduledRunLabels {
+    pub outcome: ScheduledRunOutcome,
+}
+
 /// The process's metric families: the webhook's, and the reconciler's own health.
 pub struct Metrics {
     pub registry: Registry,
@@ -97,6 +115,8 @@ pub struct Metrics {
     pub ca_not_after: Gauge<i64, AtomicI64>,
     pub controller_restarts: Family<RestartLabels, Counter>,
     pub reviews_unanswered: Family<UnansweredLabels, Counter>,
+    /// Due slots of ScheduledSparkApplications, by what became of them.
+    pub scheduled_runs: Family<ScheduledRunLabels, Counter>,
 }
 
 impl Metrics {
@@ -114,6 +134,19 @@ impl Metrics {
         let ca_not_after = Gauge::<i64, AtomicI64>::default();
         let controller_restarts = Family::<RestartLabels, Counter>::default();
         let reviews_unanswered = Family::<UnansweredLabels, Counter>::default();
+        let scheduled_runs = Family::<ScheduledRunLabels, Counter>::default();
+        registry.register(
+            "scheduled_runs",
+            "Due slots of ScheduledSparkApplications, by outcome: a run started, skipped (concurrencyPolicy Forbid, a run still active) or replaced (Replace)",
+            scheduled_runs.clone(),
+        );
+        for outcome in [
+            ScheduledRunOutcome::started,
+            ScheduledRunOutcome::skipped,
+            ScheduledRunOutcome::replaced,
+        ] {
+            let _ = scheduled_runs.get_or_create(&ScheduledRunLabels { outcome });
+        }
         registry.register(
             "admission_reviews",
             "Admission reviews answered, by kind and outcome",
@@ -151,7 +184,11 @@ impl Metrics {
         ] {
             let _ = reviews_unanswered.get_or_create(&UnansweredLabels { reason });
         }
-        for kind in [ReviewKind::Pod, ReviewKind::SparkApplication] {
+        for kind in [
+            ReviewKind::Pod,
+            ReviewKind::SparkApplication,
+            ReviewKind::ScheduledSparkApplication,
+        ] {
             for outcome in [
                 Outcome::Patched,
                 Outcome::Unchanged,
@@ -170,6 +207,7 @@ impl Metrics {
             ca_not_after,
             controller_restarts,
             reviews_unanswered,
+            scheduled_runs,
         })
     }
 

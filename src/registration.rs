@@ -49,6 +49,9 @@ use crate::labels::{
 pub const MUTATE_POD_PATH: &str = "/mutate-v1-pod";
 /// The path the apiserver calls with SparkApplication reviews.
 pub const VALIDATE_APP_PATH: &str = "/validate-sparkoperator-k8s-io-v1beta2-sparkapplication";
+/// The path the apiserver calls with ScheduledSparkApplication reviews (kubeflow's).
+pub const VALIDATE_SCHEDULED_PATH: &str =
+    "/validate-sparkoperator-k8s-io-v1beta2-scheduledsparkapplication";
 
 /// Debug builds only: the version to register instead of the crate's, so a test can run two
 /// "versions" of one build. Release builds ignore it: no user can pin a version by accident.
@@ -242,29 +245,33 @@ impl Registration {
         }
     }
 
-    /// The SparkApplication validator: CREATE and UPDATE.
+    /// The SparkApplication and ScheduledSparkApplication validators: CREATE and UPDATE.
     pub fn validating(&self) -> ValidatingWebhookConfiguration {
+        let validator = |resource: &str, path: &str| ValidatingWebhook {
+            name: format!("{resource}.{}.sparkoperator.k8s.io", self.name),
+            admission_review_versions: vec!["v1".into()],
+            client_config: self.client_config(path),
+            failure_policy: Some(self.app_failure_policy.as_str().into()),
+            match_conditions: None,
+            match_policy: Some("Equivalent".into()),
+            namespace_selector: self.namespace_selector(),
+            object_selector: None,
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec!["sparkoperator.k8s.io".into()]),
+                api_versions: Some(vec!["v1beta2".into()]),
+                operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
+                resources: Some(vec![resource.into()]),
+                scope: Some("Namespaced".into()),
+            }]),
+            side_effects: "None".into(),
+            timeout_seconds: Some(self.timeout_seconds),
+        };
         ValidatingWebhookConfiguration {
             metadata: self.metadata(),
-            webhooks: Some(vec![ValidatingWebhook {
-                name: format!("sparkapplications.{}.sparkoperator.k8s.io", self.name),
-                admission_review_versions: vec!["v1".into()],
-                client_config: self.client_config(VALIDATE_APP_PATH),
-                failure_policy: Some(self.app_failure_policy.as_str().into()),
-                match_conditions: None,
-                match_policy: Some("Equivalent".into()),
-                namespace_selector: self.namespace_selector(),
-                object_selector: None,
-                rules: Some(vec![RuleWithOperations {
-                    api_groups: Some(vec!["sparkoperator.k8s.io".into()]),
-                    api_versions: Some(vec!["v1beta2".into()]),
-                    operations: Some(vec!["CREATE".into(), "UPDATE".into()]),
-                    resources: Some(vec!["sparkapplications".into()]),
-                    scope: Some("Namespaced".into()),
-                }]),
-                side_effects: "None".into(),
-                timeout_seconds: Some(self.timeout_seconds),
-            }]),
+            webhooks: Some(vec![
+                validator("sparkapplications", VALIDATE_APP_PATH),
+                validator("scheduledsparkapplications", VALIDATE_SCHEDULED_PATH),
+            ]),
         }
     }
 

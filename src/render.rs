@@ -1,5 +1,6 @@
 //! `spark-webhook render`: the offline view of a submission, for debugging an app before (or
-//! without) a cluster — what sparkctl users lost.
+//! without) a cluster — what sparkctl users lost. A ScheduledSparkApplication renders as its
+//! next slots and the SparkApplication of the first, rendered like any other.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -7,13 +8,14 @@ use std::path::PathBuf;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::crd::SparkApplication;
 use crate::crd::defaults::apply_defaults;
+use crate::crd::{ScheduledSparkApplication, SparkApplication};
 use crate::labels::{
     APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, SPARK_APP_SELECTOR_LABEL,
     SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL, SparkRole,
 };
 use crate::mutate::{self, MutationOptions};
+use crate::schedules::state::{run_name, schedule_of};
 use crate::submission::{self, SubmitOptions, UiOptions};
 use crate::validation;
 
@@ -57,6 +59,16 @@ pub fn render(args: &RenderOptions) -> Result<String, String> {
             continue;
         }
         let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+        if kind == "ScheduledSparkApplication" {
+            let scheduled: ScheduledSparkApplication = serde_path_to_error::deserialize(value)
+                .map_err(|e| format!("{at}: {}: {}", e.path(), e.inner()))?;
+            if apps > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(&render_scheduled(scheduled, args)?);
+            apps += 1;
+            continue;
+        }
         if !kind.is_empty() && kind != "SparkApplication" {
             let name = value
                 .get("metadata")
@@ -80,6 +92,72 @@ pub fn render(args: &RenderOptions) -> Result<String, String> {
             args.file.display()
         ));
     }
+    Ok(out)
+}
+
+/// How many upcoming slots a schedule's render lists.
+const SLOTS_SHOWN: usize = 3;
+
+/// A schedule: its next slots (offline, as if created now), then its first run rendered.
+fn render_scheduled(
+    mut s: ScheduledSparkApplication,
+    args: &RenderOptions,
+) -> Result<String, String> {
+    s.metadata
+        .namespace
+        .get_or_insert_with(|| args.namespace.clone());
+    let name = s.metadata.name.clone().unwrap_or_default();
+    let findings = validation::validate_scheduled(&s);
+    if let Some(errors) = findings.error_message() {
+        return Err(format!(
+            "ScheduledSparkApplication {name} is invalid: {errors}"
+        ));
+    }
+    let now = k8s_openapi::jiff::Timestamp::now();
+    s.metadata
+        .creation_timestamp
+        .get_or_insert(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now));
+    let schedule = schedule_of(&s).map_err(|e| e.to_string())?;
+    let mut slots = Vec::new();
+    let mut at = now;
+    while slots.len() < SLOTS_SHOWN {
+        let Some(next) = schedule.next_after(at) else {
+            break;
+        };
+        slots.push(next);
+        at = next;
+    }
+    let Some(first) = slots.first().copied() else {
+        return Err(format!(
+            "ScheduledSparkApplication {name}: the schedule has no further slots"
+        ));
+    };
+    let spec = &s.spec;
+    let mut out = format!(
+        "# ScheduledSparkApplication {name}: schedule {:?} in {}, concurrencyPolicy {}, suspend {}, keeps {} completed and {} failed runs\n",
+        spec.schedule,
+        spec.time_zone
+            .as_deref()
+            .filter(|z| !z.is_empty())
+            .unwrap_or("UTC"),
+        spec.policy().as_str(),
+        spec.is_suspended(),
+        spec.successful_run_history_limit
+            .unwrap_or(crate::crd::DEFAULT_RUN_HISTORY_LIMIT),
+        spec.failed_run_history_limit
+            .unwrap_or(crate::crd::DEFAULT_RUN_HISTORY_LIMIT),
+    );
+    out.push_str("# next runs (an @every schedule counts from its creation; offline: now):\n");
+    for slot in &slots {
+        out.push_str(&format!("#   {} at {slot}\n", run_name(&name, *slot)));
+    }
+    out.push_str("# the first of them, as the SparkApplication the schedule creates:\n");
+    let mut labels = s.metadata.labels.clone().unwrap_or_default();
+    labels.insert(crate::labels::SCHEDULED_APP_NAME_LABEL.into(), name.clone());
+    let mut run = SparkApplication::new(&run_name(&name, first), s.spec.template);
+    run.metadata.namespace = s.metadata.namespace;
+    run.metadata.labels = Some(labels);
+    out.push_str(&render_app(run, args)?);
     Ok(out)
 }
 

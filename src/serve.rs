@@ -21,8 +21,9 @@ use crate::events::{Recorder, Reporter};
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics};
 
-use crate::reconciler::runner::{self, ReconcilerConfig};
+use crate::reconciler::runner::{self, LeaderTask, ReconcilerConfig};
 use crate::registration::Registration;
+use crate::schedules::controller::{self as schedules, ScheduleConfig};
 use crate::server;
 use crate::shutdown;
 use crate::webhook::{self, ReviewLimits, WebhookState};
@@ -185,6 +186,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 process_metrics: metrics.clone(),
                 leader_election: setup.leader_election.clone(),
                 recorder: recorder.clone(),
+                leader_tasks: vec![schedules_task(ScheduleConfig {
+                    namespaces: namespaces.clone(),
+                    recorder: recorder.clone(),
+                    metrics: metrics.clone(),
+                })],
             };
             let client = client.clone();
             // The reconciler needs no endpoint: it lets go of its Lease as soon as draining
@@ -253,6 +259,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
     r?;
     tracing::info!("spark-webhook stopped");
     Ok(())
+}
+
+/// The ScheduledSparkApplication controllers, leader-only like the reconciler's.
+fn schedules_task(cfg: ScheduleConfig) -> LeaderTask {
+    std::sync::Arc::new(move |client, term| Box::pin(schedules::run(client, cfg.clone(), term)))
 }
 
 /// Reads the caBundle (ca.crt) that registration publishes.

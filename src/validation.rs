@@ -1,10 +1,13 @@
 //! Whether a SparkApplication can run: the rules behind the validating webhook (and, later, the
-//! reconciler's refusal to submit). Pure functions; every finding names its field.
+//! reconciler's refusal to submit); and whether a ScheduledSparkApplication can (its schedule,
+//! its limits, and its template as the SparkApplications it will create). Pure functions; every
+//! finding names its field.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::crd::{SparkApplication, SparkPodSpec};
+use crate::crd::{ScheduledSparkApplication, SparkApplication, SparkPodSpec};
+use crate::cron::Schedule;
 use crate::quantity::{parse_kubernetes, parse_spark_mib};
 
 /// One problem, at a JSON path such as `spec.driver.volumeMounts[1].name`.
@@ -88,6 +91,66 @@ const DENIED_SPARK_CONF: &[(&str, &str)] = &[
         "authentication credentials are managed by the operator",
     ),
 ];
+
+/// A ScheduledSparkApplication: its schedule and time zone, its history limits, and its
+/// template validated as the runs it creates (named `<name>-<slot in Unix seconds>`), with
+/// the template's fields under `spec.template`.
+pub fn validate_scheduled(s: &ScheduledSparkApplication) -> Findings {
+    let mut f = Findings::default();
+    let anchor = k8s_openapi::jiff::Timestamp::now();
+    if let Err(e) = Schedule::parse(&s.spec.schedule, s.spec.time_zone.as_deref(), anchor) {
+        f.error(e.field.path(), e.message);
+    }
+    for (field, limit) in [
+        (
+            "spec.successfulRunHistoryLimit",
+            s.spec.successful_run_history_limit,
+        ),
+        (
+            "spec.failedRunHistoryLimit",
+            s.spec.failed_run_history_limit,
+        ),
+    ] {
+        if let Some(n) = limit.filter(|n| *n < 0) {
+            f.error(
+                field,
+                format!("{n} is negative: the number of past runs to keep"),
+            );
+        }
+    }
+    let name = s.metadata.name.as_deref().unwrap_or_default();
+    // The longest run name: a slot of ten digits (until the year 2286).
+    let run = SparkApplication {
+        metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            name: (!name.is_empty()).then(|| format!("{name}-0000000000")),
+            namespace: s.metadata.namespace.clone(),
+            ..Default::default()
+        },
+        spec: s.spec.template.clone(),
+        status: None,
+    };
+    let of_run = validate(&run);
+    for e in of_run.errors {
+        match e.field.strip_prefix("spec.") {
+            Some(rest) => f.error(format!("spec.template.{rest}"), e.message),
+            None if e.field == "metadata.name" => f.error(
+                "metadata.name",
+                format!(
+                    "runs are named {name}-<slot time in Unix seconds>, 11 characters more: {}",
+                    e.message
+                ),
+            ),
+            None => f.error(e.field, e.message),
+        }
+    }
+    f.warnings.extend(
+        of_run
+            .warnings
+            .into_iter()
+            .map(|w| w.replacen("spec.", "spec.template.", 1)),
+    );
+    f
+}
 
 /// Checks everything that can be checked without a cluster.
 pub fn validate(app: &SparkApplication) -> Findings {
@@ -487,6 +550,54 @@ mod tests {
             "spark:3.5.3".into(),
         );
         assert_eq!(validate(&fine).error_message(), None);
+    }
+
+    fn scheduled(yaml: &str) -> ScheduledSparkApplication {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_scheduled_app_is_refused_for_its_schedule_limits_template_and_name() {
+        let ok = "apiVersion: sparkoperator.k8s.io/v1beta2\nkind: ScheduledSparkApplication\n\
+            metadata: {name: nightly, namespace: jobs}\n\
+            spec: {schedule: '@every 10m', template: {type: Scala, sparkVersion: 3.5.3, \
+            mainApplicationFile: 'local:///x.jar', driver: {}, executor: {}}}";
+        assert_eq!(validate_scheduled(&scheduled(ok)).error_message(), None);
+
+        let mut s = scheduled(ok);
+        s.spec.schedule = "every day".into();
+        s.spec.successful_run_history_limit = Some(-1);
+        s.spec.template.main_application_file = None;
+        let msg = validate_scheduled(&s).error_message().unwrap();
+        assert!(
+            msg.starts_with("spec.schedule: \"every day\" is not a known macro")
+                || msg.starts_with("spec.schedule: \"every day\" has 2 fields"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.successfulRunHistoryLimit: -1 is negative"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.template.mainApplicationFile: is required"),
+            "{msg}"
+        );
+
+        let mut s = scheduled(ok);
+        s.spec.time_zone = Some("Europe/Atlantis".into());
+        let msg = validate_scheduled(&s).error_message().unwrap();
+        assert!(
+            msg.starts_with("spec.timeZone: unknown time zone \"Europe/Atlantis\""),
+            "{msg}"
+        );
+
+        // 53 characters: its runs' names would be 64.
+        let mut s = scheduled(ok);
+        s.metadata.name = Some("a".repeat(53));
+        let msg = validate_scheduled(&s).error_message().unwrap();
+        assert!(msg.starts_with("metadata.name: runs are named"), "{msg}");
+        s.metadata.name = Some("a".repeat(52));
+        assert_eq!(validate_scheduled(&s).error_message(), None);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use std::path::Path;
 /// The layers, bottom first: a module may import from lower layers only (and inside its own
 /// room). A new top-level module must be placed here, which is the point: its place is decided.
 const LAYERS: &[&[&str]] = &[
-    // Vocabulary: keys, quantities, failure injection, logging.
-    &["labels", "quantity", "failpoint", "telemetry"],
+    // Vocabulary: keys, quantities, schedules, failure injection, logging.
+    &["labels", "quantity", "cron", "failpoint", "telemetry"],
     // The API types and the pure rules over them.
     &["crd"],
     &["validation", "mutate"],
@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["cache"],
     &["certs", "metrics"],
     // The two jobs.
-    &["webhook", "reconciler"],
+    &["webhook", "reconciler", "schedules"],
     // The process: serving, the admin port, shutdown, the offline render; then flags, their
     // conversion into configs, and the composition of the parts.
     &["server", "admin", "shutdown", "render"],

@@ -20,11 +20,16 @@ fn stderr(o: &Output) -> String {
 }
 
 #[test]
-fn crds_prints_the_committed_crd() {
+fn crds_prints_the_committed_crds() {
     let out = run(&["crds"]);
     assert!(out.status.success());
-    let committed = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), committed);
+    let apps = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
+    let scheduled =
+        include_str!("../manifests/crd/sparkoperator.k8s.io_scheduledsparkapplications.yaml");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{apps}---\n{scheduled}")
+    );
 }
 
 #[test]
@@ -99,6 +104,40 @@ fn configuration_errors_end_in_one_error_line_without_a_panic() {
         let error_lines = err.lines().filter(|l| l.starts_with("error:")).count();
         assert_eq!(error_lines, 1, "{args:?}: {err}");
     }
+}
+
+#[test]
+fn render_shows_a_schedules_next_runs_and_its_first_run_and_refuses_a_bad_schedule() {
+    let out = run(&["render", "tests/fixtures/spark-pi-scheduled.yaml"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("# ScheduledSparkApplication spark-pi-scheduled: schedule \"@every 3m\" in UTC, concurrencyPolicy Allow"),
+        "{text}"
+    );
+    let runs: Vec<i64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("#   spark-pi-scheduled-"))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(runs.len(), 3, "{text}");
+    assert!(runs.windows(2).all(|w| w[1] - w[0] == 180), "{runs:?}");
+    let driver = format!("name: spark-pi-scheduled-{}-driver", runs[0]);
+    assert!(text.contains(&driver), "the first run's driver pod: {text}");
+    assert!(text.contains("sparkoperator.k8s.io/scheduled-app-name: spark-pi-scheduled"));
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.yaml");
+    let app = include_str!("fixtures/spark-pi-scheduled.yaml")
+        .replace("\"@every 3m\"", "\"@every sometimes\"");
+    std::fs::write(&bad, app).unwrap();
+    let out = run(&["render", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("spec.schedule: \"sometimes\" after @every"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

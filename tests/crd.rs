@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use spark_webhook::crd::{
-    ApplicationStateType, DeployMode, ExecutorState, RestartPolicyType, SecretType,
-    SparkApplication, SparkApplicationType, crd, crd_yaml,
+    ApplicationStateType, ConcurrencyPolicy, DeployMode, ExecutorState, RestartPolicyType,
+    ScheduleState, ScheduledSparkApplication, SecretType, SparkApplication, SparkApplicationType,
+    crd, crd_yaml, scheduled_crd, scheduled_crd_yaml,
 };
 
 const MANIFEST: &str = "manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml";
+const SCHEDULED_MANIFEST: &str =
+    "manifests/crd/sparkoperator.k8s.io_scheduledsparkapplications.yaml";
 /// Client-side `kubectl apply` copies the object into an annotation capped at 256 KiB; stay well
 /// below it.
 const SIZE_BUDGET: usize = 200 * 1024;
@@ -508,4 +511,119 @@ fn large_core_types_are_preserve_unknown() {
         node(&s, "spec.volumes")["items"]["x-kubernetes-preserve-unknown-fields"],
         true
     );
+}
+
+/// Writes (`UPDATE_MANIFESTS=1`) or checks a committed manifest against its generator.
+fn committed_matches(rel: &str, generated: &str) {
+    let path = repo_path(rel);
+    if std::env::var("UPDATE_MANIFESTS").is_ok_and(|v| v == "1") {
+        std::fs::write(&path, generated).expect("write manifest");
+        return;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == generated,
+        "{rel} is out of date with the Rust types; run `make manifests` and commit the result"
+    );
+}
+
+#[test]
+fn committed_scheduled_manifest_matches_generated_crd() {
+    let generated = scheduled_crd_yaml();
+    assert_eq!(generated, scheduled_crd_yaml(), "not deterministic");
+    committed_matches(SCHEDULED_MANIFEST, &generated);
+    assert!(generated.len() < SIZE_BUDGET, "{} bytes", generated.len());
+}
+
+/// Every kubeflow ScheduledSparkApplication example reads and writes back without a field lost.
+#[test]
+fn kubeflow_scheduled_examples_round_trip_losslessly() {
+    for rel in [
+        "tests/fixtures/spark-pi-scheduled.yaml",
+        "tests/fixtures/scheduledsparkapplication-sample.yaml",
+    ] {
+        let input: Value = yaml_serde::from_str(&read(rel)).expect("valid YAML");
+        let app: ScheduledSparkApplication =
+            yaml_serde::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let output = serde_json::to_value(&app).expect("serialise");
+        let mut diffs = Vec::new();
+        diff("", &input, &output, &mut diffs);
+        assert!(diffs.is_empty(), "{rel}:\n  {}", diffs.join("\n  "));
+        assert_eq!(app.spec.schedule, "@every 3m");
+        assert_eq!(app.spec.policy(), ConcurrencyPolicy::Allow);
+        assert_eq!(app.spec.template.type_, SparkApplicationType::Scala);
+    }
+}
+
+/// kubeflow writes `lastRun: null` and `scheduleState: Scheduled`; both read back.
+#[test]
+fn kubeflows_scheduled_status_reads() {
+    let status: spark_webhook::crd::ScheduledSparkApplicationStatus =
+        serde_json::from_value(serde_json::json!({
+            "lastRun": null, "nextRun": "2026-01-01T00:03:00Z", "scheduleState": "Scheduled",
+            "pastSuccessfulRunNames": ["a-1"], "lastRunName": "a-1"
+        }))
+        .expect("kubeflow status");
+    assert_eq!(status.schedule_state, ScheduleState::Scheduled);
+    assert_eq!(status.last_run, None);
+    assert!(status.next_run.is_some());
+    let fresh: spark_webhook::crd::ScheduledSparkApplicationStatus =
+        serde_json::from_value(serde_json::json!({"scheduleState": ""})).expect("new");
+    assert_eq!(fresh.schedule_state, ScheduleState::New);
+}
+
+#[test]
+fn scheduled_crd_has_kubeflows_names_columns_and_status() {
+    let crd = serde_json::to_value(scheduled_crd()).expect("serialise");
+    assert_eq!(
+        crd["metadata"]["name"],
+        "scheduledsparkapplications.sparkoperator.k8s.io"
+    );
+    assert_eq!(
+        crd["spec"]["names"]["shortNames"],
+        serde_json::json!(["scheduledsparkapp"])
+    );
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(version["name"], "v1beta2");
+    assert_eq!(version["subresources"]["status"], serde_json::json!({}));
+    let columns: Vec<&str> = version["additionalPrinterColumns"]
+        .as_array()
+        .expect("columns")
+        .iter()
+        .map(|c| c["name"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "Schedule",
+            "TimeZone",
+            "Suspend",
+            "Last Run",
+            "Next Run",
+            "Last Run Name",
+            "Age"
+        ]
+    );
+    let schema = &version["schema"]["openAPIV3Schema"];
+    assert_eq!(
+        schema["properties"]["spec"]["required"],
+        serde_json::json!(["schedule", "template"])
+    );
+    // The template is the SparkApplication's spec schema, whole.
+    let app_spec = &serde_json::to_value(crd_v(crd_yaml())).expect("v")["spec"]["versions"][0]["schema"]
+        ["openAPIV3Schema"]["properties"]["spec"];
+    let mut template = schema["properties"]["spec"]["properties"]["template"].clone();
+    let mut app_spec = app_spec.clone();
+    for v in [&mut template, &mut app_spec] {
+        v.as_object_mut().expect("object").remove("description");
+    }
+    assert_eq!(template, app_spec);
+    assert_eq!(
+        schema["properties"]["status"]["properties"]["lastRun"]["nullable"],
+        serde_json::json!(true)
+    );
+}
+
+fn crd_v(yaml: String) -> Value {
+    yaml_serde::from_str(&yaml).expect("yaml")
 }

@@ -105,7 +105,9 @@ async fn kubectl_get_shows_the_printer_columns() {
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "SUSPEND", "STATUS", "ATTEMPTS", "START", "FINISH", "AGE"],
+        [
+            "NAME", "SUSPEND", "STATUS", "ATTEMPTS", "START", "FINISH", "AGE"
+        ],
         "{table}"
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();

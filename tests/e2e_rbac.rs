@@ -487,7 +487,9 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "SUSPEND", "STATUS", "ATTEMPTS", "START", "FINISH", "AGE"],
+        [
+            "NAME", "SUSPEND", "STATUS", "ATTEMPTS", "START", "FINISH", "AGE"
+        ],
         "{table}"
     );
     assert!(table.contains("RUNNING"), "{table}");

@@ -1201,3 +1201,79 @@ async fn a_running_apps_ui_and_prometheus_servlet_answer_through_its_ui_service(
     );
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
+
+/// A ScheduledSparkApplication's run is a real PySpark job: it completes, and the schedule's
+/// status names it as its last run and its past successful run. The schedule is suspended as
+/// soon as its first run exists, so the node runs one job (~1-2 min on 2 busy cores).
+#[tokio::test]
+async fn a_scheduled_pyspark_run_completes_and_the_schedule_shows_it() {
+    node();
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-sched").await;
+    driver_rbac(&ns);
+    let (served, _tmp) = start(&ns);
+    let template = pyspark_pi(&ns, "unused")["spec"].clone();
+    let schedule = json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "ScheduledSparkApplication",
+        "metadata": {"name": "pi-every", "namespace": ns},
+        "spec": {"schedule": "@every 10s", "concurrencyPolicy": "Forbid", "template": template}
+    });
+    kubectl_ok(&["apply", "-f", "-"], Some(&schedule.to_string()));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let run = loop {
+        let listed = apps
+            .list(&ListParams::default().labels("sparkoperator.k8s.io/scheduled-app-name=pi-every"))
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+        if let Some(first) = listed.first() {
+            break first.metadata.name.clone().unwrap_or_default();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no run in 60 s:\n{}",
+            served.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    kubectl_ok(
+        &[
+            "patch",
+            "scheduledsparkapp",
+            "pi-every",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ],
+        None,
+    );
+    let done = wait_completed(&client, &ns, &run, &served).await;
+    let scheds: Api<spark_webhook::crd::ScheduledSparkApplication> =
+        Api::namespaced(client.clone(), &ns);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = scheds
+            .get("pi-every")
+            .await
+            .ok()
+            .and_then(|s| s.status)
+            .unwrap_or_default();
+        if status.last_run_name == run && status.past_successful_run_names == [run.clone()] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the schedule's status does not show {run} completed: {status:?}\n{}",
+            served.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    eprintln!(
+        "scheduled run {run}: COMPLETED {:.1}s after it was seen",
+        done.took.as_secs_f64()
+    );
+}

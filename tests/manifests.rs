@@ -340,12 +340,26 @@ fn the_job_namespace_gives_kubeflows_driver_service_account_the_drivers_rights()
 /// generated from (a Role per job namespace, or one ClusterRole for all namespaces).
 const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache and the reconciler watch them; the webhook GETs one it
 # has not seen yet; the reconciler deletes an app whose timeToLiveSeconds has passed.
+# The schedule controller watches and lists the runs of its ScheduledSparkApplications (by
+# label), creates each run and deletes runs beyond the history limits or replaced
+# (concurrencyPolicy Replace).
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["sparkapplications"]
-  verbs: ["get", "list", "watch", "delete"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # Status is written whole through the status subresource (PUT with the resourceVersion read).
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["sparkapplications/status"]
+  verbs: ["update"]
+# The schedule controller watches ScheduledSparkApplications and GETs one before acting on a due
+# slot.
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["scheduledsparkapplications"]
+  verbs: ["get", "list", "watch"]
+# Their status is written whole (PUT with the resourceVersion read). finalizers: a run's
+# ownerReference blocks its schedule's deletion (blockOwnerDeletion), which clusters with the
+# OwnerReferencesPermissionEnforcement admission plugin allow only to who may update this.
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["scheduledsparkapplications/status", "scheduledsparkapplications/finalizers"]
   verbs: ["update"]
 # Driver pods: created by native submission, watched (Spark pods only, by label) to follow the
 # driver and executors, read when the cache lags, deleted on retries, spec changes and when

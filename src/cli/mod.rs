@@ -48,7 +48,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Create or rotate the webhook's CA and serving certificate (PEM files in --dir).
     Certs(CertsArgs),
-    /// Print the SparkApplication CustomResourceDefinition (YAML) for `kubectl apply -f -`.
+    /// Print the SparkApplication and ScheduledSparkApplication CustomResourceDefinitions (YAML)
+    /// for `kubectl apply -f -`.
     Crds,
     /// Print the Mutating/ValidatingWebhookConfigurations (YAML), for registering by hand.
     Webhooks(WebhooksArgs),

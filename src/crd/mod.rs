@@ -2,8 +2,10 @@
 //! Spark Operator, and the CustomResourceDefinition generated from it.
 //!
 //! - [`SparkApplication`] is the resource (derived from [`SparkApplicationSpec`] in [`spec`]).
+//! - [`ScheduledSparkApplication`] runs a SparkApplicationSpec on a schedule ([`scheduled`]).
 //! - [`defaults`] fills in what kubeflow's defaulter fills in, on a copy.
-//! - [`crd()`] / [`crd_yaml()`] give the CRD, post-processed so it installs on
+//! - [`crd()`] / [`crd_yaml()`] (and [`scheduled_crd()`] / [`scheduled_crd_yaml()`]) give the
+//!   CRDs, post-processed so it installs on
 //!   kube-apiserver 1.20+ and stays small enough for client-side `kubectl apply`.
 
 use std::fmt;
@@ -14,9 +16,11 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 use kube::CustomResourceExt;
 
 pub mod defaults;
+pub mod scheduled;
 pub mod spec;
 pub mod status;
 
+pub use scheduled::*;
 pub use spec::*;
 pub use status::*;
 
@@ -87,7 +91,26 @@ display_as_str!(
 /// `default`s (the Go CRD has none, and the API server would write them into stored objects),
 /// no CEL rules, and a `type` on every node that is not int-or-string or preserve-unknown.
 pub fn crd() -> CustomResourceDefinition {
-    let mut crd = SparkApplication::crd();
+    structural(SparkApplication::crd())
+}
+
+/// The ScheduledSparkApplication CRD as installed in clusters, made structural as [`crd()`].
+pub fn scheduled_crd() -> CustomResourceDefinition {
+    structural(ScheduledSparkApplication::crd())
+}
+
+/// [`scheduled_crd()`] as YAML, what is committed under `manifests/crd/`.
+pub fn scheduled_crd_yaml() -> String {
+    yaml_serde::to_string(&scheduled_crd())
+        .expect("a CustomResourceDefinition always serialises to YAML")
+}
+
+/// Both CRDs as one YAML stream: what `spark-webhook crds` prints.
+pub fn crds_yaml() -> String {
+    format!("{}---\n{}", crd_yaml(), scheduled_crd_yaml())
+}
+
+fn structural(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     for version in &mut crd.spec.versions {
         if let Some(root) = version
             .schema

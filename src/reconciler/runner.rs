@@ -4,7 +4,8 @@
 //! the webhook reading them) carry on. Without the webhook there is no process-wide watch:
 //! each term starts its own and stops it with the term, so a standby replica caches no apps.
 //! A controller that panics is logged, counted and restarted after a capped backoff, while the
-//! others run on.
+//! others run on. Other leader-only work (the ScheduledSparkApplication controllers) is handed
+//! in as [`LeaderTask`]s and runs for exactly the same terms.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub struct LeaderElection {
     pub grace: Duration,
 }
 
+/// Leader-only work besides the SparkApplication controllers: started with each term, given the
+/// term's token, which is cancelled when the term ends.
+pub type LeaderTask =
+    Arc<dyn Fn(Client, CancellationToken) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+
 /// Everything the controllers need.
 #[derive(Clone)]
 pub struct ReconcilerConfig {
@@ -53,6 +59,8 @@ pub struct ReconcilerConfig {
     pub leader_election: Option<LeaderElection>,
     /// Shared with the webhook: one bounded series cache per process.
     pub recorder: Recorder,
+    /// Run while we lead, beside the controllers.
+    pub leader_tasks: Vec<LeaderTask>,
 }
 
 #[derive(Debug, Error)]
@@ -76,7 +84,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunError> {
     let Some(le) = cfg.leader_election.clone() else {
-        run_controllers(&client, &cfg, shutdown).await;
+        run_term(&client, &cfg, shutdown).await;
         return Ok(());
     };
     let lease_err = |source| RunError::Lease {
@@ -104,7 +112,7 @@ pub async fn run(
         }
         tracing::info!(identity = %le.identity, "became leader: starting the reconciler");
         let term = shutdown.child_token();
-        let controllers = run_controllers(&client, &cfg, term.clone());
+        let controllers = run_term(&client, &cfg, term.clone());
         tokio::pin!(controllers);
         let lost = loop {
             tokio::select! {
@@ -157,6 +165,16 @@ struct Running {
     scope: AppScope,
     panics: u32,
     started: Instant,
+}
+
+/// One term: the controllers and the leader tasks, until `term` is cancelled.
+async fn run_term(client: &Client, cfg: &ReconcilerConfig, term: CancellationToken) {
+    let tasks = cfg
+        .leader_tasks
+        .iter()
+        .map(|task| tokio::spawn(task(client.clone(), term.clone())));
+    let tasks = futures::future::join_all(tasks);
+    futures::future::join(run_controllers(client, cfg, term), tasks).await;
 }
 
 async fn run_controllers(client: &Client, cfg: &ReconcilerConfig, shutdown: CancellationToken) {

@@ -1,15 +1,37 @@
 //! `/validate-sparkoperator-k8s-io-v1beta2-sparkapplication`: refuse SparkApplications that
-//! cannot run, naming the field, before they reach the reconciler.
+//! cannot run, naming the field, before they reach the reconciler; and
+//! `/validate-sparkoperator-k8s-io-v1beta2-scheduledsparkapplication`: the same for
+//! ScheduledSparkApplications (a bad schedule or time zone, or a template no run could use).
 
 use kube::core::admission::Operation;
 use serde_json::value::RawValue;
 
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
-use crate::crd::SparkApplication;
+use crate::crd::{ScheduledSparkApplication, SparkApplication};
 use crate::metrics::Outcome;
 use crate::validation;
 
 pub fn review(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
+    review_as::<SparkApplication>(body, "SparkApplication", validation::validate)
+}
+
+pub fn review_scheduled(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
+    review_as::<ScheduledSparkApplication>(
+        body,
+        "ScheduledSparkApplication",
+        validation::validate_scheduled,
+    )
+}
+
+/// One validation review of a namespaced `K`, typed with the path of a field that does not read.
+fn review_as<K>(
+    body: &[u8],
+    kind: &str,
+    validate: impl Fn(&K) -> validation::Findings,
+) -> Result<(ReviewResponse, Outcome), ReviewError>
+where
+    K: serde::de::DeserializeOwned + kube::Resource,
+{
     let req = review::parse::<&RawValue>(body)?;
     let uid = req.uid.as_str();
     if !matches!(req.operation, Operation::Create | Operation::Update) {
@@ -26,27 +48,23 @@ pub fn review(body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
         .unwrap_or("default");
     let name = head.name();
     let mut deserializer = serde_json::Deserializer::from_str(object.get());
-    let mut app: SparkApplication = match serde_path_to_error::deserialize(&mut deserializer) {
+    let mut app: K = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(app) => app,
         Err(e) => {
-            let message = format!(
-                "SparkApplication {namespace}/{name}: {}: {}",
-                e.path(),
-                e.inner()
-            );
+            let message = format!("{kind} {namespace}/{name}: {}: {}", e.path(), e.inner());
             return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
         }
     };
-    app.metadata
+    app.meta_mut()
         .namespace
         .get_or_insert_with(|| namespace.to_string());
-    let findings = validation::validate(&app);
+    let findings = validate(&app);
     let mut resp = match findings.error_message() {
         None => ReviewResponse::allow(uid),
         Some(errors) => ReviewResponse::deny(
             uid,
             422,
-            format!("SparkApplication {namespace}/{name} is invalid: {errors}"),
+            format!("{kind} {namespace}/{name} is invalid: {errors}"),
         ),
     };
     for w in findings.warnings {

@@ -34,7 +34,8 @@ use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use review::ReviewResponse;
 
-pub use crate::registration::{MUTATE_POD_PATH, VALIDATE_APP_PATH};
+pub use crate::cron::parse_go_duration;
+pub use crate::registration::{MUTATE_POD_PATH, VALIDATE_APP_PATH, VALIDATE_SCHEDULED_PATH};
 
 /// Largest review body accepted: the apiserver's own request limit is 3 MiB, so nothing larger
 /// can be a real review.
@@ -98,6 +99,7 @@ pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route(MUTATE_POD_PATH, post(mutate_pod))
         .route(VALIDATE_APP_PATH, post(validate_app))
+        .route(VALIDATE_SCHEDULED_PATH, post(validate_scheduled))
         .with_state(state)
 }
 
@@ -143,6 +145,27 @@ async fn validate_app(
         started,
         budget,
         async { apps::review(&body) },
+        &state,
+    )
+    .await
+}
+
+async fn validate_scheduled(
+    State(state): State<WebhookState>,
+    Query(q): Query<ReviewQuery>,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let budget = budget(&q);
+    let body = match read_body(&state, body, budget).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    answer(
+        ReviewKind::ScheduledSparkApplication,
+        started,
+        budget,
+        async { apps::review_scheduled(&body) },
         &state,
     )
     .await
@@ -262,50 +285,5 @@ where
                 ),
             )
         }
-    }
-}
-
-/// Parses the Go duration strings the apiserver sends (`10s`, `1m30s`, `500ms`).
-pub fn parse_go_duration(s: &str) -> Option<Duration> {
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-        let (num, tail) = rest.split_at(num_end);
-        let value: f64 = num.parse().ok()?;
-        let unit_end = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, next) = tail.split_at(unit_end);
-        let secs = match unit {
-            "h" => value * 3600.0,
-            "m" => value * 60.0,
-            "s" => value,
-            "ms" => value / 1e3,
-            "us" | "µs" => value / 1e6,
-            "ns" => value / 1e9,
-            _ => return None,
-        };
-        total = total.checked_add(Duration::try_from_secs_f64(secs).ok()?)?;
-        rest = next;
-    }
-    Some(total)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_go_duration("10s"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration(""), None);
-        assert_eq!(parse_go_duration("10"), None);
-        assert_eq!(parse_go_duration("x"), None);
     }
 }

@@ -187,11 +187,12 @@ pub fn kubectl_ok(args: &[&str], input: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Installs the committed SparkApplication CRD (idempotent) and waits until it is served.
+/// Installs the committed CRDs, SparkApplication and ScheduledSparkApplication (idempotent),
+/// and waits until both are served: the operator's schedule controller watches the second.
 pub fn install_crd() {
-    let crd = repo_root().join("manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
-    let path = crd.to_str().expect("utf-8 path");
-    // Parallel tests race to create it on a fresh apiserver: the loser retries as an update.
+    let dir = repo_root().join("manifests/crd");
+    let path = dir.to_str().expect("utf-8 path");
+    // Parallel tests race to create them on a fresh apiserver: the loser retries as an update.
     let mut last = None;
     for _ in 0..5 {
         let out = kubectl(&["apply", "-f", path]);
@@ -203,25 +204,29 @@ pub fn install_crd() {
         std::thread::sleep(Duration::from_millis(200));
     }
     if let Some(err) = last {
-        panic!("kubectl apply of the CRD failed:\n{err}");
+        panic!("kubectl apply of the CRDs failed:\n{err}");
     }
+    for crd in [
+        "crd/sparkapplications.sparkoperator.k8s.io",
+        "crd/scheduledsparkapplications.sparkoperator.k8s.io",
+    ] {
+        wait_established(crd);
+    }
+}
+
+fn wait_established(crd: &str) {
     // Polled rather than `kubectl wait --for=condition=Established`: that kubectl fails at
     // once ("accessor error: <nil>") on a CRD whose status has no conditions yet.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
     loop {
-        let out = kubectl(&[
-            "get",
-            "crd/sparkapplications.sparkoperator.k8s.io",
-            "-o",
-            established,
-        ]);
+        let out = kubectl(&["get", crd, "-o", established]);
         if out.status.success() && out.stdout.as_slice() == b"True" {
             return;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "the SparkApplication CRD is not Established after 60 s: {}{}",
+            "{crd} is not Established after 60 s: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
