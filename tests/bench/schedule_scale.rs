@@ -280,7 +280,7 @@ async fn run(cluster: &Cluster, s: &Settings) -> Result<(), BoxError> {
         lateness.last().copied().unwrap_or(f64::NAN)
     );
     println!(
-        "| operator CPU | {cpu:.3} cores on average ({:.1} s)",
+        "| operator CPU | {cpu:.3} cores on average ({:.1} s) |",
         ticks as f64 / clock_ticks()
     );
     println!(
