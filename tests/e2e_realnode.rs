@@ -264,7 +264,7 @@ async fn the_pi_example_with_a_custom_executor_container_runs_to_completed_and_p
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }
 
-/// kubeflow v2.5.2's own `examples/spark-pi-python.yaml` (tests/fixtures/kubeflow-v2.5.2/),
+/// kubeflow v2.5.2's own `examples/spark-pi-python.yaml` (tests/fixtures/kubeflow/),
 /// unchanged but for its image (this node's local `spark:3.5.3` for `apache/spark:4.0.4`) and
 /// namespace: its driver ServiceAccount `spark-operator-spark` comes from our job-namespace
 /// manifest, and its non-root securityContexts and one executor (1 core each: the node's two
@@ -278,7 +278,7 @@ async fn kubeflows_own_python_example_runs_unchanged_but_for_the_image() {
     driver_rbac(&ns);
     service_account_token(&ns, "spark-operator-spark");
     let (served, _certs) = start(&ns);
-    let path = common::repo_root().join("tests/fixtures/kubeflow-v2.5.2/spark-pi-python.yaml");
+    let path = common::repo_root().join("tests/fixtures/kubeflow/spark-pi-python.yaml");
     let original = std::fs::read_to_string(&path).expect("the kubeflow example fixture");
     let yaml = original
         .replace("docker.io/apache/spark:4.0.4", "spark:3.5.3")
