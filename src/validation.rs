@@ -282,6 +282,18 @@ pub fn validate(app: &SparkApplication) -> Findings {
             f.error(field, format!("{v} must not be negative"));
         }
     }
+    // Kept in the schema for old YAML; kubeflow v2.5 reads neither either. Said, not dropped
+    // silently: a user setting them expects retries they will not get from these fields.
+    for (field, set) in [
+        ("spec.failureRetries", spec.failure_retries.is_some()),
+        ("spec.retryInterval", spec.retry_interval.is_some()),
+    ] {
+        if set {
+            f.warnings.push(format!(
+                "{field} is not used (nor by kubeflow v2.5): retries follow spec.restartPolicy (onFailureRetries, onSubmissionFailureRetries and their intervals)"
+            ));
+        }
+    }
     for (i, archive) in spec.deps.archives.iter().enumerate() {
         if let Err(why) = archive_uri(archive) {
             f.error(
@@ -543,6 +555,15 @@ mod tests {
                 .unwrap_or_default()
                 .starts_with("spec.batchSchedulerOptions.queue: is not supported yet"),
             "accepted and ignored, the queue would silently not apply"
+        );
+        let mut legacy = app.clone();
+        legacy.spec.failure_retries = Some(3);
+        let findings = validate(&legacy);
+        assert_eq!(findings.error_message(), None);
+        assert!(
+            findings.warnings[0].starts_with("spec.failureRetries is not used"),
+            "{:?}",
+            findings.warnings
         );
         let mut fine = app.clone();
         fine.spec.spark_conf.insert(

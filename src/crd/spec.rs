@@ -174,11 +174,12 @@ pub struct SparkApplicationSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub node_selector: BTreeMap<String, String>,
 
-    /// Number of times to retry a failed application before giving up (best effort).
+    /// Not used (nor by kubeflow v2.5; a warning says so): retries follow restartPolicy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_retries: Option<i32>,
 
-    /// Seconds between submission retries.
+    /// Not used (nor by kubeflow v2.5; a warning says so): retry intervals follow
+    /// restartPolicy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_interval: Option<i64>,
 
