@@ -525,11 +525,7 @@ fn job_namespace_rights_are_generated_from_the_deployments_namespaces() {
     let args: Vec<String> =
         serde_json::from_value(patch["spec"]["template"]["spec"]["containers"][0]["args"].clone())
             .unwrap();
-    let base_args: Vec<String> = serde_json::from_value(
-        yaml_docs(DEPLOYMENT)[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
-    )
-    .unwrap();
-    let without: Vec<String> = base_args
+    let without: Vec<String> = base_args()
         .into_iter()
         .filter(|a| !a.starts_with("--namespaces="))
         .collect();
@@ -537,6 +533,34 @@ fn job_namespace_rights_are_generated_from_the_deployments_namespaces() {
         args, without,
         "all-namespaces args out of step with {DEPLOYMENT}"
     );
+    // The own-certs variant: the base's args with the mounted certificates in place of the
+    // Secret, so a job namespace added to the base is served there too.
+    let patch = &yaml_docs("manifests/own-certs/deployment-patch.yaml")[0];
+    let args: Vec<String> =
+        serde_json::from_value(patch["spec"]["template"]["spec"]["containers"][0]["args"].clone())
+            .unwrap();
+    let own_certs: Vec<String> = base_args()
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--cert-secret=") {
+                "--cert-dir=/etc/spark-webhook/certs".to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    assert_eq!(
+        args, own_certs,
+        "own-certs args out of step with {DEPLOYMENT}"
+    );
+}
+
+/// The base Deployment's args.
+fn base_args() -> Vec<String> {
+    serde_json::from_value(
+        yaml_docs(DEPLOYMENT)[0]["spec"]["template"]["spec"]["containers"][0]["args"].clone(),
+    )
+    .unwrap()
 }
 
 /// The opt-in NetworkPolicy selects the operator's pods and admits exactly their two ports by
