@@ -73,9 +73,11 @@ pub struct WebhookConfig {
     /// The configurations to keep registered (their caBundle filled in at run time); None:
     /// --register-webhook is off.
     pub registration: Option<Registration>,
-    /// Body-read timeout and in-flight cap.
+    /// Body-read timeout, in-flight cap and live-read budget.
     pub body_timeout: Duration,
     pub max_in_flight: usize,
+    /// The live-read budget of cache misses, per second.
+    pub live_reads_per_second: u32,
 }
 
 /// Where the serving certificate comes from.
@@ -138,6 +140,7 @@ impl ServeConfig {
                     .then(|| args.registration.registration(Vec::new())),
                 body_timeout: args.webhook_body_timeout,
                 max_in_flight: args.webhook_max_in_flight as usize,
+                live_reads_per_second: args.webhook_live_reads_per_second,
             }),
         };
         let reconciler = match args.controller {

@@ -75,6 +75,8 @@ pub enum UnansweredReason {
     in_flight_limit,
     /// The review's `?timeout=` would have passed first (504).
     deadline,
+    /// A cache miss found the live-read budget spent (503).
+    live_read_budget,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -181,6 +183,7 @@ impl Metrics {
             UnansweredReason::body_timeout,
             UnansweredReason::in_flight_limit,
             UnansweredReason::deadline,
+            UnansweredReason::live_read_budget,
         ] {
             let _ = reviews_unanswered.get_or_create(&UnansweredLabels { reason });
         }

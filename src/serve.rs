@@ -155,7 +155,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             metrics: metrics.clone(),
             client: Some(client.clone()),
             recorder: Some(recorder.clone()),
-            limits: ReviewLimits::new(webhook_cfg.body_timeout, webhook_cfg.max_in_flight),
+            limits: ReviewLimits::new(
+                webhook_cfg.body_timeout,
+                webhook_cfg.max_in_flight,
+                webhook_cfg.live_reads_per_second,
+            ),
         };
         let listener = bind(webhook_cfg.addr).await?;
         if let (Some(registration), CertSource::Dir { dir, .. }) =

@@ -502,7 +502,7 @@ fn webhook_router(body_timeout: Duration) -> Router {
         metrics: spark_webhook::metrics::Metrics::new(),
         client: None,
         recorder: None,
-        limits: ReviewLimits::new(body_timeout, 16),
+        limits: ReviewLimits::new(body_timeout, 16, 20),
     })
 }
 

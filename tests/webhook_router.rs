@@ -328,7 +328,7 @@ async fn reviews_over_the_in_flight_cap_are_refused_at_once() {
     let (client, _hold) = stalled_apiserver_client().await;
     let st = WebhookState {
         client: Some(client),
-        limits: ReviewLimits::new(std::time::Duration::from_secs(10), 2),
+        limits: ReviewLimits::new(std::time::Duration::from_secs(10), 2, 20),
         ..state(JobNamespaces::all())
     };
     let path = format!("{MUTATE_POD_PATH}?timeout=3s");
@@ -380,4 +380,102 @@ async fn reviews_over_the_in_flight_cap_are_refused_at_once() {
     // The slots are free again.
     let (status, _) = post(st, VALIDATE_APP_PATH, b"{}".to_vec()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+/// An apiserver that knows no SparkApplication: every GET is a 404 Status, counted.
+async fn counting_apiserver_client() -> (
+    kube::Client,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let gets = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = gets.clone();
+    let app = axum::Router::new().fallback(move || {
+        let counted = counted.clone();
+        async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            (
+                StatusCode::NOT_FOUND,
+                [("content-type", "application/json")],
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"NotFound","code":404}"#,
+            )
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let config = kube::Config::new(format!("http://{addr}").parse().unwrap());
+    (kube::Client::try_from(config).unwrap(), gets, serve)
+}
+
+/// Forged reviews naming apps that do not exist cannot force more live reads than the budget:
+/// of 40 at once with a budget of 5 a second, the first 5 read at once, the next few wait their
+/// turn (at most a second), and the rest are answered 503 at once, naming the flag. A pod we did
+/// not launch whose app really does not exist is still allowed unmutated, as before.
+#[tokio::test]
+async fn forged_reviews_cannot_force_more_live_reads_than_the_budget() {
+    use spark_webhook::webhook::ReviewLimits;
+    use std::sync::atomic::Ordering;
+    let (client, gets, _serve) = counting_apiserver_client().await;
+    let st = WebhookState {
+        client: Some(client),
+        limits: ReviewLimits::new(std::time::Duration::from_secs(10), 256, 5),
+        ..state(JobNamespaces::all())
+    };
+    let forged = |i: usize| {
+        let mut pod = driver_pod();
+        let labels = pod["metadata"]["labels"].as_object_mut().unwrap();
+        labels.insert(
+            "sparkoperator.k8s.io/app-name".into(),
+            format!("forged-{i}").into(),
+        );
+        labels.remove("sparkoperator.k8s.io/launched-by-spark-operator");
+        review(pod, "CREATE").to_string().into_bytes()
+    };
+    let started = std::time::Instant::now();
+    let answers: Vec<_> = (0..40)
+        .map(|i| {
+            let (st, body) = (st.clone(), forged(i));
+            tokio::spawn(async move { post_timed(st, MUTATE_POD_PATH, body).await })
+        })
+        .collect();
+    let (mut allowed, mut refused) = (0, 0);
+    for a in answers {
+        let (status, body, took) = a.await.unwrap();
+        match status {
+            StatusCode::OK => {
+                let resp: Value = serde_json::from_str(&body).unwrap();
+                assert_eq!(resp["response"]["allowed"], true, "{body}");
+                assert!(resp["response"].get("patch").is_none(), "{body}");
+                allowed += 1;
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert!(body.contains("--webhook-live-reads-per-second"), "{body}");
+                assert!(
+                    took < std::time::Duration::from_millis(500),
+                    "not at once: {took:?}"
+                );
+                refused += 1;
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let reads = gets.load(Ordering::SeqCst);
+    assert_eq!(reads, allowed, "one live read per allowed review");
+    // A second's worth at once, plus what the budget refills while the rest wait (at most 1 s
+    // each), plus what it refilled while this test ran.
+    let most = 5.0 + 5.0 * (1.0 + elapsed);
+    assert!(
+        reads >= 5 && (reads as f64) <= most,
+        "{reads} live reads in {elapsed:.2}s, budget 5/s"
+    );
+    assert_eq!(allowed + refused, 40);
+    assert!(
+        refused >= 40 - most as usize,
+        "{refused} refused, {allowed} allowed"
+    );
 }

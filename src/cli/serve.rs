@@ -146,6 +146,13 @@ pub struct ServeArgs {
     /// than queued (a slow body does not count until it has arrived).
     #[arg(long, env = "SPARK_WEBHOOK_MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub webhook_max_in_flight: u32,
+
+    /// Live reads of the Kubernetes API a second for reviews whose app is not cached yet (a
+    /// second's worth may go at once). Real misses are rare; the budget keeps forged reviews
+    /// naming apps that do not exist from becoming a flood of apiserver reads. A miss that
+    /// cannot get a read within 1 s is answered 503.
+    #[arg(long, env = "SPARK_WEBHOOK_LIVE_READS_PER_SECOND", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub webhook_live_reads_per_second: u32,
 }
 
 /// How the webhook configurations are written (shared by `serve` and `webhooks`).

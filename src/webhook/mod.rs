@@ -10,8 +10,12 @@
 //!   decides at once, and the reconciler retries a driver refused that way;
 //! - the whole answer, body read included, comes within the review's `?timeout=` (less a
 //!   margin), else 504 with the reason: only a live GET on a cache miss can take that long.
+//!
+//! Live GETs themselves are budgeted ([`live_reads`]): forged reviews naming apps that do not
+//! exist cannot turn into a flood of apiserver reads.
 
 pub mod apps;
+pub mod live_reads;
 pub mod pods;
 pub mod review;
 
@@ -32,6 +36,7 @@ use crate::events::Recorder;
 use crate::metrics::{Metrics, Outcome, ReviewKind, UnansweredReason};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
+use live_reads::LiveReads;
 use review::ReviewResponse;
 
 pub use crate::cron::parse_go_duration;
@@ -60,22 +65,29 @@ pub struct ReviewLimits {
     pub body_timeout: Duration,
     pub max_in_flight: usize,
     in_flight: Arc<Semaphore>,
+    /// Live GETs of cache misses, shared by every review.
+    pub live_reads: Arc<LiveReads>,
 }
 
 impl ReviewLimits {
-    pub fn new(body_timeout: Duration, max_in_flight: usize) -> Self {
+    pub fn new(body_timeout: Duration, max_in_flight: usize, live_reads_per_second: u32) -> Self {
         let max_in_flight = max_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         ReviewLimits {
             body_timeout,
             max_in_flight,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            live_reads: Arc::new(LiveReads::new(live_reads_per_second)),
         }
     }
 }
 
 impl Default for ReviewLimits {
     fn default() -> Self {
-        ReviewLimits::new(DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_IN_FLIGHT)
+        ReviewLimits::new(
+            DEFAULT_BODY_TIMEOUT,
+            DEFAULT_MAX_IN_FLIGHT,
+            live_reads::DEFAULT_PER_SECOND,
+        )
     }
 }
 
@@ -267,6 +279,14 @@ where
         Ok(Ok((resp, outcome))) => {
             metrics.observe(kind, outcome, started.elapsed().as_secs_f64());
             (StatusCode::OK, axum::Json(resp)).into_response()
+        }
+        Ok(Err(review::ReviewError::OverBudget(e))) => {
+            metrics.unanswered(UnansweredReason::live_read_budget);
+            tracing::warn!(error = %e, "review refused: live read budget spent");
+            let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, format!("{e}; retry\n"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp
         }
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "malformed admission review");

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::WebhookState;
+use super::live_reads::OverBudget;
 use super::review::{self, ObjectHead, ReviewError, ReviewResponse};
 use crate::cache::GuardedApp;
 use crate::crd::SparkApplication;
@@ -61,7 +62,7 @@ pub async fn review(
         .as_ref()
         .and_then(|l| l.get(LAUNCHED_BY_LABEL))
         .is_some_and(|v| v == "true");
-    let guarded = match find_app(state, namespace, app_name).await {
+    let guarded = match find_app(state, namespace, app_name).await? {
         Ok(Some(app)) => app,
         // A pod we launched must never run without its app's settings (kubeflow #2448): the
         // app was deleted, or it cannot be read right now; either way, refuse.
@@ -174,23 +175,29 @@ fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome
 }
 
 /// The app from the reflector cache; on a miss (an app created a moment ago that the watch has
-/// not delivered yet), one live GET. `Ok(None)`: it does not exist; `Err`: it cannot be known.
+/// not delivered yet), one live GET within the live-read budget. Inner `Ok(None)`: it does not
+/// exist; inner `Err`: it cannot be known; outer `Err`: the budget is spent (answered 503).
 async fn find_app(
     state: &WebhookState,
     namespace: &str,
     name: &str,
-) -> Result<Option<Arc<GuardedApp>>, kube::Error> {
+) -> Result<Result<Option<Arc<GuardedApp>>, kube::Error>, OverBudget> {
     if let Some(app) = state.apps.get(namespace, name) {
-        return Ok(Some(app));
+        return Ok(Ok(Some(app)));
     }
     let Some(client) = state.client.clone() else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
-    Api::<GuardedApp>::namespaced(client, namespace)
+    state.limits.live_reads.acquire().await?;
+    // The watch may have delivered it while this read waited its turn.
+    if let Some(app) = state.apps.get(namespace, name) {
+        return Ok(Ok(Some(app)));
+    }
+    Ok(Api::<GuardedApp>::namespaced(client, namespace)
         .get_opt(name)
         .await
         .map(|app| app.map(Arc::new))
-        .inspect_err(|e| tracing::warn!(error = %e, "live GET of SparkApplication {namespace}/{name} failed"))
+        .inspect_err(|e| tracing::warn!(error = %e, "live GET of SparkApplication {namespace}/{name} failed")))
 }
 
 /// A Warning Event on the app, so `kubectl describe sparkapp` says why its pod was refused.

@@ -27,6 +27,9 @@ pub enum ReviewError {
     Version(String),
     #[error("the AdmissionReview has no request")]
     NoRequest,
+    /// Not about the body: its app is not cached and the live-read budget is spent (503).
+    #[error(transparent)]
+    OverBudget(#[from] super::live_reads::OverBudget),
 }
 
 #[derive(Deserialize)]
