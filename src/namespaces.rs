@@ -153,9 +153,17 @@ impl JobNamespaces {
         self.selector.is_none() || self.selected.synced.load(Ordering::Acquire)
     }
 
-    /// Names as they start to match the selector.
-    pub fn added(&self) -> broadcast::Receiver<String> {
-        self.selected.added.subscribe()
+    /// Names as they start to match the selector; `None` when some were missed (a slow
+    /// reader), so the reader looks at every served namespace instead. Ends at shutdown of the
+    /// namespace watch.
+    pub fn added(&self) -> impl futures::Stream<Item = Option<String>> + Send + 'static {
+        futures::stream::unfold(self.selected.added.subscribe(), |mut rx| async move {
+            match rx.recv().await {
+                Ok(name) => Some((Some(name), rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => Some((None, rx)),
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
     }
 }
 
@@ -193,17 +201,19 @@ mod tests {
             None,
             "matches come and go: watch everything"
         );
-        let mut added = only.added();
+        use futures::{FutureExt, StreamExt};
+        let mut added = std::pin::pin!(only.added());
+        let mut next = || added.next().now_or_never().flatten().flatten();
         only.selected().replace(BTreeSet::from(["a".to_string()]));
         assert!(only.is_synced() && only.contains("a") && !only.contains("b"));
-        assert_eq!(added.try_recv().unwrap(), "a");
+        assert_eq!(next().as_deref(), Some("a"));
 
         let clone = only.clone();
         assert!(only.selected().insert("b"));
         assert!(clone.contains("b"), "clones share the selected set");
-        assert_eq!(added.try_recv().unwrap(), "b");
+        assert_eq!(next().as_deref(), Some("b"));
         assert!(!only.selected().insert("b"));
-        assert!(added.try_recv().is_err(), "announced once");
+        assert_eq!(next(), None, "announced once");
         only.selected().remove("a");
         assert!(!clone.contains("a"));
 

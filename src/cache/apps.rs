@@ -194,15 +194,14 @@ async fn announce_selected(
     namespaces: JobNamespaces,
     shutdown: CancellationToken,
 ) {
-    let mut added = namespaces.added();
+    let mut added = std::pin::pin!(namespaces.added());
     loop {
+        // `None`: some were missed, so announce every app of a served namespace.
         let name = tokio::select! {
             _ = shutdown.cancelled() => return,
-            name = added.recv() => match name {
-                Ok(name) => Some(name),
-                // Missed some: announce every app of a served namespace.
-                Err(broadcast::error::RecvError::Lagged(_)) => None,
-                Err(broadcast::error::RecvError::Closed) => return,
+            name = added.next() => match name {
+                Some(name) => name,
+                None => return,
             },
         };
         for app in scope.store.state() {
