@@ -630,6 +630,62 @@ impl InCluster {
         InCluster { removed: false }
     }
 
+    /// The operator's image (built and cached by tests/cluster/operator-image.sh) imported into
+    /// the node, then the install as a user runs it, until both replicas are Ready.
+    async fn install() -> (InCluster, kube::Client) {
+        let node = node();
+        let t = Instant::now();
+        let out =
+            std::process::Command::new(common::repo_root().join("tests/cluster/operator-image.sh"))
+                .arg("import")
+                .arg(&node.dir)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .expect("running tests/cluster/operator-image.sh");
+        assert!(
+            out.status.success(),
+            "operator-image.sh import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "operator image built (cached) and imported in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        let client = common::client().await;
+        let t = Instant::now();
+        let operator = InCluster::apply();
+        operator.rolled_out();
+        let ready = InCluster::pods(&client).await;
+        assert!(
+            ready.len() == 2 && ready.iter().all(|(_, r)| *r),
+            "operator pods: {ready:?}"
+        );
+        eprintln!(
+            "operator: kubectl apply -k -> 2/2 Ready in {:.1}s",
+            t.elapsed().as_secs_f64()
+        );
+        (operator, client)
+    }
+
+    /// `kubectl rollout status` of the Deployment: returns once every replica runs the current
+    /// template and is available; panics with the state after 240 s.
+    fn rolled_out(&self) {
+        let rollout = kubectl(&[
+            "rollout",
+            "status",
+            "deployment/spark-webhook",
+            "-n",
+            OPERATOR_NS,
+            "--timeout=240s",
+        ]);
+        assert!(
+            rollout.status.success(),
+            "the operator Deployment did not become available:\n{}\n{}",
+            String::from_utf8_lossy(&rollout.stderr),
+            self.state()
+        );
+    }
+
     fn remove() -> Result<(), String> {
         let out = kubectl(&[
             "delete",
@@ -805,52 +861,8 @@ fn executor_settings(pod: &Value) -> (Option<&str>, Option<&Value>, Option<&str>
 /// Deployment replaces the deleted one, and the app still completes.
 #[tokio::test]
 async fn the_operator_from_kubectl_apply_k_completes_an_app_after_its_leader_pod_is_deleted() {
-    let node = node();
-    let t = Instant::now();
-    let out =
-        std::process::Command::new(common::repo_root().join("tests/cluster/operator-image.sh"))
-            .arg("import")
-            .arg(&node.dir)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("running tests/cluster/operator-image.sh");
-    assert!(
-        out.status.success(),
-        "operator-image.sh import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!(
-        "operator image built (cached) and imported in {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
-    let client = common::client().await;
-
     // 1. The install as a user runs it, until both replicas are Ready.
-    let t = Instant::now();
-    let operator = InCluster::apply();
-    let rollout = kubectl(&[
-        "rollout",
-        "status",
-        "deployment/spark-webhook",
-        "-n",
-        OPERATOR_NS,
-        "--timeout=240s",
-    ]);
-    assert!(
-        rollout.status.success(),
-        "the operator Deployment did not become available:\n{}\n{}",
-        String::from_utf8_lossy(&rollout.stderr),
-        operator.state()
-    );
-    let ready = InCluster::pods(&client).await;
-    assert!(
-        ready.len() == 2 && ready.iter().all(|(_, r)| *r),
-        "operator pods: {ready:?}"
-    );
-    eprintln!(
-        "operator: kubectl apply -k -> 2/2 Ready in {:.1}s",
-        t.elapsed().as_secs_f64()
-    );
+    let (operator, client) = InCluster::install().await;
 
     // 2. Both webhook configurations point at the Service (never a url), with the CA of the
     //    certificate the operator made for itself in its Secret as their caBundle.
@@ -1053,6 +1065,282 @@ async fn the_operator_from_kubectl_apply_k_completes_an_app_after_its_leader_pod
         "kubectl delete -k: everything gone in {:.1}s",
         t.elapsed().as_secs_f64()
     );
+}
+
+/// Issue 21's rollout proof: the in-cluster install (two replicas) gets 100 `restartPolicy:
+/// Never` apps while `kubectl rollout restart` replaces both replicas, twice. The node has 2
+/// CPUs, so 97 drivers ask for a node label no node has and stay Pending (what counts is that
+/// each driver was created, with its app's settings); three are real PySpark jobs. Meanwhile a
+/// dry-run executor pod is created every 100 ms: the apiserver calls the webhook through the
+/// Service (failurePolicy Fail) for each, so one failed call is one pod a user would have lost.
+/// Every app gets its driver, none ends SUBMISSION_FAILED, every probe comes back mutated, and
+/// the three jobs complete.
+#[tokio::test]
+async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
+    const APPS: usize = 100;
+    const REAL: [usize; 3] = [20, 55, 90];
+    const MARK: &str = "ROLLOUT_SETTING";
+    let (operator, client) = InCluster::install().await;
+    driver_token(JOBS_NS);
+    let originals: Vec<String> = InCluster::pods(&client)
+        .await
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+
+    let resource = kube::api::ApiResource::erase::<SparkApplication>(&());
+    let apps: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(client.clone(), JOBS_NS, &resource);
+    let name = |i: usize| format!("roll-{i:03}");
+    let create = |i: usize| {
+        let apps = apps.clone();
+        async move {
+            let mut app = pyspark_pi(JOBS_NS, &name(i));
+            for role in ["driver", "executor"] {
+                app["spec"][role]["env"] = json!([{"name": MARK, "value": format!("{role}-{i}")}]);
+            }
+            if !REAL.contains(&i) {
+                app["spec"]["driver"]["nodeSelector"] =
+                    json!({"spark-webhook.test/no-such-node": "true"});
+            }
+            let app = serde_json::from_value(app).expect("app json");
+            if let Err(e) = apps.create(&Default::default(), &app).await {
+                panic!("creating app {} during the rollout: {e}", name(i));
+            }
+        }
+    };
+    let env_of = |pod: &Pod, container: &str| -> Option<String> {
+        pod.spec
+            .as_ref()?
+            .containers
+            .iter()
+            .find(|c| c.name == container)?
+            .env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == MARK)?
+            .value
+            .clone()
+    };
+
+    // The probe's app exists before the rollouts start, and both replicas know it.
+    create(0).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), JOBS_NS);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pods
+        .get_opt(&format!("{}-driver", name(0)))
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no driver for {} in 60 s:\n{}",
+            name(0),
+            operator.state()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let probe = {
+        let path = common::repo_root().join("tests/fixtures/executor-pod.json");
+        let mut pod: Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("executor-pod.json"))
+                .expect("executor-pod.json");
+        let meta = pod["metadata"].as_object_mut().expect("metadata");
+        for k in ["uid", "creationTimestamp", "ownerReferences"] {
+            meta.remove(k);
+        }
+        meta.insert("name".into(), "rollout-probe-exec-1".into());
+        meta.insert("namespace".into(), JOBS_NS.into());
+        pod["metadata"]["labels"]["sparkoperator.k8s.io/app-name"] = name(0).into();
+        pod["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("priority");
+        pod.as_object_mut().expect("pod").remove("status");
+        serde_json::from_value::<Pod>(pod).expect("probe pod")
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let prober = tokio::spawn({
+        let (pods, stop, probe) = (pods.clone(), stop.clone(), probe.clone());
+        async move {
+            let dry = kube::api::PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            let (mut ok, mut failures) = (0usize, Vec::new());
+            while !stop.is_cancelled() {
+                let at = Instant::now();
+                match pods.create(&dry, &probe).await {
+                    Ok(pod)
+                        if env_of(&pod, "spark-kubernetes-executor").as_deref()
+                            == Some("executor-0") =>
+                    {
+                        ok += 1
+                    }
+                    Ok(_) => failures
+                        .push("a probe pod came back without its app's executor env".to_string()),
+                    Err(e) => failures.push(format!("{e}")),
+                }
+                // One probe every 100 ms: pacing, not synchronisation.
+                tokio::time::sleep(Duration::from_millis(100).saturating_sub(at.elapsed())).await;
+            }
+            (ok, failures)
+        }
+    });
+
+    // Two rollouts; 49 + 50 apps created, one every 600 ms, while each one runs.
+    let started = Instant::now();
+    let mut next = 1;
+    for (round, end) in [(1, APPS / 2), (2, APPS)] {
+        let restart = kubectl(&[
+            "rollout",
+            "restart",
+            "deployment/spark-webhook",
+            "-n",
+            OPERATOR_NS,
+        ]);
+        assert!(
+            restart.status.success(),
+            "kubectl rollout restart: {}",
+            String::from_utf8_lossy(&restart.stderr)
+        );
+        let t = Instant::now();
+        let cluster = common::cluster();
+        let mut status = tokio::process::Command::new(cluster.bin.join("kubectl"))
+            .arg("--kubeconfig")
+            .arg(&cluster.kubeconfig)
+            .args([
+                "rollout",
+                "status",
+                "deployment/spark-webhook",
+                "-n",
+                OPERATOR_NS,
+                "--timeout=300s",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("kubectl rollout status");
+        let done = loop {
+            if let Some(done) = status.try_wait().expect("kubectl rollout status") {
+                break done;
+            }
+            if next < end {
+                create(next).await;
+                next += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        };
+        assert!(
+            done.success(),
+            "rollout {round} did not complete:\n{}",
+            operator.state()
+        );
+        eprintln!(
+            "rollout {round}: done in {:.1}s, {next} apps created so far",
+            t.elapsed().as_secs_f64()
+        );
+        while next < end {
+            create(next).await;
+            next += 1;
+        }
+    }
+    stop.cancel();
+    let (probes_ok, probe_failures) = prober.await.expect("the prober");
+    eprintln!(
+        "{probes_ok} probe pods mutated, {} failed, over {:.1}s of rollouts",
+        probe_failures.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        probe_failures.is_empty(),
+        "{} of {} webhook calls through the Service failed during the rollouts: {:?}",
+        probe_failures.len(),
+        probes_ok + probe_failures.len(),
+        probe_failures
+    );
+    assert!(
+        probes_ok >= 100,
+        "only {probes_ok} probes ran during the rollouts"
+    );
+    let now = InCluster::pods(&client).await;
+    assert!(
+        now.len() == 2 && now.iter().all(|(n, r)| *r && !originals.contains(n)),
+        "after two rollouts: {now:?} (before: {originals:?})"
+    );
+
+    // Every app gets its driver, with its settings; none ends SUBMISSION_FAILED.
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let drivers = loop {
+        let list = pods
+            .list(&ListParams::default().labels("spark-role=driver"))
+            .await
+            .expect("listing drivers");
+        if list.items.len() >= APPS || Instant::now() > deadline {
+            break list.items;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let mut missing: Vec<String> = (0..APPS).map(name).collect();
+    for pod in &drivers {
+        let pod_name = pod.metadata.name.clone().unwrap_or_default();
+        let Some(i) = missing
+            .iter()
+            .position(|n| pod_name == format!("{n}-driver"))
+        else {
+            continue;
+        };
+        let app = missing.remove(i);
+        let index: usize = app["roll-".len()..].parse().expect("app index");
+        assert_eq!(
+            env_of(pod, "spark-kubernetes-driver").as_deref(),
+            Some(format!("driver-{index}").as_str()),
+            "driver {pod_name} lacks its app's settings"
+        );
+    }
+    assert!(
+        missing.is_empty(),
+        "{} apps have no driver after the rollouts: {missing:?}\n{}",
+        missing.len(),
+        operator.state()
+    );
+    let list = apps
+        .list(&ListParams::default())
+        .await
+        .expect("listing apps");
+    let failed: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|a| {
+            let state = a.data.pointer("/status/applicationState/state")?.as_str()?;
+            matches!(state, "SUBMISSION_FAILED" | "FAILED" | "FAILING")
+                .then(|| format!("{}: {state}", a.metadata.name.as_deref().unwrap_or("")))
+        })
+        .collect();
+    assert!(failed.is_empty(), "apps failed by the rollouts: {failed:?}");
+
+    // The three real jobs complete, their executors built with their apps' settings.
+    for i in REAL {
+        let run = wait_completed(&client, JOBS_NS, &name(i), &operator).await;
+        assert!(!run.executors.is_empty(), "{}: no executor seen", name(i));
+        for executor in &run.executors {
+            assert_eq!(
+                env_of(executor, "spark-kubernetes-executor").as_deref(),
+                Some(format!("executor-{i}").as_str()),
+                "an executor of {} lacks its app's settings",
+                name(i)
+            );
+        }
+        eprintln!(
+            "{}: COMPLETED ({:.1}s of waiting)",
+            name(i),
+            run.took.as_secs_f64()
+        );
+    }
+    operator.uninstall();
 }
 
 /// The job of the UI test: a little work (so the metrics have something to count), then it
