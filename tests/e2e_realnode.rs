@@ -729,6 +729,20 @@ impl InCluster {
             .collect()
     }
 
+    /// Exactly two operator pods, none of them terminating.
+    async fn settled(client: &kube::Client) -> bool {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), OPERATOR_NS);
+        let list = pods
+            .list(&ListParams::default().labels(OPERATOR_LABEL))
+            .await
+            .expect("listing the operator pods");
+        list.items.len() == 2
+            && list
+                .items
+                .iter()
+                .all(|p| p.metadata.deletion_timestamp.is_none())
+    }
+
     /// The holder of the reconciler's Lease (empty while nobody holds it).
     fn leader() -> String {
         let out = kubectl(&[
@@ -1099,7 +1113,13 @@ async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
             for role in ["driver", "executor"] {
                 app["spec"][role]["env"] = json!([{"name": MARK, "value": format!("{role}-{i}")}]);
             }
-            if !REAL.contains(&i) {
+            if REAL.contains(&i) {
+                // All three at once on 2 CPUs: a driver and an executor each, at 200m apiece
+                // (at 500m, three drivers take the node and no executor ever fits).
+                for role in ["driver", "executor"] {
+                    app["spec"][role]["coreRequest"] = "200m".into();
+                }
+            } else {
                 app["spec"]["driver"]["nodeSelector"] =
                     json!({"spark-webhook.test/no-such-node": "true"});
             }
@@ -1190,7 +1210,7 @@ async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
         }
     });
 
-    // Two rollouts; 49 + 50 apps created, one every 600 ms, while each one runs.
+    // Two rollouts; 49 + 50 apps created, one every 300 ms, while each one runs.
     let started = Instant::now();
     let mut next = 1;
     for (round, end) in [(1, APPS / 2), (2, APPS)] {
@@ -1224,15 +1244,23 @@ async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
             .kill_on_drop(true)
             .spawn()
             .expect("kubectl rollout status");
+        // Until the new replicas are available AND the old ones have drained and exited: the
+        // drain is when a rollout can lose a review.
+        let mut exited = None;
         let done = loop {
-            if let Some(done) = status.try_wait().expect("kubectl rollout status") {
+            if exited.is_none() {
+                exited = status.try_wait().expect("kubectl rollout status");
+            }
+            if let Some(done) = exited
+                && (!done.success() || InCluster::settled(&client).await)
+            {
                 break done;
             }
             if next < end {
                 create(next).await;
                 next += 1;
             }
-            tokio::time::sleep(Duration::from_millis(600)).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
         };
         assert!(
             done.success(),
@@ -1240,7 +1268,7 @@ async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
             operator.state()
         );
         eprintln!(
-            "rollout {round}: done in {:.1}s, {next} apps created so far",
+            "rollout {round}: new replicas available and old ones gone in {:.1}s, {next} apps created so far",
             t.elapsed().as_secs_f64()
         );
         while next < end {
