@@ -77,7 +77,7 @@ cluster-up:
 	tests/cluster/cluster.sh up $(LOCAL)/cluster
 
 ## node-provision: everything a real one-node cluster needs (Debian packages, kubelet & co. built
-## from source, the pause and spark:3.5.3 images; cached, ~20 min the first time)
+## from source, the pause and spark:3.5.3/4.0.5/4.3.0 images; cached, ~20 min the first time)
 node-provision:
 	tests/cluster/realnode.sh provision
 

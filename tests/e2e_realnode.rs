@@ -1,6 +1,7 @@
 //! End-to-end on a real node: Spark really runs. Needs the one-node cluster of
-//! `tests/cluster/realnode.sh up DIR` (kubelet, containerd, the local spark:3.5.3 image) named by
-//! `SPARK_WEBHOOK_REALNODE_DIR=DIR`; without it every test here fails and says how to get one.
+//! `tests/cluster/realnode.sh up DIR` (kubelet, containerd, the local spark:3.5.3, 4.0.5 and
+//! 4.3.0 images) named by `SPARK_WEBHOOK_REALNODE_DIR=DIR`; without it every test here fails and
+//! says how to get one.
 //!
 //! `spark-webhook serve` runs on the host (webhook registered by url on 127.0.0.1, reconciler
 //! submitting natively); the driver pod reaches the apiserver through the `kubernetes` Service,
@@ -265,7 +266,7 @@ async fn the_pi_example_with_a_custom_executor_container_runs_to_completed_and_p
 }
 
 /// kubeflow v2.5.2's own `examples/spark-pi-python.yaml` (tests/fixtures/kubeflow/),
-/// unchanged but for its image (this node's local `spark:3.5.3` for `apache/spark:4.0.4`) and
+/// unchanged but for its image (this node's local `spark:4.0.5` for `apache/spark:4.0.4`) and
 /// namespace: its driver ServiceAccount `spark-operator-spark` comes from our job-namespace
 /// manifest, and its non-root securityContexts and one executor (1 core each: the node's two
 /// CPUs exactly) run to COMPLETED.
@@ -281,7 +282,10 @@ async fn kubeflows_own_python_example_runs_unchanged_but_for_the_image() {
     let path = common::repo_root().join("tests/fixtures/kubeflow/spark-pi-python.yaml");
     let original = std::fs::read_to_string(&path).expect("the kubeflow example fixture");
     let yaml = original
-        .replace("docker.io/apache/spark:4.0.4", "spark:3.5.3")
+        .replace(
+            "docker.io/apache/spark:4.0.4",
+            &format!("spark:{SPARK_4_0}"),
+        )
         .replace("namespace: default", &format!("namespace: {ns}"));
     assert_eq!(
         yaml.lines()
@@ -414,23 +418,34 @@ async fn an_app_checks_its_configmap_volume_seccomp_and_remote_archive_on_driver
     let ns = namespace(&client, "rn-deps").await;
     driver_rbac(&ns);
     let (served, _certs) = start(&ns);
+    checks_run(&client, &ns, &served, "3.5.3").await;
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// The volumes-and-archives example on `spark:VERSION` (image and sparkVersion swapped): runs it
+/// to COMPLETED, checks its driver log says CHECKS OK for 2 executors, and returns the run.
+async fn checks_run(client: &kube::Client, ns: &str, served: &dyn Operator, version: &str) -> Run {
     let name = "spark-checks";
-    kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&example("spark-checks-volumes-archives.yaml", &ns)),
-    );
-    let run = wait_completed(&client, &ns, name, &served).await;
+    let yaml = example("spark-checks-volumes-archives.yaml", ns)
+        .replace("spark:3.5.3", &format!("spark:{version}"))
+        .replace("sparkVersion: 3.5.3", &format!("sparkVersion: {version}"));
+    kubectl_ok(&["apply", "-f", "-"], Some(&yaml));
+    let run = wait_completed(client, ns, name, served).await;
     eprintln!(
-        "checks: kubectl apply -> COMPLETED in {:.1}s",
+        "checks on spark:{version}: kubectl apply -> COMPLETED in {:.1}s",
         run.took.as_secs_f64()
     );
-    let log = kubectl_ok(&["logs", "-n", &ns, &format!("{name}-driver")], None);
+    let log = kubectl_ok(&["logs", "-n", ns, &format!("{name}-driver")], None);
     assert!(
         log.contains("CHECKS OK on the driver and 2 executors"),
         "driver log:\n{log}"
     );
+    assert!(
+        log.contains(&format!("Running Spark version {version}")),
+        "the driver did not run Spark {version}:\n{log}"
+    );
     assert_eq!(run.executors.len(), 2, "executor pods seen during the run");
-    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+    run
 }
 
 #[tokio::test]
@@ -441,7 +456,20 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
     let ns = namespace(&client, "rn-decom").await;
     driver_rbac(&ns);
     let (served, _certs) = start(&ns);
-    let mut app = pyspark_pi(&ns, "decom");
+    decommission_run(&client, &ns, &served, "3.5.3").await;
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A long pi on `spark:VERSION` with 2 executors: once one runs tasks its pod is deleted; its
+/// preStop (/opt/decom.sh) must make it decommission (the driver hears of it) and the app still
+/// completes. Returns the run.
+async fn decommission_run(
+    client: &kube::Client,
+    ns: &str,
+    served: &dyn Operator,
+    version: &str,
+) -> Run {
+    let mut app = pyspark_pi(ns, "decom");
     // Long enough to delete an executor mid-run; decommissioning on SIGPWR is what the
     // webhook's preStop (/opt/decom.sh) asks for.
     app["spec"]["arguments"] = json!(["120"]);
@@ -449,6 +477,8 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
     app["spec"]["executor"]["coreRequest"] = json!("400m");
     app["spec"]["driver"]["coreRequest"] = json!("400m");
     app["spec"]["sparkConf"] = json!({"spark.decommission.enabled": "true"});
+    app["spec"]["image"] = json!(format!("spark:{version}"));
+    app["spec"]["sparkVersion"] = json!(version);
     kubectl_ok(&["apply", "-f", "-"], Some(&app.to_string()));
 
     // Once a registered executor runs tasks, delete its pod the way a user or the cluster would.
@@ -457,14 +487,18 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
         assert!(
             Instant::now() < deadline,
             "no executor running tasks:\n{}",
-            diagnostics(&ns, "decom-driver", &served)
+            diagnostics(ns, "decom-driver", served)
         );
-        let log = kubectl(&["logs", "-n", &ns, "decom-driver"]);
+        let log = kubectl(&["logs", "-n", ns, "decom-driver"]);
         let log = String::from_utf8_lossy(&log.stdout);
         // "Starting task 3.0 in stage 0.0 (TID 3) (10.88.0.12, executor 2, partition 3, ..."
+        // (Spark 4: "(10.88.0.12,executor 2, partition 3, ...")
         let busy = log.lines().find_map(|l| {
             let rest = l.split_once("Starting task")?.1;
-            let id = rest.split_once(", executor ")?.1.split(',').next()?;
+            let id = rest
+                .split_once(",executor ")
+                .or_else(|| rest.split_once(", executor "))?;
+            let id = id.1.split(',').next()?;
             Some(id.trim().to_string())
         });
         if let Some(id) = busy {
@@ -473,7 +507,7 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
                     "get",
                     "pods",
                     "-n",
-                    &ns,
+                    ns,
                     "-l",
                     &format!("spark-role=executor,spark-exec-id={id}"),
                     "-o",
@@ -488,14 +522,14 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
     eprintln!("deleting executor pod {victim}");
-    kubectl_ok(&["delete", "pod", "-n", &ns, &victim, "--wait=false"], None);
+    kubectl_ok(&["delete", "pod", "-n", ns, &victim, "--wait=false"], None);
 
-    let run = wait_completed(&client, &ns, "decom", &served).await;
+    let run = wait_completed(client, ns, "decom", served).await;
     eprintln!(
-        "decom: kubectl apply -> COMPLETED in {:.1}s",
+        "decom on spark:{version}: kubectl apply -> COMPLETED in {:.1}s",
         run.took.as_secs_f64()
     );
-    let log = kubectl_ok(&["logs", "-n", &ns, "decom-driver"], None);
+    let log = kubectl_ok(&["logs", "-n", ns, "decom-driver"], None);
     assert!(log.contains("Pi is roughly 3.1"), "driver log:\n{log}");
     // The hook ran: decom.sh's SIGPWR made the executor decommission itself and tell the driver
     // ("Received executor N decommissioned message"); a failed hook would leave a
@@ -512,7 +546,7 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
     eprintln!("driver saw:\n{}", decom.join("\n"));
     // decom.sh waits for its JVM to exit, and is killed with the container then (exit 137): that
     // is success. Any other failure of the victim's hook is not.
-    let events = kubectl_ok(&["get", "events", "-n", &ns], None);
+    let events = kubectl_ok(&["get", "events", "-n", ns], None);
     let bad: Vec<&str> = events
         .lines()
         .filter(|l| l.contains("FailedPreStopHook") && l.contains(&victim))
@@ -523,7 +557,96 @@ async fn deleting_a_running_executor_runs_its_prestop_decommission_and_the_app_s
         "the victim's preStop hook failed:\n{}",
         bad.join("\n")
     );
+    run
+}
+
+/// The Spark 4 images of the node (tests/cluster/realnode.sh SPARK_VERSIONS): the newest 4.0.x,
+/// the line kubeflow's examples use, and the newest 4.x on PyPI.
+const SPARK_4_0: &str = "4.0.5";
+const SPARK_4_NEWEST: &str = "4.3.0";
+
+/// Issue 18 on `spark:4.0.x`, with the webhook: the checks app. Cost: one run of a driver and
+/// two executors (about a minute on an idle 2-core machine, 4 at load 20).
+#[tokio::test]
+async fn spark_4_0_runs_the_checks_app_with_mutated_executors() {
+    let (client, ns, served, _certs) = spark_4(SPARK_4_0, true).await;
+    spark_4_checks(&client, &ns, &served, SPARK_4_0).await;
+}
+
+/// Issue 18 on `spark:4.0.x`, with the webhook: a deleted executor decommissions. Cost: one
+/// long pi run (about 2 minutes on an idle 2-core machine).
+#[tokio::test]
+async fn spark_4_0_decommissions_a_deleted_executor() {
+    let (client, ns, served, _certs) = spark_4(SPARK_4_0, true).await;
+    decommission_run(&client, &ns, &served, SPARK_4_0).await;
     let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// Issue 18 on the newest Spark 4 with `serve --webhook=false`: the executors Spark 4's driver
+/// builds get the mutations from the executor pod template alone. Cost: as on 4.0.
+#[tokio::test]
+async fn spark_4_newest_without_the_webhook_runs_the_checks_app_with_mutated_executors() {
+    let (client, ns, served, _certs) = spark_4(SPARK_4_NEWEST, false).await;
+    spark_4_checks(&client, &ns, &served, SPARK_4_NEWEST).await;
+}
+
+/// Issue 18 on the newest Spark 4 with `serve --webhook=false`: the template's preStop makes a
+/// deleted executor decommission. Cost: as on 4.0.
+#[tokio::test]
+async fn spark_4_newest_without_the_webhook_decommissions_a_deleted_executor() {
+    let (client, ns, served, _certs) = spark_4(SPARK_4_NEWEST, false).await;
+    decommission_run(&client, &ns, &served, SPARK_4_NEWEST).await;
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}
+
+/// A namespace for a Spark `version` test with the driver's RBAC, and `serve` for it, with or
+/// without the webhook (the certificates' folder lives as long as serve).
+async fn spark_4(
+    version: &str,
+    webhook: bool,
+) -> (kube::Client, String, Served, tempfile::TempDir) {
+    node();
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, &format!("rn-spark{}", version.replace('.', ""))).await;
+    driver_rbac(&ns);
+    let certs = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(certs.path())).unwrap();
+    let flags: &[&str] = if webhook {
+        &["--leader-election=false"]
+    } else {
+        &["--leader-election=false", "--webhook=false"]
+    };
+    let served = Served::start(&ns, certs.path(), flags);
+    (client, ns, served, certs)
+}
+
+/// The checks app (ConfigMap volume, `Seccomp: 2`, the `#deps` archive, on the driver and 2
+/// executors) on `spark:VERSION`; its executors, created by Spark `version`'s own driver (their
+/// `spark-version` label is the driver's), carry the mutations: RuntimeDefault seccomp, the
+/// decommission preStop, the operator's label.
+async fn spark_4_checks(client: &kube::Client, ns: &str, served: &Served, version: &str) {
+    let run = checks_run(client, ns, served, version).await;
+    for pod in &run.executors {
+        let pod = serde_json::to_value(pod).expect("executor json");
+        let labels = &pod["metadata"]["labels"];
+        assert_eq!(labels["spark-version"], version, "{labels}");
+        assert_eq!(
+            labels["sparkoperator.k8s.io/mutated-by-spark-operator"], "true",
+            "{labels}"
+        );
+        assert_eq!(
+            pod.pointer("/spec/securityContext/seccompProfile/type"),
+            Some(&json!("RuntimeDefault")),
+            "executor seccomp"
+        );
+        assert_eq!(
+            pod.pointer("/spec/containers/0/lifecycle/preStop/exec/command"),
+            Some(&json!(["/opt/decom.sh"])),
+            "executor preStop"
+        );
+    }
+    let _ = kubectl(&["delete", "namespace", ns, "--wait=false"]);
 }
 
 /// The same pi app through `--submitter=spark-submit` (Spark 3.3.4's client from

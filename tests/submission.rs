@@ -1,9 +1,10 @@
 //! Native submission (`spark_webhook::submission`), offline.
 //!
-//! The central test rebuilds the SparkPi submission recorded from Spark 3.3.4's own
-//! spark-submit (`tests/fixtures/spark-submit-3.3.4`, see its README) and compares the driver
-//! pod, Service and ConfigMap with the recorded objects field by field. What is excluded from
-//! the comparison, and why, is listed next to each comparison.
+//! The central tests rebuild the SparkPi submission recorded from the own spark-submit of Spark
+//! 3.3.4, 4.0.5, 4.1.4, 4.2.1 and 4.3.0 (`tests/fixtures/spark-submit-VERSION`, see their
+//! READMEs), each for the app naming that version, and compare the driver pod, Service and
+//! ConfigMap with the recorded objects field by field, every version alike. What is excluded
+//! from the comparison, and why, is listed next to each comparison.
 
 #[path = "common/spark_executor.rs"]
 mod spark_executor;
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use spark_webhook::crd::SparkApplication;
 use spark_webhook::labels::SparkRole;
 use spark_webhook::mutate::pod_patch;
@@ -50,14 +51,85 @@ spec:
     memory: 512m
 "#;
 
-/// Values spark-submit generated for the recorded submission; ours are generated differently
-/// (deterministically), so the fixture's are replaced by ours before comparing.
-const FIXTURE_APP_ID: &str = "spark-8fd7365a36b5484dad5c083e293075a5";
+/// The spark-submit versions whose SparkPi objects are recorded (tests/fixtures/spark-submit-*):
+/// the 3.x line and Spark 4 (the newest 4.0.x, kubeflow's examples' line, the newest 4.1.x and
+/// 4.2.x, where the objects change, and the newest 4.x).
+const RECORDED: &[&str] = &["3.3.4", "4.0.5", "4.1.4", "4.2.1", "4.3.0"];
+/// The submission id the recording command line set as a label.
 const FIXTURE_SUBMISSION_ID: &str = "abc-123";
-const FIXTURE_SERVICE: &str = "spark-pi-e53704a203d8551c-driver-svc";
-const FIXTURE_CONFIG_MAP: &str = "spark-drv-acbc4ea203d85730-conf-map";
-const FIXTURE_LOCAL_DIR: &str = "/var/data/spark-596ba51e-dc66-41c7-86b0-49286e16fda5";
-const FIXTURE_DRIVER_UID: &str = "6ba25647-9ee2-4165-a475-ad377e28b9d3";
+
+/// One recorded submission: spark-submit VERSION's driver pod, Service and ConfigMap.
+struct Recorded {
+    version: &'static str,
+    pod: Value,
+    service: Value,
+    config_map: Value,
+}
+
+impl Recorded {
+    fn load(version: &'static str) -> Self {
+        let json = |file: &str| -> Value {
+            serde_json::from_str(&read(&format!("spark-submit-{version}/{file}")))
+                .expect("fixture is JSON")
+        };
+        Recorded {
+            version,
+            pod: json("driver-pod.json"),
+            service: json("driver-service.json"),
+            config_map: json("driver-configmap.json"),
+        }
+    }
+
+    /// The SparkApplication equivalent to the recording's command line, for this version.
+    fn app(&self) -> SparkApplication {
+        app(&SPARK_PI.replace("3.3.4", self.version))
+    }
+
+    /// The recording's master URL, so `spark.master` compares exactly.
+    fn opts(&self) -> SubmitOptions {
+        let props = parse_properties(
+            self.config_map["data"]["spark.properties"]
+                .as_str()
+                .expect("spark.properties"),
+        );
+        SubmitOptions {
+            master_url: props["spark.master"].clone(),
+            ..SubmitOptions::default()
+        }
+    }
+
+    fn driver_uid(&self) -> String {
+        self.pod["metadata"]["uid"].as_str().expect("uid").into()
+    }
+
+    /// `file` of the recording as JSON, with spark-submit's generated values (app id,
+    /// submission id, Service and ConfigMap names, local dir) replaced by ours.
+    fn expected(&self, file: &str, sub: &Submission) -> Value {
+        let text = |v: &Value| v.as_str().expect("a string").to_string();
+        let local_dir = self.pod["spec"]["containers"][0]["env"]
+            .as_array()
+            .and_then(|env| env.iter().find(|e| e["name"] == "SPARK_LOCAL_DIRS"))
+            .map(|e| text(&e["value"]))
+            .expect("SPARK_LOCAL_DIRS");
+        let ours = env(&sub.driver_pod, "SPARK_LOCAL_DIRS").expect("SPARK_LOCAL_DIRS");
+        let replaced = read(&format!("spark-submit-{}/{file}", self.version))
+            .replace(
+                &text(&self.pod["metadata"]["labels"]["spark-app-selector"]),
+                &sub.app_id,
+            )
+            .replace(FIXTURE_SUBMISSION_ID, &sub.submission_id)
+            .replace(
+                &text(&self.service["metadata"]["name"]),
+                sub.service.metadata.name.as_deref().unwrap_or(""),
+            )
+            .replace(
+                &text(&self.config_map["metadata"]["name"]),
+                sub.config_map.metadata.name.as_deref().unwrap_or(""),
+            )
+            .replace(&local_dir, &ours);
+        serde_json::from_str(&replaced).expect("fixture is JSON")
+    }
+}
 
 fn read(path: &str) -> String {
     std::fs::read_to_string(format!("{FIXTURES}/{path}")).expect("fixture is readable")
@@ -69,14 +141,6 @@ fn app(yaml: &str) -> SparkApplication {
 
 fn spark_pi() -> SparkApplication {
     app(SPARK_PI)
-}
-
-/// The fixture's master URL, so `spark.master` compares exactly.
-fn fixture_opts() -> SubmitOptions {
-    SubmitOptions {
-        master_url: "k8s://https://127.0.0.1:16443".into(),
-        ..SubmitOptions::default()
-    }
 }
 
 fn built(app: &SparkApplication) -> Submission {
@@ -117,24 +181,6 @@ fn memory(pod: &Pod) -> (String, String) {
                 .unwrap_or_default()
         };
     (get(&r.requests), get(&r.limits))
-}
-
-/// The fixture as JSON, with spark-submit's generated values replaced by ours.
-fn fixture(path: &str, sub: &Submission) -> Value {
-    let local_dir = env(&sub.driver_pod, "SPARK_LOCAL_DIRS").expect("SPARK_LOCAL_DIRS");
-    let text = read(path)
-        .replace(FIXTURE_APP_ID, &sub.app_id)
-        .replace(FIXTURE_SUBMISSION_ID, &sub.submission_id)
-        .replace(
-            FIXTURE_SERVICE,
-            sub.service.metadata.name.as_deref().unwrap_or(""),
-        )
-        .replace(
-            FIXTURE_CONFIG_MAP,
-            sub.config_map.metadata.name.as_deref().unwrap_or(""),
-        )
-        .replace(FIXTURE_LOCAL_DIR, &local_dir);
-    serde_json::from_str(&text).expect("fixture is JSON")
 }
 
 /// Removes the member at JSON pointer `path` and returns it (Null when absent).
@@ -255,193 +301,200 @@ fn properties_of(sub: &Submission) -> BTreeMap<String, String> {
 
 #[test]
 fn spark_pi_driver_pod_matches_spark_submit() {
-    let app = spark_pi();
-    let sub = build(&app, 1, &fixture_opts()).expect("spark-pi builds");
-    assert!(sub.app_id.starts_with("spark-") && is_hex(&sub.app_id[6..], 32));
-    assert!(is_uuid(&sub.submission_id));
-    let local_dir = env(&sub.driver_pod, "SPARK_LOCAL_DIRS").expect("SPARK_LOCAL_DIRS");
-    assert!(is_uuid(
-        local_dir
-            .strip_prefix("/var/data/spark-")
-            .expect("Spark's local dir")
-    ));
+    for version in RECORDED {
+        let rec = Recorded::load(version);
+        let sub = build(&rec.app(), 1, &rec.opts()).expect("spark-pi builds");
+        assert!(sub.app_id.starts_with("spark-") && is_hex(&sub.app_id[6..], 32));
+        assert!(is_uuid(&sub.submission_id));
+        let local_dir = env(&sub.driver_pod, "SPARK_LOCAL_DIRS").expect("SPARK_LOCAL_DIRS");
+        assert!(is_uuid(
+            local_dir
+                .strip_prefix("/var/data/spark-")
+                .expect("Spark's local dir")
+        ));
 
-    let mut expected = fixture("spark-submit-3.3.4/driver-pod.json", &sub);
-    let mut actual = serde_json::to_value(&sub.driver_pod).expect("pod serialises");
+        let mut expected = rec.expected("driver-pod.json", &sub);
+        let mut actual = serde_json::to_value(&sub.driver_pod).expect("pod serialises");
 
-    // Set by the API server, not by spark-submit: identity, timestamps, status, and defaults.
-    for path in [
-        "/metadata/uid",
-        "/metadata/creationTimestamp",
-        "/status",
-        "/spec/terminationGracePeriodSeconds",
-        "/spec/dnsPolicy",
-        "/spec/schedulerName",
-        "/spec/tolerations",
-        "/spec/priority",
-        "/spec/enableServiceLinks",
-        "/spec/preemptionPolicy",
-        "/spec/containers/0/terminationMessagePath",
-        "/spec/containers/0/terminationMessagePolicy",
-    ] {
-        take(&mut expected, path);
+        // Set by the API server, not by spark-submit: identity, timestamps, status, and defaults.
+        for path in [
+            "/metadata/uid",
+            "/metadata/creationTimestamp",
+            "/status",
+            "/spec/terminationGracePeriodSeconds",
+            "/spec/dnsPolicy",
+            "/spec/schedulerName",
+            "/spec/tolerations",
+            "/spec/priority",
+            "/spec/enableServiceLinks",
+            "/spec/preemptionPolicy",
+            "/spec/containers/0/terminationMessagePath",
+            "/spec/containers/0/terminationMessagePolicy",
+        ] {
+            take(&mut expected, path);
+        }
+        // SPARK_USER=root is the OS user that ran spark-submit; the operator has none and leaves
+        // it out (spec.proxyUser sets it).
+        let spark_user = take(&mut expected, "/spec/containers/0/env/0");
+        assert_eq!(spark_user["name"], "SPARK_USER");
+        // The pod security context is empty in the fixture (`{}`, server default); ours has the
+        // mutation rules' default seccomp profile.
+        assert_eq!(
+            take(&mut expected, "/spec/securityContext"),
+            serde_json::json!({})
+        );
+        assert_eq!(
+            take(&mut actual, "/spec/securityContext"),
+            serde_json::json!({"seccompProfile": {"type": "RuntimeDefault"}})
+        );
+        // The mutation rules make the SparkApplication the driver's controller (kubeflow's webhook
+        // does the same to spark-submit's pod).
+        assert_eq!(
+            take(&mut actual, "/metadata/ownerReferences"),
+            serde_json::json!([{
+                "apiVersion": "sparkoperator.k8s.io/v1beta2",
+                "kind": "SparkApplication",
+                "name": "spark-pi",
+                "uid": "7d0c3a52-5f4b-4c1e-9a57-2b6f0e9c1d11",
+                "controller": true,
+                "blockOwnerDeletion": true,
+            }])
+        );
+        // Service links off (thousands of driver Services per namespace), and the executor pod
+        // template beside spark.properties in the conf volume.
+        assert_eq!(
+            take(&mut actual, "/spec/enableServiceLinks"),
+            serde_json::json!(false)
+        );
+        assert_eq!(
+            take(&mut actual, "/spec/volumes/1/configMap/items/1"),
+            serde_json::json!({"key": "executor-pod-template.yaml", "mode": 420, "path": "executor-pod-template.yaml"})
+        );
+        assert_eq!(actual, expected, "spark-submit {version}");
     }
-    // SPARK_USER=root is the OS user that ran spark-submit; the operator has none and leaves
-    // it out (spec.proxyUser sets it).
-    let spark_user = take(&mut expected, "/spec/containers/0/env/0");
-    assert_eq!(spark_user["name"], "SPARK_USER");
-    // The pod security context is empty in the fixture (`{}`, server default); ours has the
-    // mutation rules' default seccomp profile.
-    assert_eq!(
-        take(&mut expected, "/spec/securityContext"),
-        serde_json::json!({})
-    );
-    assert_eq!(
-        take(&mut actual, "/spec/securityContext"),
-        serde_json::json!({"seccompProfile": {"type": "RuntimeDefault"}})
-    );
-    // The mutation rules make the SparkApplication the driver's controller (kubeflow's webhook
-    // does the same to spark-submit's pod).
-    assert_eq!(
-        take(&mut actual, "/metadata/ownerReferences"),
-        serde_json::json!([{
-            "apiVersion": "sparkoperator.k8s.io/v1beta2",
-            "kind": "SparkApplication",
-            "name": "spark-pi",
-            "uid": "7d0c3a52-5f4b-4c1e-9a57-2b6f0e9c1d11",
-            "controller": true,
-            "blockOwnerDeletion": true,
-        }])
-    );
-    // Service links off (thousands of driver Services per namespace), and the executor pod
-    // template beside spark.properties in the conf volume.
-    assert_eq!(
-        take(&mut actual, "/spec/enableServiceLinks"),
-        serde_json::json!(false)
-    );
-    assert_eq!(
-        take(&mut actual, "/spec/volumes/1/configMap/items/1"),
-        serde_json::json!({"key": "executor-pod-template.yaml", "mode": 420, "path": "executor-pod-template.yaml"})
-    );
-    assert_eq!(actual, expected);
 }
 
 #[test]
 fn spark_pi_service_matches_spark_submit() {
-    let app = spark_pi();
-    let mut sub = build(&app, 1, &fixture_opts()).expect("spark-pi builds");
-    let name = sub.service.metadata.name.clone().unwrap_or_default();
-    let id = name
-        .strip_prefix("spark-pi-")
-        .and_then(|s| s.strip_suffix("-driver-svc"))
-        .expect("Spark's <app>-<id>-driver-svc");
-    assert!(is_hex(id, 16), "{name}");
-    assert!(sub.service.metadata.owner_references.is_none());
-    owned_by_driver(&mut sub, FIXTURE_DRIVER_UID);
+    for version in RECORDED {
+        let rec = Recorded::load(version);
+        let mut sub = build(&rec.app(), 1, &rec.opts()).expect("spark-pi builds");
+        let name = sub.service.metadata.name.clone().unwrap_or_default();
+        let id = name
+            .strip_prefix("spark-pi-")
+            .and_then(|s| s.strip_suffix("-driver-svc"))
+            .expect("Spark's <app>-<id>-driver-svc");
+        assert!(is_hex(id, 16), "{name}");
+        assert!(sub.service.metadata.owner_references.is_none());
+        owned_by_driver(&mut sub, &rec.driver_uid());
 
-    let mut expected = fixture("spark-submit-3.3.4/driver-service.json", &sub);
-    let mut actual = serde_json::to_value(&sub.service).expect("service serialises");
-    // API server: identity, timestamps, status, allocated clusterIPs, defaulted type and
-    // session affinity.
-    for path in [
-        "/metadata/uid",
-        "/metadata/creationTimestamp",
-        "/status",
-        "/spec/clusterIPs",
-        "/spec/type",
-        "/spec/sessionAffinity",
-    ] {
-        take(&mut expected, path);
+        let mut expected = rec.expected("driver-service.json", &sub);
+        let mut actual = serde_json::to_value(&sub.service).expect("service serialises");
+        // API server: identity, timestamps, status, allocated clusterIPs, defaulted type and
+        // session affinity.
+        for path in [
+            "/metadata/uid",
+            "/metadata/creationTimestamp",
+            "/status",
+            "/spec/clusterIPs",
+            "/spec/type",
+            "/spec/sessionAffinity",
+        ] {
+            take(&mut expected, path);
+        }
+        // The operator's own labels on what it creates (kubeflow's resource labels).
+        assert_eq!(
+            take(
+                &mut actual,
+                "/metadata/labels/sparkoperator.k8s.io~1app-name"
+            ),
+            "spark-pi"
+        );
+        assert_eq!(
+            take(
+                &mut actual,
+                "/metadata/labels/sparkoperator.k8s.io~1submission-id"
+            ),
+            Value::from(sub.submission_id.clone())
+        );
+        assert_eq!(actual, expected, "spark-submit {version}");
     }
-    // The operator's own labels on what it creates (kubeflow's resource labels).
-    assert_eq!(
-        take(
-            &mut actual,
-            "/metadata/labels/sparkoperator.k8s.io~1app-name"
-        ),
-        "spark-pi"
-    );
-    assert_eq!(
-        take(
-            &mut actual,
-            "/metadata/labels/sparkoperator.k8s.io~1submission-id"
-        ),
-        Value::from(sub.submission_id.clone())
-    );
-    assert_eq!(actual, expected);
 }
 
 #[test]
 fn spark_pi_config_map_matches_spark_submit() {
-    let app = spark_pi();
-    let mut sub = build(&app, 1, &fixture_opts()).expect("spark-pi builds");
-    let name = sub.config_map.metadata.name.clone().unwrap_or_default();
-    let id = name
-        .strip_prefix("spark-drv-")
-        .and_then(|s| s.strip_suffix("-conf-map"))
-        .expect("Spark's spark-drv-<id>-conf-map");
-    assert!(is_hex(id, 16), "{name}");
-    owned_by_driver(&mut sub, FIXTURE_DRIVER_UID);
+    for version in RECORDED {
+        let rec = Recorded::load(version);
+        let mut sub = build(&rec.app(), 1, &rec.opts()).expect("spark-pi builds");
+        let name = sub.config_map.metadata.name.clone().unwrap_or_default();
+        let id = name
+            .strip_prefix("spark-drv-")
+            .and_then(|s| s.strip_suffix("-conf-map"))
+            .expect("Spark's spark-drv-<id>-conf-map");
+        assert!(is_hex(id, 16), "{name}");
+        owned_by_driver(&mut sub, &rec.driver_uid());
 
-    let mut expected = fixture("spark-submit-3.3.4/driver-configmap.json", &sub);
-    let mut actual = serde_json::to_value(&sub.config_map).expect("config map serialises");
-    for path in ["/metadata/uid", "/metadata/creationTimestamp"] {
-        take(&mut expected, path);
-    }
-    assert_eq!(
-        take(&mut actual, "/metadata/labels"),
-        serde_json::json!({
-            "sparkoperator.k8s.io/app-name": "spark-pi",
-            "sparkoperator.k8s.io/submission-id": sub.submission_id,
-        })
-    );
-    // spark.properties is compared key by key below; its text differs in order and comments.
-    let theirs = take(&mut expected, "/data/spark.properties");
-    let ours = take(&mut actual, "/data/spark.properties");
-    // Beyond spark-submit: the executor pod template (see executor_template_carries_every_mutation).
-    let template = take(&mut actual, "/data/executor-pod-template.yaml");
-    assert!(
-        template.as_str().is_some_and(|t| t.contains("kind: Pod")),
-        "{template}"
-    );
-    assert_eq!(actual, expected);
+        let mut expected = rec.expected("driver-configmap.json", &sub);
+        let mut actual = serde_json::to_value(&sub.config_map).expect("config map serialises");
+        for path in ["/metadata/uid", "/metadata/creationTimestamp"] {
+            take(&mut expected, path);
+        }
+        assert_eq!(
+            take(&mut actual, "/metadata/labels"),
+            serde_json::json!({
+                "sparkoperator.k8s.io/app-name": "spark-pi",
+                "sparkoperator.k8s.io/submission-id": sub.submission_id,
+            })
+        );
+        // spark.properties is compared key by key below; its text differs in order and comments.
+        let theirs = take(&mut expected, "/data/spark.properties");
+        let ours = take(&mut actual, "/data/spark.properties");
+        // Beyond spark-submit: the executor pod template (see executor_template_carries_every_mutation).
+        let template = take(&mut actual, "/data/executor-pod-template.yaml");
+        assert!(
+            template.as_str().is_some_and(|t| t.contains("kind: Pod")),
+            "{template}"
+        );
+        assert_eq!(actual, expected, "spark-submit {version}");
 
-    let ours = ours.as_str().expect("text");
-    assert_eq!(
-        ours.lines().next(),
-        Some(
-            format!("#Java properties built from Kubernetes config map with name: {name}").as_str()
-        ),
-        "one comment line and no timestamp"
-    );
-    let mut theirs = parse_properties(theirs.as_str().expect("text"));
-    let mut ours = parse_properties(ours);
-    // The submission time is a timestamp: left out so renders are reproducible.
-    assert!(theirs.remove("spark.app.submitTime").is_some());
-    // kubeflow's executor labels; the fixture's hand-typed command line only set app-name.
-    let prefix = "spark.kubernetes.executor.label.sparkoperator.k8s.io";
-    for (key, value) in [
-        (
-            format!("{prefix}/launched-by-spark-operator"),
-            "true".to_string(),
-        ),
-        (
-            format!("{prefix}/mutated-by-spark-operator"),
-            "true".to_string(),
-        ),
-        (format!("{prefix}/submission-id"), sub.submission_id.clone()),
-        (
-            "spark.kubernetes.executor.podTemplateFile".to_string(),
-            "/opt/spark/conf/executor-pod-template.yaml".to_string(),
-        ),
-        (
-            "spark.kubernetes.executor.podTemplateContainerName".to_string(),
-            "spark-kubernetes-executor".to_string(),
-        ),
-    ] {
-        assert_eq!(ours.remove(&key), Some(value), "{key}");
+        let ours = ours.as_str().expect("text");
+        assert_eq!(
+            ours.lines().next(),
+            Some(
+                format!("#Java properties built from Kubernetes config map with name: {name}")
+                    .as_str()
+            ),
+            "one comment line and no timestamp"
+        );
+        let mut theirs = parse_properties(theirs.as_str().expect("text"));
+        let mut ours = parse_properties(ours);
+        // The submission time is a timestamp: left out so renders are reproducible.
+        assert!(theirs.remove("spark.app.submitTime").is_some());
+        // kubeflow's executor labels; the fixture's hand-typed command line only set app-name.
+        let prefix = "spark.kubernetes.executor.label.sparkoperator.k8s.io";
+        for (key, value) in [
+            (
+                format!("{prefix}/launched-by-spark-operator"),
+                "true".to_string(),
+            ),
+            (
+                format!("{prefix}/mutated-by-spark-operator"),
+                "true".to_string(),
+            ),
+            (format!("{prefix}/submission-id"), sub.submission_id.clone()),
+            (
+                "spark.kubernetes.executor.podTemplateFile".to_string(),
+                "/opt/spark/conf/executor-pod-template.yaml".to_string(),
+            ),
+            (
+                "spark.kubernetes.executor.podTemplateContainerName".to_string(),
+                "spark-kubernetes-executor".to_string(),
+            ),
+        ] {
+            assert_eq!(ours.remove(&key), Some(value), "{key}");
+        }
+        assert_eq!(ours, theirs, "spark-submit {version}");
     }
-    assert_eq!(ours, theirs);
 }
 
 #[test]
@@ -1014,6 +1067,88 @@ fn kubeflow_precedence() {
             .map(String::as_str),
         Some("ssd")
     );
+}
+
+/// The driver's Spark 4 shape follows the app's Spark version, else its image's tag (the
+/// recorded differences: a `spark-connect` port from 4.1, its `appProtocol` from 4.2, the
+/// driver's `allowPrivilegeEscalation` from 4.3), and the settings Spark reads for them.
+#[test]
+fn spark_4_shape_follows_the_version_or_the_image_tag() {
+    let shape = |app: &SparkApplication| {
+        let sub = build(app, 1, &SubmitOptions::default()).expect("builds");
+        let pod = serde_json::to_value(&sub.driver_pod).expect("pod");
+        let service = serde_json::to_value(&sub.service).expect("service");
+        let connect = |ports: &Value, key: &str| {
+            ports
+                .as_array()
+                .and_then(|p| p.iter().find(|p| p["name"] == "spark-connect"))
+                .map(|p| p[key].clone())
+        };
+        (
+            connect(&pod["spec"]["containers"][0]["ports"], "containerPort"),
+            connect(&service["spec"]["ports"], "appProtocol"),
+            pod["spec"]["containers"][0]["securityContext"]["allowPrivilegeEscalation"].clone(),
+        )
+    };
+    let versioned = |version: &str, image: &str, conf: &str| {
+        app(&SPARK_PI
+            .replace("sparkVersion: 3.3.4", version)
+            .replace("image: spark:3.3.4", image)
+            .replace(
+                "  executor:\n",
+                &format!("  sparkConf: {{{conf}}}\n  executor:\n"),
+            ))
+    };
+    let none = (None, None, Value::Null);
+    assert_eq!(
+        shape(&versioned("sparkVersion: 4.0.5", "image: spark:4.3.0", "")),
+        none
+    );
+    assert_eq!(
+        shape(&versioned("sparkVersion: 4.1.4", "image: i", "")),
+        (Some(json!(15002)), Some(Value::Null), Value::Null)
+    );
+    // No version in sparkVersion: the image's tag says which Spark the app runs.
+    let newest = (Some(json!(15002)), Some(json!("grpc")), json!(false));
+    let image = "image: apache/spark:4.3.0-scala2.13";
+    assert_eq!(shape(&versioned("sparkVersion: ''", image, "")), newest);
+    assert_eq!(shape(&versioned("sparkVersion: x", image, "")), newest);
+    // Neither: kubeflow's own spark-submit (4.0.4).
+    assert_eq!(
+        shape(&versioned("sparkVersion: ''", "image: spark:latest", "")),
+        none
+    );
+    assert_eq!(
+        shape(&versioned(
+            "sparkVersion: 4.3.0",
+            "image: i",
+            "spark.connect.grpc.binding.port: '15003', \
+             spark.kubernetes.securityContext.allowPrivilegeEscalation: 'true'"
+        )),
+        (Some(json!(15003)), Some(json!("grpc")), json!(true))
+    );
+    assert_eq!(
+        shape(&versioned(
+            "sparkVersion: 4.3.0",
+            "image: i",
+            "spark.kubernetes.securityContext.allowPrivilegeEscalation: 'true', \
+             spark.kubernetes.driver.securityContext.allowPrivilegeEscalation: 'False'"
+        ))
+        .2,
+        json!(false)
+    );
+    let refused = build(
+        &versioned(
+            "sparkVersion: 4.3.0",
+            "image: i",
+            "spark.kubernetes.securityContext.allowPrivilegeEscalation: maybe",
+        ),
+        1,
+        &SubmitOptions::default(),
+    )
+    .expect_err("not a boolean")
+    .to_string();
+    assert!(refused.contains("allowPrivilegeEscalation"), "{refused}");
 }
 
 #[test]

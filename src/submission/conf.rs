@@ -87,7 +87,12 @@ impl Conf {
         self.port(ctx, UI_PORT, DEFAULT_UI_PORT)
     }
 
-    fn port(&self, ctx: &Ctx<'_>, key: &str, default: i32) -> Result<i32, SubmissionError> {
+    pub(crate) fn port(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        default: i32,
+    ) -> Result<i32, SubmissionError> {
         match self.get(key) {
             None => Ok(default),
             Some(v) => v

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, KeyToPath,
-    LocalObjectReference, ObjectFieldSelector, Pod, PodSpec, ResourceRequirements, Volume,
-    VolumeMount,
+    LocalObjectReference, ObjectFieldSelector, Pod, PodSpec, ResourceRequirements, SecurityContext,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
@@ -23,6 +23,7 @@ use super::ctx::Ctx;
 use super::error::SubmissionError;
 use super::keys::*;
 use super::names::app_name_label;
+use super::version::SparkVersion;
 use super::{executor_template, volumes};
 
 pub(crate) const DRIVER_CONTAINER: &str = "spark-kubernetes-driver";
@@ -51,10 +52,15 @@ pub(crate) fn spark_labels(ctx: &Ctx<'_>, conf: &Conf) -> BTreeMap<String, Strin
 }
 
 /// The driver pod before mutation.
-pub(crate) fn pod(ctx: &Ctx<'_>, conf: &Conf, main: &MainApp) -> Result<Pod, SubmissionError> {
+pub(crate) fn pod(
+    ctx: &Ctx<'_>,
+    conf: &Conf,
+    main: &MainApp,
+    version: SparkVersion,
+) -> Result<Pod, SubmissionError> {
     let (mut pod, mut container) = from_template(ctx, conf);
     let mut spec = pod.spec.take().unwrap_or_default();
-    basic(ctx, conf, &mut pod, &mut spec, &mut container)?;
+    basic(ctx, conf, version, &mut pod, &mut spec, &mut container)?;
     if spec.service_account_name.is_none() {
         spec.service_account_name = conf.get(DRIVER_SERVICE_ACCOUNT).cloned();
     }
@@ -104,10 +110,12 @@ fn from_template(ctx: &Ctx<'_>, conf: &Conf) -> (Pod, Container) {
 }
 
 /// `BasicDriverFeatureStep`: name, image, ports, environment, resources, labels, annotations,
-/// node selector, pull secrets, scheduler.
+/// node selector, pull secrets, scheduler; from Spark 4.1 a `spark-connect` port, from 4.3
+/// `allowPrivilegeEscalation` ([`SparkVersion`]).
 fn basic(
     ctx: &Ctx<'_>,
     conf: &Conf,
+    version: SparkVersion,
     pod: &mut Pod,
     spec: &mut PodSpec,
     container: &mut Container,
@@ -125,12 +133,17 @@ fn basic(
             .cloned()
             .unwrap_or_else(|| "IfNotPresent".into()),
     );
+    let connect = version.connect_port(ctx, conf)?;
     let ports = container.ports.get_or_insert_with(Vec::new);
     for (name, port) in [
-        ("driver-rpc-port", conf.driver_port(ctx)?),
-        ("blockmanager", conf.block_manager_port(ctx)?),
-        ("spark-ui", conf.ui_port(ctx)?),
-    ] {
+        ("driver-rpc-port", Some(conf.driver_port(ctx)?)),
+        ("blockmanager", Some(conf.block_manager_port(ctx)?)),
+        ("spark-ui", Some(conf.ui_port(ctx)?)),
+        ("spark-connect", connect),
+    ]
+    .into_iter()
+    .filter_map(|(name, port)| Some((name, port?)))
+    {
         ports.push(ContainerPort {
             name: Some(name.into()),
             container_port: port,
@@ -161,6 +174,12 @@ fn basic(
         }),
     });
     resources(ctx, conf, container)?;
+    if let Some(allow) = version.allow_privilege_escalation(ctx, conf)? {
+        container
+            .security_context
+            .get_or_insert_with(SecurityContext::default)
+            .allow_privilege_escalation = Some(allow);
+    }
 
     let meta = &mut pod.metadata;
     meta.name = Some(ctx.names.driver_pod.clone());

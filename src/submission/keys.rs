@@ -26,6 +26,11 @@ pub(crate) const DRIVER_PORT: &str = "spark.driver.port";
 pub(crate) const DRIVER_BLOCK_MANAGER_PORT: &str = "spark.driver.blockManager.port";
 pub(crate) const BLOCK_MANAGER_PORT: &str = "spark.blockManager.port";
 pub(crate) const UI_PORT: &str = "spark.ui.port";
+pub(crate) const CONNECT_PORT: &str = "spark.connect.grpc.binding.port";
+pub(crate) const ALLOW_PRIVILEGE_ESCALATION: &str =
+    "spark.kubernetes.securityContext.allowPrivilegeEscalation";
+pub(crate) const DRIVER_ALLOW_PRIVILEGE_ESCALATION: &str =
+    "spark.kubernetes.driver.securityContext.allowPrivilegeEscalation";
 pub(crate) const DRIVER_CORES: &str = "spark.driver.cores";
 pub(crate) const DRIVER_REQUEST_CORES: &str = "spark.kubernetes.driver.request.cores";
 pub(crate) const DRIVER_LIMIT_CORES: &str = "spark.kubernetes.driver.limit.cores";

@@ -5,7 +5,8 @@
 //! and Ingresses ([`ui`]) and the driver's PodDisruptionBudget ([`pdb`]).
 //!
 //! The Spark configuration reproduces the `--conf`s kubeflow's Go operator passes and what
-//! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`assemble`] documents the order).
+//! spark-submit and Spark's Kubernetes feature steps (3.3) add ([`assemble`] documents the order),
+//! and the driver pod and Service take the shape of the app's Spark version's ([`version`]).
 //! The driver pod then goes through [`mutate::mutate_pod`], so it is complete without the
 //! webhook (which finds nothing left to change).
 //!
@@ -35,6 +36,7 @@ mod props;
 pub mod spark_submit;
 mod submitter;
 mod ui;
+mod version;
 mod volumes;
 
 use std::collections::BTreeMap;
@@ -92,10 +94,11 @@ pub fn build(
     let main = assemble::MainApp::of(&ctx)?;
     let mut conf = assemble::build(&ctx, &main)?;
     let executor_template = executor_template::attach(&ctx, &mut conf)?;
+    let version = version::SparkVersion::of(&ctx, &conf);
     let selector = driver::spark_labels(&ctx, &conf);
-    let mut driver_pod = driver::pod(&ctx, &conf, &main)?;
+    let mut driver_pod = driver::pod(&ctx, &conf, &main, version)?;
     mutate::mutate_pod(app, SparkRole::Driver, &mut driver_pod, &opts.mutation)?;
-    let service = objects::service(&ctx, &conf, selector)?;
+    let service = objects::service(&ctx, &conf, selector, version)?;
     let config_map = objects::config_map(&ctx, &conf, executor_template);
     let web_ui = ui::build(&ctx, &conf)?;
     Ok(Submission {

@@ -14,15 +14,18 @@ use super::conf_dir::SPARK_PROPERTIES;
 use super::ctx::Ctx;
 use super::error::SubmissionError;
 use super::keys::*;
+use super::version::SparkVersion;
 use super::{executor_template, props};
 
 /// The headless Service executors reach the driver through (`spark.driver.host`). It selects
-/// the driver by Spark's driver labels, as Spark does. Labels: Spark's `spark-app-selector`,
+/// the driver by Spark's driver labels, as Spark does; from Spark 4.1 it also has the driver's
+/// `spark-connect` port ([`SparkVersion`]). Labels: Spark's `spark-app-selector`,
 /// `spec.driver.serviceLabels`, then the operator's app-name and submission-id labels.
 pub(crate) fn service(
     ctx: &Ctx<'_>,
     conf: &Conf,
     selector: BTreeMap<String, String>,
+    version: SparkVersion,
 ) -> Result<Service, SubmissionError> {
     let mut labels = BTreeMap::from([(
         SPARK_APP_SELECTOR_LABEL.to_string(),
@@ -31,7 +34,7 @@ pub(crate) fn service(
     labels.extend(owned(conf.prefixed(DRIVER_SERVICE_LABEL_PREFIX)));
     labels.extend(operator_labels(ctx));
     let annotations = owned(conf.prefixed(DRIVER_SERVICE_ANNOTATION_PREFIX));
-    let ports = [
+    let mut ports: Vec<ServicePort> = [
         ("driver-rpc-port", conf.driver_port(ctx)?),
         ("blockmanager", conf.block_manager_port(ctx)?),
         ("spark-ui", conf.ui_port(ctx)?),
@@ -45,6 +48,16 @@ pub(crate) fn service(
         ..ServicePort::default()
     })
     .collect();
+    if let Some(port) = version.connect_port(ctx, conf)? {
+        ports.push(ServicePort {
+            name: Some("spark-connect".into()),
+            port,
+            target_port: Some(IntOrString::Int(port)),
+            protocol: Some("TCP".into()),
+            app_protocol: version.connect_app_protocol().map(str::to_string),
+            ..ServicePort::default()
+        });
+    }
     Ok(Service {
         metadata: ObjectMeta {
             name: Some(ctx.names.service.clone()),

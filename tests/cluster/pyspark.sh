@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
-# Installs Apache Spark 3.3.4's spark-submit (from PyPI's pyspark==3.3.4) for the e2e tests that
-# compare native submission with the real thing, and prints SPARK_HOME on stdout: the installed
-# `pyspark` package folder, which holds bin/spark-submit and jars/.
+# Installs Apache Spark's spark-submit (from PyPI's pyspark==VERSION, default 3.3.4) and prints
+# SPARK_HOME on stdout: the installed `pyspark` package folder, which holds bin/spark-submit and
+# jars/. 3.3.4 is for the e2e tests that compare native submission with the real thing; others
+# (4.x) for recording what spark-submit creates (tests/cluster/capture-submit.py).
 #
 # Why 3.3.4: Spark >= 3.4 creates the driver Service with server-side apply and no port
 # protocol, which a 1.20 kube-apiserver (tests/cluster/cluster.sh) refuses.
 #
-# Idempotent and cached in ${XDG_CACHE_HOME:-~/.cache}/spark-webhook/pyspark-3.3.4 (a venv); a
+# Idempotent and cached in ${XDG_CACHE_HOME:-~/.cache}/spark-webhook/pyspark-VERSION (a venv); a
 # second run only checks it. Progress goes to stderr; a failed step says which one failed.
 # Needs python3 with venv and a Java runtime (Java 17 works with Spark 3.3.4); as root, Debian's
 # openjdk-17-jre-headless is installed when there is no `java` at all, python3-venv when venv
 # cannot work.
 set -euo pipefail
 
-version=3.3.4
+version=${1:-3.3.4}
 cache=${XDG_CACHE_HOME:-$HOME/.cache}/spark-webhook
 venv=$cache/pyspark-$version
 
