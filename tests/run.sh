@@ -15,6 +15,12 @@ export SPARK_WEBHOOK_CLUSTER_DIR=$dir
 "$root/tests/cluster/pyspark.sh" >/dev/null
 # The metrics test pipes /metrics through promtool (Debian's prometheus package; cached).
 "$root/tests/cluster/promtool.sh" >/dev/null
+# The real node's Spark images (downloads, then gzip; several minutes cold, cached after) build in
+# the background while the suite compiles and runs; the real-node part below waits for them.
+if [ $# -eq 0 ] && [ -z "${NEXTEST_TARGETS:-}" ] && [ "${REALNODE:-1}" != 0 ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$root/target"
+  "$root/tests/cluster/realnode.sh" images >"$root/target/spark-images.log" 2>&1 &
+fi
 profile=${NEXTEST_PROFILE:-default}
 [ "${CI:-}" = true ] && profile=ci
 # NEXTEST_TARGETS narrows the run (e.g. `--test e2e_faults` for `make chaos`). The suite is built

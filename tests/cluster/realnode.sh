@@ -5,6 +5,7 @@
 # by clusterdns.py). No Docker and no image registry: images are imported from cached tars.
 #
 #   realnode.sh provision   install and build everything (cached; see below); prints nothing
+#   realnode.sh images      build only the Spark images (cached; as root), all versions at once
 #   realnode.sh up DIR      provision, then start it all, wait until node `node1` is Ready, write
 #                           DIR/kubeconfig and DIR/env. Idempotent: a running node in DIR is reused.
 #   realnode.sh down DIR    stop it all and undo every change to the machine: processes, containers,
@@ -16,7 +17,8 @@
 #     debootstrap (kubectl: the one on PATH; never Debian's kubernetes-client over it);
 #   - kubelet, kube-proxy, kube-scheduler, kube-controller-manager (and kube-apiserver) 1.20.2
 #     built in one pass by k8s-build.sh, and the pause binary from the same source;
-#   - images: the pause image, and spark:3.5.3 (spark-image/build.sh), as docker-archive tars.
+#   - images: the pause image, and spark:VERSION for each of SPARK_VERSIONS (spark-image/build.sh,
+#     sharing one Debian + Java 17 base layer), as docker-archive tars.
 # Cache: ${SPARK_WEBHOOK_CACHE:-~/.cache/spark-webhook}/{k8s,images}.
 #
 # Network: everything stays on this machine. The bridge $BRIDGE (10.88.0.1/24) holds the pods
@@ -33,7 +35,9 @@ POD_CIDR=10.88.0.0/24
 SERVICE_CIDR=10.96.0.0/16 # cluster.sh: --service-cluster-ip-range
 NODE_NAME=node1
 PAUSE_IMAGE=localhost/spark-webhook/pause:3.2
-SPARK_IMAGE_REF=docker.io/library/spark:3.5.3
+# The Spark images on the node: 3.5.3, the newest 4.0.x (the line kubeflow's examples use) and
+# the newest 4.x on PyPI. tests/e2e_realnode.rs names the same versions.
+SPARK_VERSIONS=(3.5.3 4.0.5 4.3.0)
 K8S_BINARIES=(kube-apiserver kubelet kube-proxy kube-scheduler kube-controller-manager pause)
 # Kernel settings the node changes (kubelet's kernel tunables, kube-proxy, the bridge plugin):
 # saved at `up`, restored at `down`.
@@ -54,6 +58,19 @@ pause_tar() { echo "$cache/images/pause-3.2-p2.tar"; }
 # shellcheck source=tests/cluster/apt.sh
 . "$here/apt.sh"
 
+# All Spark images at once: the first build makes the shared base layer, the others download
+# their pyspark meanwhile. A build already under way (tests/run.sh starts them early) is waited for.
+images() {
+  local pids=() v pid
+  for v in "${SPARK_VERSIONS[@]}"; do
+    "$here/spark-image/build.sh" "$v" >/dev/null &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" || fail "building a Spark image (spark-image/build.sh; logs: $cache/images/spark-build-*.log)"
+  done
+}
+
 provision() {
   [ "$(id -u)" = 0 ] || fail "a real node needs root (containerd, kubelet, iptables, mounts)"
   mkdir -p "$cache/images"
@@ -69,16 +86,12 @@ provision() {
   command -v kubectl >/dev/null || need+=(kubernetes-client)
   [ ${#need[@]} = 0 ] || apt_install "${need[@]}"
 
-  # The Spark image (mostly downloads) builds beside the Kubernetes binaries (mostly CPU).
-  local image_pid=
-  if [ -z "$(ls "$cache"/images/spark-3.5.3-*.tar 2>/dev/null)" ]; then
-    "$here/spark-image/build.sh" >/dev/null &
-    image_pid=$!
-  fi
+  # The Spark images (mostly downloads, then gzip) build beside the Kubernetes binaries (mostly
+  # CPU).
+  images &
+  local images_pid=$!
   "$here/k8s-build.sh" "${K8S_BINARIES[@]}" || fail "building the Kubernetes binaries (k8s-build.sh)"
-  if [ -n "$image_pid" ]; then
-    wait "$image_pid" || fail "building the spark:3.5.3 image (spark-image/build.sh)"
-  fi
+  wait "$images_pid" || fail "building the Spark images (spark-image/build.sh)"
 
   if [ ! -f "$(pause_tar)" ]; then
     say "pause image ($PAUSE_IMAGE) from the pause binary built from source"
@@ -92,7 +105,6 @@ provision() {
       }
     rm -rf "$t"
   fi
-  "$here/spark-image/build.sh" >/dev/null || fail "building the spark:3.5.3 image (spark-image/build.sh)"
 }
 
 # --- processes ------------------------------------------------------------------------------
@@ -289,13 +301,15 @@ J
   for _ in $(seq 100); do ctr_ version >/dev/null 2>&1 && break; alive containerd || break; sleep 0.1; done
   ctr_ version >/dev/null 2>&1 || { tail -n 5 "$n/containerd.log" >&2; fail "containerd did not start (log: $n/containerd.log)"; }
 
-  say "importing images (pause, spark:3.5.3)"
-  local img t0
+  say "importing images (pause, spark:${SPARK_VERSIONS[*]})"
+  local img t0 v
   t0=$(date +%s)
-  for img in "$(pause_tar)" "$("$here/spark-image/build.sh")"; do
+  for img in "$(pause_tar)" $(for v in "${SPARK_VERSIONS[@]}"; do "$here/spark-image/build.sh" "$v"; done); do
     ctr_ images import "$img" >>"$n/import.log" 2>&1 || fail "importing $img into containerd (log: $n/import.log)"
   done
-  ctr_ images ls -q | grep -xF "$SPARK_IMAGE_REF" >/dev/null || fail "$SPARK_IMAGE_REF not in containerd after import"
+  for v in "${SPARK_VERSIONS[@]}"; do
+    ctr_ images ls -q | grep -xF "docker.io/library/spark:$v" >/dev/null || fail "spark:$v not in containerd after import"
+  done
   say "images imported in $(($(date +%s) - t0))s"
 
   say "kube-controller-manager, kube-scheduler, kube-proxy, cluster DNS, kubelet"
@@ -353,9 +367,14 @@ provision)
   provision
   exit 0
   ;;
+images)
+  [ "$(id -u)" = 0 ] || fail "building the Spark images needs root (debootstrap)"
+  images
+  exit 0
+  ;;
 up | down | status) ;;
 *)
-  echo "usage: $0 provision | up DIR | down DIR | status DIR" >&2
+  echo "usage: $0 provision | images | up DIR | down DIR | status DIR" >&2
   exit 2
   ;;
 esac
