@@ -227,10 +227,10 @@ async fn a_spark_connect_gets_its_server_and_service_follows_the_pod_and_restart
     .await;
 }
 
-/// A SparkConnect whose server cannot be built (no image anywhere) fails, with the reason in
-/// its condition, and no pod is created.
+/// A SparkConnect whose server cannot be built (no image anywhere) or whose Service the
+/// apiserver refuses fails, with the reason in its condition, and no pod is created.
 #[tokio::test]
-async fn a_spark_connect_without_an_image_fails_with_the_reason() {
+async fn a_spark_connect_that_cannot_start_fails_with_the_reason() {
     let client: Client = common::client().await;
     install_crd();
     let ns = namespace(&client, "connect-bad").await;

@@ -50,6 +50,9 @@ pub enum ConnectError {
     Api(#[from] kube::Error),
     #[error("status of {0} changed meanwhile; retrying")]
     Conflict(String),
+    /// The apiserver refused an object for good (4xx but conflicts and throttling).
+    #[error("{0}")]
+    Refused(String),
 }
 
 struct Context {
@@ -128,7 +131,7 @@ async fn run_scope(
 fn error_policy(_: Arc<SparkConnect>, error: &ConnectError, _: Arc<Context>) -> Requeue {
     match error {
         ConnectError::Conflict(_) => Requeue::requeue(Duration::from_millis(100)),
-        ConnectError::Api(_) => Requeue::requeue(API_RETRY),
+        ConnectError::Api(_) | ConnectError::Refused(_) => Requeue::requeue(API_RETRY),
     }
 }
 
@@ -159,37 +162,79 @@ async fn reconcile(conn: Arc<SparkConnect>, ctx: Arc<Context>) -> Result<Requeue
     let built = connect_server(&conn, &ctx.submit);
     let uid = conn.metadata.uid.clone().unwrap_or_default();
     let status = conn.status.clone().unwrap_or_default();
-    let decision = state::decide(&Observed {
-        now: Timestamp::now(),
-        generation: conn.metadata.generation.unwrap_or(1),
-        status: &status,
-        pod_name: &pod_name,
-        service_name: &service_name,
-        wanted: built
+    let executor_phases: Vec<String> = executors
+        .items
+        .iter()
+        .filter_map(|p| p.status.as_ref()?.phase.clone())
+        .collect();
+    let decide = |wanted: Result<&str, String>| {
+        state::decide(&Observed {
+            now: Timestamp::now(),
+            generation: conn.metadata.generation.unwrap_or(1),
+            status: &status,
+            pod_name: &pod_name,
+            service_name: &service_name,
+            wanted,
+            server: pod.as_ref().map(|p| server_view(p, &uid)),
+            executor_phases: executor_phases.clone(),
+        })
+    };
+    let mut decision = decide(
+        built
             .as_ref()
             .map(|s| s.submission_id.as_str())
             .map_err(ToString::to_string),
-        server: pod.as_ref().map(|p| server_view(p, &uid)),
-        executor_phases: executors
-            .items
-            .iter()
-            .filter_map(|p| p.status.as_ref()?.phase.clone())
-            .collect(),
-    });
+    );
+    let acted = act(
+        &ctx,
+        &conn,
+        &decision,
+        built,
+        pod.as_ref(),
+        service.is_none(),
+    )
+    .await;
+    match acted {
+        Ok(()) => {}
+        // Refused for good (a name too long for a Service, a quota): the status says why.
+        Err(ConnectError::Refused(why)) => {
+            tracing::warn!(namespace = %ns, connect = %name, error = %why, "SparkConnect object refused");
+            decision = decide(Err(why));
+        }
+        Err(e) => return Err(e),
+    }
+    if let Some(new) = decision.status {
+        write_status(&ctx, &conn, new).await?;
+    }
+    Ok(Requeue::requeue(RESYNC))
+}
 
-    if service.is_none() {
-        create(&services, &build::server_service(&conn)).await?;
+/// Carries the decision out on the Service and the server pod.
+async fn act(
+    ctx: &Context,
+    conn: &SparkConnect,
+    decision: &state::Decision,
+    built: Result<ConnectServer, crate::submission::SubmissionError>,
+    pod: Option<&Pod>,
+    service_missing: bool,
+) -> Result<(), ConnectError> {
+    let ns = conn.namespace().unwrap_or_default();
+    let name = conn.name_any();
+    if service_missing {
+        let services: Api<Service> = Api::namespaced(ctx.client.clone(), &ns);
+        create(&services, &build::server_service(conn)).await?;
     }
     match (decision.server, built) {
-        (ServerAction::Create, Ok(server)) => start(&ctx, &ns, server).await?,
+        (ServerAction::Create, Ok(server)) => start(ctx, &ns, server).await?,
         (ServerAction::Keep, Ok(server)) => {
             // A crash between the pod and its ConfigMap would leave it waiting for a volume.
-            if let Some(pod) = pod.as_ref().filter(|p| starting(p, &server)) {
-                finish_start(&ctx, &ns, server, pod).await?;
+            if let Some(pod) = pod.filter(|p| starting(p, &server)) {
+                finish_start(ctx, &ns, server, pod).await?;
             }
         }
         (ServerAction::Restart, _) => {
-            if let Some(old) = &pod {
+            if let Some(old) = pod {
+                let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
                 let params = DeleteParams {
                     preconditions: Some(Preconditions {
                         uid: old.metadata.uid.clone(),
@@ -197,7 +242,7 @@ async fn reconcile(conn: Arc<SparkConnect>, ctx: Arc<Context>) -> Result<Requeue
                     }),
                     ..DeleteParams::background()
                 };
-                match pods.delete(&pod_name, &params).await {
+                match pods.delete(&old.name_any(), &params).await {
                     Ok(_) => {
                         tracing::info!(namespace = %ns, connect = %name, "spec changed: stopping the server to restart it")
                     }
@@ -210,10 +255,7 @@ async fn reconcile(conn: Arc<SparkConnect>, ctx: Arc<Context>) -> Result<Requeue
             tracing::warn!(namespace = %ns, connect = %name, error = %e, "SparkConnect server cannot be built")
         }
     }
-    if let Some(new) = decision.status {
-        write_status(&ctx, &conn, new).await?;
-    }
-    Ok(Requeue::requeue(RESYNC))
+    Ok(())
 }
 
 /// The server pod as the decision sees it.
@@ -249,7 +291,7 @@ async fn start(ctx: &Context, ns: &str, server: ConnectServer) -> Result<(), Con
         Ok(pod) => pod,
         // Created by an earlier pass whose view lagged: the next pass sees it.
         Err(kube::Error::Api(e)) if e.code == 409 => return Ok(()),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(refusal("the server pod", e)),
     };
     tracing::info!(namespace = %ns, pod = %pod.name_any(), "SparkConnect server created");
     finish_start(ctx, ns, server, &pod).await
@@ -271,12 +313,33 @@ async fn finish_start(
 /// Creates `object`; one that exists already is fine.
 async fn create<K>(api: &Api<K>, object: &K) -> Result<(), ConnectError>
 where
-    K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
     match api.create(&PostParams::default(), object).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(refusal(
+            &format!(
+                "{} {}",
+                K::kind(&Default::default()),
+                object.meta().name.as_deref().unwrap_or_default()
+            ),
+            e,
+        )),
+    }
+}
+
+/// A 4xx that retrying cannot fix (not a conflict or throttling) as [`ConnectError::Refused`].
+fn refusal(what: &str, e: kube::Error) -> ConnectError {
+    match e {
+        kube::Error::Api(e) if (400..500).contains(&e.code) && e.code != 409 && e.code != 429 => {
+            ConnectError::Refused(format!("the apiserver refused {what}: {}", e.message))
+        }
+        e => e.into(),
     }
 }
 

@@ -40,7 +40,7 @@ pub struct Observed<'a> {
     pub status: &'a SparkConnectStatus,
     pub pod_name: &'a str,
     pub service_name: &'a str,
-    /// This generation's submission id, or why its server cannot be built.
+    /// This generation's submission id, or why its server cannot be built or created.
     pub wanted: Result<&'a str, String>,
     pub server: Option<ServerPod>,
     /// The phases of the executor pods.
@@ -101,7 +101,7 @@ fn server_decision(o: &Observed<'_>) -> (ServerAction, SparkConnectState, Condit
             return (
                 ServerAction::Keep,
                 SparkConnectState::Failed,
-                not_ready(format!("Server pod cannot be built: {why}")),
+                not_ready(format!("Server pod cannot be started: {why}")),
             );
         }
     };
