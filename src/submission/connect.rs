@@ -483,6 +483,31 @@ mod tests {
     }
 
     #[test]
+    fn a_users_service_keeps_its_name_type_and_labels_with_kubeflows_ports() {
+        let mut conn = example();
+        conn.spec.server.service = Some(
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "my-connect", "labels": {"team": "a"}},
+                "spec": {"type": "NodePort", "ports": [{"port": 1}]}
+            }))
+            .expect("a Service"),
+        );
+        assert_eq!(server_service_name(&conn), "my-connect");
+        let svc = server_service(&conn);
+        assert_eq!(svc.metadata.name.as_deref(), Some("my-connect"));
+        let labels = svc.metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels["team"], "a");
+        assert_eq!(labels[CONNECT_NAME_LABEL], "spark-connect");
+        let spec = svc.spec.as_ref().expect("spec");
+        assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+        assert_eq!(
+            spec.ports.as_ref().map(Vec::len),
+            Some(4),
+            "kubeflow's ports replace the user's"
+        );
+    }
+
+    #[test]
     fn a_missing_image_is_refused() {
         let mut conn = example();
         conn.spec.server.pod.template = None;
