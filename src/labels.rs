@@ -31,6 +31,12 @@ pub const RESOURCE_PROFILE_ID_LABEL: &str = "spark-exec-resourceprofile-id";
 pub const APP_NAME_LABEL: &str = "sparkoperator.k8s.io/app-name";
 /// On each run of a ScheduledSparkApplication: the schedule's name.
 pub const SCHEDULED_APP_NAME_LABEL: &str = "sparkoperator.k8s.io/scheduled-app-name";
+/// The SparkConnect a pod or object belongs to (kubeflow's `LabelSparkConnectName`).
+pub const CONNECT_NAME_LABEL: &str = "sparkoperator.k8s.io/connect-name";
+/// `spark-role` of a SparkConnect's server pod (kubeflow's `SparkRoleConnectServer`): neither a
+/// driver nor an executor of a SparkApplication, so the webhook and the SparkApplication
+/// controllers leave it alone.
+pub const CONNECT_SERVER_ROLE: &str = "connect-server";
 /// `true` on Spark pods launched by a SparkApplication; the webhook's objectSelector needs it.
 pub const LAUNCHED_BY_LABEL: &str = "sparkoperator.k8s.io/launched-by-spark-operator";
 /// The submission id, on every object of one submission attempt.

@@ -14,10 +14,10 @@
 //! | | `cron` | schedules (cron lines, macros, `@every`, time zones) and Go durations, parsed strictly |
 //! | | `failpoint` | crash points for the fault tests |
 //! | | `telemetry` | logging set-up |
-//! | API | `crd` | the SparkApplication and ScheduledSparkApplication v1beta2 types and their CRDs |
+//! | API | `crd` | the SparkApplication and ScheduledSparkApplication v1beta2 and SparkConnect v1alpha1 types and their CRDs |
 //! | rules | `validation` | what makes a SparkApplication invalid, field by field |
 //! | | `mutate` | the pod mutations, one file per concern, shared by webhook and submission |
-//! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap, and kubeflow's objects around them (Prometheus ConfigMap, UI Service and Ingresses, driver PDB) |
+//! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap, and kubeflow's objects around them (Prometheus ConfigMap, UI Service and Ingresses, driver PDB); a SparkConnect's server |
 //! | cluster I/O | `health` | whether the apiserver answers; watch backoff |
 //! | | `namespaces` | which namespaces are job namespaces |
 //! | | `events` | Kubernetes Events, a repeat patched into a series |
@@ -28,6 +28,7 @@
 //! | the two jobs | `webhook` | the admission endpoints: pod mutation and app validation |
 //! | | `reconciler` | the pure state machine and its I/O shell (context, submit, cleanup, loop) |
 //! | | `schedules` | ScheduledSparkApplications: the pure slot decision and its I/O shell |
+//! | | `connect` | SparkConnects: the pure server decision and its I/O shell |
 //! | the process | `server` | the TLS accept loop with a bounded drain |
 //! | | `admin` | `/healthz`, `/readyz`, `/metrics` |
 //! | | `shutdown` | signals and the ordered, time-bounded shutdown |
@@ -43,6 +44,7 @@ pub mod cache;
 pub mod certs;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod crd;
 pub mod cron;
 pub mod events;

@@ -21,6 +21,7 @@ use crate::events::{Recorder, Reporter};
 use crate::health::ApiHealth;
 use crate::metrics::{AppMetrics, Metrics};
 
+use crate::connect::controller::{self as connect, ConnectConfig};
 use crate::reconciler::runner::{self, LeaderTask, ReconcilerConfig};
 use crate::registration::Registration;
 use crate::schedules::controller::{self as schedules, ScheduleConfig};
@@ -190,11 +191,17 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 process_metrics: metrics.clone(),
                 leader_election: setup.leader_election.clone(),
                 recorder: recorder.clone(),
-                leader_tasks: vec![schedules_task(ScheduleConfig {
-                    namespaces: namespaces.clone(),
-                    recorder: recorder.clone(),
-                    metrics: metrics.clone(),
-                })],
+                leader_tasks: vec![
+                    schedules_task(ScheduleConfig {
+                        namespaces: namespaces.clone(),
+                        recorder: recorder.clone(),
+                        metrics: metrics.clone(),
+                    }),
+                    connect_task(ConnectConfig {
+                        namespaces: namespaces.clone(),
+                        submit: setup.submit.clone(),
+                    }),
+                ],
             };
             let client = client.clone();
             // The reconciler needs no endpoint: it lets go of its Lease as soon as draining
@@ -268,6 +275,11 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
 /// The ScheduledSparkApplication controllers, leader-only like the reconciler's.
 fn schedules_task(cfg: ScheduleConfig) -> LeaderTask {
     std::sync::Arc::new(move |client, term| Box::pin(schedules::run(client, cfg.clone(), term)))
+}
+
+/// The SparkConnect controllers, leader-only like the reconciler's.
+fn connect_task(cfg: ConnectConfig) -> LeaderTask {
+    std::sync::Arc::new(move |client, term| Box::pin(connect::run(client, cfg.clone(), term)))
 }
 
 /// Reads the caBundle (ca.crt) that registration publishes.

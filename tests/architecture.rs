@@ -24,7 +24,7 @@ const LAYERS: &[&[&str]] = &[
     &["cache"],
     &["certs", "metrics"],
     // The two jobs.
-    &["webhook", "reconciler", "schedules"],
+    &["webhook", "reconciler", "schedules", "connect"],
     // The process: serving, the admin port, shutdown, the offline render; then flags, their
     // conversion into configs, and the composition of the parts.
     &["server", "admin", "shutdown", "render"],

@@ -26,9 +26,10 @@ fn crds_prints_the_committed_crds() {
     let apps = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml");
     let scheduled =
         include_str!("../manifests/crd/sparkoperator.k8s.io_scheduledsparkapplications.yaml");
+    let connect = include_str!("../manifests/crd/sparkoperator.k8s.io_sparkconnects.yaml");
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        format!("{apps}---\n{scheduled}")
+        format!("{apps}---\n{scheduled}---\n{connect}")
     );
 }
 

@@ -9,12 +9,14 @@ use serde_json::Value;
 use spark_webhook::crd::{
     ApplicationStateType, ConcurrencyPolicy, DeployMode, ExecutorState, RestartPolicyType,
     ScheduleState, ScheduledSparkApplication, SecretType, SparkApplication, SparkApplicationType,
-    crd, crd_yaml, scheduled_crd, scheduled_crd_yaml,
+    SparkConnect, SparkConnectState, SparkConnectStatus, connect_crd, connect_crd_yaml, crd,
+    crd_yaml, scheduled_crd, scheduled_crd_yaml,
 };
 
 const MANIFEST: &str = "manifests/crd/sparkoperator.k8s.io_sparkapplications.yaml";
 const SCHEDULED_MANIFEST: &str =
     "manifests/crd/sparkoperator.k8s.io_scheduledsparkapplications.yaml";
+const CONNECT_MANIFEST: &str = "manifests/crd/sparkoperator.k8s.io_sparkconnects.yaml";
 /// Client-side `kubectl apply` copies the object into an annotation capped at 256 KiB; stay well
 /// below it.
 const SIZE_BUDGET: usize = 200 * 1024;
@@ -626,4 +628,143 @@ fn scheduled_crd_has_kubeflows_names_columns_and_status() {
 
 fn crd_v(yaml: String) -> Value {
     yaml_serde::from_str(&yaml).expect("yaml")
+}
+
+#[test]
+fn committed_connect_manifest_matches_generated_crd() {
+    let generated = connect_crd_yaml();
+    assert_eq!(generated, connect_crd_yaml(), "not deterministic");
+    committed_matches(CONNECT_MANIFEST, &generated);
+    assert!(generated.len() < SIZE_BUDGET, "{} bytes", generated.len());
+}
+
+/// kubeflow's SparkConnect example reads and writes back without a field lost but those no
+/// Kubernetes type has: its pod-level `securityContext` carries two container-only fields,
+/// which kubeflow's Go types (and the kubelet) drop as well; CPU quantities become strings.
+#[test]
+fn kubeflow_connect_example_round_trips_but_for_what_kubernetes_drops() {
+    let rel = "tests/fixtures/spark-connect.yaml";
+    let input: Value = yaml_serde::from_str(&read(rel)).expect("valid YAML");
+    let conn: SparkConnect =
+        yaml_serde::from_str(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    let output = serde_json::to_value(&conn).expect("serialise");
+    let mut diffs = Vec::new();
+    diff("", &input, &output, &mut diffs);
+    let mut expected = Vec::new();
+    for role in ["executor", "server"] {
+        if role == "server" {
+            for at in ["limits", "requests"] {
+                expected.push(format!(
+                    ".spec.server.template.spec.containers[0].resources.{at}.cpu: 1 became \"1\""
+                ));
+            }
+        }
+        expected.push(format!(".spec.{role}.template.spec.securityContext.allowPrivilegeEscalation: dropped (was false)"));
+        expected.push(format!(".spec.{role}.template.spec.securityContext.capabilities: dropped (was {{\"drop\":[\"ALL\"]}})"));
+    }
+    diffs.sort();
+    expected.sort();
+    assert_eq!(diffs, expected, "{rel}");
+    assert_eq!(conn.spec.executor.instances, Some(2));
+    assert_eq!(conn.spec.executor.pod.memory.as_deref(), Some("512m"));
+}
+
+/// A status as kubeflow's controller writes it reads back field for field.
+#[test]
+fn kubeflows_connect_status_round_trips() {
+    let written = serde_json::json!({
+        "conditions": [{"type": "ServerPodReady", "status": "True", "reason": "ServerPodReady",
+            "message": "Server pod is ready", "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "state": "Ready",
+        "server": {"podName": "c-server", "podIp": "10.0.0.5", "serviceName": "c-server"},
+        "executors": {"running": 2},
+        "startTime": "2026-01-01T00:00:00Z",
+        "lastUpdateTime": "2026-01-01T00:00:01Z"
+    });
+    let status: SparkConnectStatus = serde_json::from_value(written.clone()).expect("reads");
+    assert_eq!(status.state, SparkConnectState::Ready);
+    assert_eq!(status.server.pod_ip, "10.0.0.5");
+    assert_eq!(serde_json::to_value(&status).expect("writes"), written);
+}
+
+#[test]
+fn connect_crd_has_kubeflows_names_columns_and_schema() {
+    let ours = serde_json::to_value(connect_crd()).expect("serialise");
+    let mut theirs: Value = yaml_serde::from_str(&read(
+        "tests/fixtures/kubeflow/sparkoperator.k8s.io_sparkconnects.yaml",
+    ))
+    .expect("kubeflow CRD");
+    // The apiserver fills listKind in (<Kind>List), as kube's derive leaves it out.
+    theirs["spec"]["names"]
+        .as_object_mut()
+        .expect("names")
+        .remove("listKind");
+    for pointer in [
+        "/metadata/name",
+        "/spec/group",
+        "/spec/names",
+        "/spec/scope",
+        "/spec/versions/0/name",
+        "/spec/versions/0/subresources",
+        "/spec/versions/0/additionalPrinterColumns",
+    ] {
+        assert_eq!(ours.pointer(pointer), theirs.pointer(pointer), "{pointer}");
+    }
+    // Every field kubeflow's schema has, ours has, with the same type (down to where ours keeps
+    // core types as preserve-unknown objects).
+    let root = "/spec/versions/0/schema/openAPIV3Schema";
+    let mut missing = Vec::new();
+    // apiVersion, kind and metadata are the apiserver's own, whatever the schema says.
+    for part in ["spec", "status"] {
+        let at = format!("{root}/properties/{part}");
+        same_fields(
+            part,
+            &theirs.pointer(&at).cloned().unwrap_or_default(),
+            &ours.pointer(&at).cloned().unwrap_or_default(),
+            &mut missing,
+        );
+    }
+    assert!(missing.is_empty(), "{}", missing.join("\n"));
+    let spec = ours
+        .pointer(&format!("{root}/properties/spec/required"))
+        .expect("required");
+    assert_eq!(
+        spec,
+        &serde_json::json!(["executor", "server", "sparkVersion"])
+    );
+}
+
+/// Paths of `theirs` schema missing or typed differently in `ours`.
+fn same_fields(path: &str, theirs: &Value, ours: &Value, out: &mut Vec<String>) {
+    if ours["x-kubernetes-preserve-unknown-fields"] == true {
+        return;
+    }
+    if theirs["type"] != ours["type"] {
+        out.push(format!(
+            "{path}: type {} vs {}",
+            theirs["type"], ours["type"]
+        ));
+        return;
+    }
+    for key in ["properties"] {
+        if let Some(props) = theirs[key].as_object() {
+            for (name, schema) in props {
+                match ours[key].get(name) {
+                    Some(o) => same_fields(&format!("{path}.{name}"), schema, o, out),
+                    None => out.push(format!("{path}.{name}: missing")),
+                }
+            }
+        }
+    }
+    if theirs["items"].is_object() {
+        same_fields(&format!("{path}[]"), &theirs["items"], &ours["items"], out);
+    }
+    if theirs["additionalProperties"].is_object() {
+        same_fields(
+            &format!("{path}{{}}"),
+            &theirs["additionalProperties"],
+            &ours["additionalProperties"],
+            out,
+        );
+    }
 }

@@ -499,6 +499,36 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
         "{described}"
     );
 
+    // A SparkConnect gets its server pod, Service and status with the manifests' rules.
+    let conn = json!({"apiVersion": "sparkoperator.k8s.io/v1alpha1", "kind": "SparkConnect",
+        "metadata": {"name": "connect", "namespace": ns},
+        "spec": {"sparkVersion": "4.0.5", "image": "spark:4.0.5", "server": {}, "executor": {"instances": 1}}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&conn.to_string()));
+    eventually(
+        "the SparkConnect's server, Service and status",
+        WAIT,
+        || async {
+            let status = kubectl_ok(
+                &[
+                    "get",
+                    "sparkconnect",
+                    "connect",
+                    "-n",
+                    ns,
+                    "-o",
+                    "jsonpath={.status.state}/{.status.server.podName}",
+                ],
+                None,
+            );
+            let svc = Api::<Service>::namespaced(client.clone(), ns);
+            (status == "NotReady/connect-server"
+                && pods.get_opt("connect-server").await.ok()?.is_some()
+                && svc.get_opt("connect-server").await.ok()?.is_some())
+            .then_some(())
+        },
+    )
+    .await;
+
     // Deleting the app tears its attempt down (no garbage collector here): by label, with the
     // manifests' rules.
     apps.delete("spark-pi", &Default::default()).await.unwrap();

@@ -1716,3 +1716,167 @@ async fn a_scheduled_pyspark_run_completes_and_the_schedule_shows_it() {
         done.took.as_secs_f64()
     );
 }
+
+/// The Spark Connect client on the host (tests/cluster/pyspark-connect.sh: PyPI's
+/// `pyspark[connect]`, cached), run against `sc://ADDR`: prints `spark.range(1000).count()`.
+const CONNECT_CLIENT_PY: &str = r#"
+import sys
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+print("COUNT", spark.range(1000).count())
+spark.stop()
+"#;
+
+/// A SparkConnect on spark:4.0.5 (the image's pyspark wheel carries
+/// `jars/spark-connect_2.13-4.0.5.jar`): the server becomes Ready with its executor running, a
+/// PySpark Connect client on the host counts `spark.range(1000)` through the Service's
+/// ClusterIP (kube-proxy), and deleting the SparkConnect leaves no pod, Service or ConfigMap.
+/// Cost: one server and one executor pod, about a minute on an idle 2-core machine.
+#[tokio::test]
+async fn a_spark_connect_server_answers_a_pyspark_client_through_its_service_and_goes_with_its_object()
+ {
+    use spark_webhook::crd::{SparkConnect, SparkConnectState};
+    node();
+    // The client's venv (a download only the first time), before the clock starts.
+    let client_python = {
+        let out = std::process::Command::new(
+            common::repo_root().join("tests/cluster/pyspark-connect.sh"),
+        )
+        .arg("4.0.5")
+        .output()
+        .expect("tests/cluster/pyspark-connect.sh");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "rn-connect").await;
+    driver_rbac(&ns);
+    let (served, _certs) = start(&ns);
+    let name = "connect";
+    // kubeflow's example's shape, sized for a 2-CPU node (half a core requested per pod).
+    let conn = json!({
+        "apiVersion": "sparkoperator.k8s.io/v1alpha1", "kind": "SparkConnect",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "sparkVersion": "4.0.5", "image": "spark:4.0.5",
+            "sparkConf": {
+                "spark.kubernetes.driver.request.cores": "500m",
+                "spark.kubernetes.executor.request.cores": "500m"
+            },
+            "server": {"cores": 1, "memory": "512m", "template": {"spec": {
+                "serviceAccountName": "spark",
+                "containers": [{"name": "spark-kubernetes-driver", "imagePullPolicy": "IfNotPresent"}]
+            }}},
+            "executor": {"instances": 1, "cores": 1, "memory": "512m", "template": {"spec": {
+                "containers": [{"name": "spark-kubernetes-executor", "imagePullPolicy": "IfNotPresent"}]
+            }}}
+        }
+    });
+    let started = Instant::now();
+    kubectl_ok(&["apply", "-f", "-"], Some(&conn.to_string()));
+    let conns: Api<SparkConnect> = Api::namespaced(client.clone(), &ns);
+    let server = format!("{name}-server");
+    let show = |what: &str| {
+        format!(
+            "{what}:\n{}\n{}\n{}\n{}",
+            kubectl_shown(&["get", "sparkconnect", "-n", &ns, "-o", "yaml"]),
+            diagnostics(&ns, &server, &served),
+            kubectl_shown(&["get", "svc,cm", "-n", &ns]),
+            kubectl_shown(&[
+                "logs",
+                "-n",
+                &ns,
+                "-l",
+                "spark-role=executor",
+                "--tail",
+                "30"
+            ]),
+        )
+    };
+    loop {
+        let status = conns
+            .get(name)
+            .await
+            .ok()
+            .and_then(|c| c.status)
+            .unwrap_or_default();
+        if status.state == SparkConnectState::Ready && status.executors.get("running") == Some(&1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < RUN && status.state != SparkConnectState::Failed,
+            "{}",
+            show(&format!(
+                "not Ready with a running executor ({:?})",
+                status.state
+            ))
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let ready = started.elapsed();
+    let cluster_ip = kubectl_ok(
+        &[
+            "get",
+            "svc",
+            &server,
+            "-n",
+            &ns,
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ],
+        None,
+    );
+    let remote = format!("sc://{cluster_ip}:15002");
+    let t = Instant::now();
+    let out = std::process::Command::new(&client_python)
+        .args(["-c", CONNECT_CLIENT_PY, &remote])
+        .output()
+        .expect("the Connect client");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.lines().any(|l| l == "COUNT 1000"),
+        "{}\n{stdout}\n{}",
+        show(&format!("the client through {remote} failed")),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "connect: apply -> Ready with 1 executor {:.1}s; client through {remote}: count 1000 in {:.1}s",
+        ready.as_secs_f64(),
+        t.elapsed().as_secs_f64()
+    );
+
+    // Deleting the object: the collector removes the server and Service (owned by it), then the
+    // server's ConfigMap, headless Service and executors (owned by the server).
+    let t = Instant::now();
+    kubectl_ok(
+        &["delete", "sparkconnect", name, "-n", &ns, "--wait=false"],
+        None,
+    );
+    loop {
+        let left = kubectl_ok(&["get", "pods,svc,cm", "-n", &ns, "-o", "name"], None);
+        // The namespace's own CA bundle ConfigMap is not the SparkConnect's.
+        let left: Vec<&str> = left
+            .lines()
+            .filter(|l| *l != "configmap/kube-root-ca.crt")
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "left after deleting the SparkConnect: {left:?}\n{}",
+            show("deleted")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!(
+        "connect: deleted -> no pod, Service or ConfigMap left in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
+}

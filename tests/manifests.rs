@@ -361,6 +361,16 @@ const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache an
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["scheduledsparkapplications/status", "scheduledsparkapplications/finalizers"]
   verbs: ["update"]
+# The SparkConnect controller watches SparkConnects (their server pods and Services are
+# created, read and deleted under the pods and services rules below).
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["sparkconnects"]
+  verbs: ["get", "list", "watch"]
+# Their status is written whole (PUT with the resourceVersion read). finalizers: the server
+# pod's and Service's ownerReferences block the SparkConnect's deletion (blockOwnerDeletion).
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["sparkconnects/status", "sparkconnects/finalizers"]
+  verbs: ["update"]
 # Driver pods: created by native submission, watched (Spark pods only, by label) to follow the
 # driver and executors, read when the cache lags, deleted on retries, spec changes and when
 # their app is gone (deletecollection: an attempt's pods by its submission-id label).

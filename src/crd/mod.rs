@@ -3,9 +3,10 @@
 //!
 //! - [`SparkApplication`] is the resource (derived from [`SparkApplicationSpec`] in [`spec`]).
 //! - [`ScheduledSparkApplication`] runs a SparkApplicationSpec on a schedule ([`scheduled`]).
+//! - [`SparkConnect`] (v1alpha1) is a Spark Connect server with its executors ([`connect`]).
 //! - [`defaults`] fills in what kubeflow's defaulter fills in, on a copy.
-//! - [`crd()`] / [`crd_yaml()`] (and [`scheduled_crd()`] / [`scheduled_crd_yaml()`]) give the
-//!   CRDs, post-processed so it installs on
+//! - [`crd()`] / [`crd_yaml()`] (and the `scheduled_` and `connect_` pairs) give the CRDs,
+//!   post-processed so they install on
 //!   kube-apiserver 1.20+ and stays small enough for client-side `kubectl apply`.
 
 use std::fmt;
@@ -15,11 +16,13 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
+pub mod connect;
 pub mod defaults;
 pub mod scheduled;
 pub mod spec;
 pub mod status;
 
+pub use connect::*;
 pub use scheduled::*;
 pub use spec::*;
 pub use status::*;
@@ -105,9 +108,25 @@ pub fn scheduled_crd_yaml() -> String {
         .expect("a CustomResourceDefinition always serialises to YAML")
 }
 
-/// Both CRDs as one YAML stream: what `spark-webhook crds` prints.
+/// The SparkConnect CRD as installed in clusters, made structural as [`crd()`].
+pub fn connect_crd() -> CustomResourceDefinition {
+    structural(SparkConnect::crd())
+}
+
+/// [`connect_crd()`] as YAML, what is committed under `manifests/crd/`.
+pub fn connect_crd_yaml() -> String {
+    yaml_serde::to_string(&connect_crd())
+        .expect("a CustomResourceDefinition always serialises to YAML")
+}
+
+/// All CRDs as one YAML stream: what `spark-webhook crds` prints.
 pub fn crds_yaml() -> String {
-    format!("{}---\n{}", crd_yaml(), scheduled_crd_yaml())
+    format!(
+        "{}---\n{}---\n{}",
+        crd_yaml(),
+        scheduled_crd_yaml(),
+        connect_crd_yaml()
+    )
 }
 
 fn structural(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {

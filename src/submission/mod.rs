@@ -14,6 +14,8 @@
 //! ([`names`]), so rebuilding after a crash gives the same objects and a second create fails
 //! with AlreadyExists rather than starting a second driver.
 //!
+//! A SparkConnect's server is such a driver too, running Spark's Connect server ([`connect`]).
+//!
 //! Not done here, by the caller: creating the objects (the Prometheus ConfigMap before the
 //! driver pod, the rest after it, once [`owned_by_driver`] gave them the pod's uid, as Spark
 //! does).
@@ -21,6 +23,7 @@
 mod assemble;
 pub(crate) mod conf;
 mod conf_dir;
+pub mod connect;
 mod ctx;
 mod driver;
 mod error;

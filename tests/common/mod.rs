@@ -187,8 +187,9 @@ pub fn kubectl_ok(args: &[&str], input: Option<&str>) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Installs the committed CRDs, SparkApplication and ScheduledSparkApplication (idempotent),
-/// and waits until both are served: the operator's schedule controller watches the second.
+/// Installs the committed CRDs, SparkApplication, ScheduledSparkApplication and SparkConnect
+/// (idempotent), and waits until all are served: the operator's schedule and SparkConnect
+/// controllers watch the last two.
 pub fn install_crd() {
     let dir = repo_root().join("manifests/crd");
     let path = dir.to_str().expect("utf-8 path");
@@ -209,6 +210,7 @@ pub fn install_crd() {
     for crd in [
         "crd/sparkapplications.sparkoperator.k8s.io",
         "crd/scheduledsparkapplications.sparkoperator.k8s.io",
+        "crd/sparkconnects.sparkoperator.k8s.io",
     ] {
         wait_established(crd);
     }
