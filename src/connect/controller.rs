@@ -96,12 +96,7 @@ async fn run_scope(
         submit: cfg.submit,
         namespaces: cfg.namespaces.clone(),
     });
-    let selected = futures::stream::unfold(cfg.namespaces.added(), |mut added| async move {
-        match added.recv().await {
-            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(((), added)),
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-        }
-    });
+    let selected = cfg.namespaces.added().map(|_| ());
     let token = shutdown.clone();
     tracing::info!(
         namespace = namespace.as_deref().unwrap_or("(all)"),

@@ -29,7 +29,7 @@ use super::conf::Conf;
 use super::ctx::Ctx;
 use super::error::SubmissionError;
 use super::keys::{DRIVER_LABEL_PREFIX, EXECUTOR_LABEL_PREFIX, JARS};
-use super::{SubmitOptions, driver, executor_template, objects};
+use super::{SubmitOptions, driver, executor_template, objects, version};
 use crate::crd::{
     ConnectPodSpec, DeployMode, DriverSpec, ExecutorSpec, SparkApplication, SparkApplicationSpec,
     SparkApplicationType, SparkConnect, SparkPodSpec,
@@ -140,10 +140,11 @@ pub fn connect_server(
     let executor_template = executor_template::attach(&ctx, &mut conf)?;
     let mut selector = driver::spark_labels(&ctx, &conf);
     selector.insert(SPARK_ROLE_LABEL.into(), CONNECT_SERVER_ROLE.into());
-    let mut pod = driver::pod(&ctx, &conf, &main)?;
+    let version = version::SparkVersion::of(&ctx, &conf);
+    let mut pod = driver::pod(&ctx, &conf, &main, version)?;
     mutate::mutate_pod(&app, SparkRole::Driver, &mut pod, &opts.mutation)?;
     server_pod(conn, &app, &mut pod)?;
-    let mut driver_service = objects::service(&ctx, &conf, selector)?;
+    let mut driver_service = objects::service(&ctx, &conf, selector, version)?;
     relabel(&mut driver_service.metadata, ctx.name);
     let mut config_map = objects::config_map(&ctx, &conf, executor_template);
     relabel(&mut config_map.metadata, ctx.name);
