@@ -24,6 +24,7 @@ use crate::reconciler::runner::LeaderElection;
 use crate::reconciler::state::Settings;
 use crate::registration::{Endpoint, Registration};
 use crate::render::RenderOptions;
+use crate::scheduling::{self, BatchOptions};
 use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
 use crate::submission::{SubmitOptions, Submitter, UiOptions};
 
@@ -38,6 +39,10 @@ pub enum ConfigError {
     NothingToRun,
     #[error("self-managed certificate: {0}")]
     CertSecret(String),
+    #[error(
+        "--default-batch-scheduler={0}: not an enabled batch scheduler (volcano, yunikorn, or one of --kube-scheduler-names; needs --enable-batch-scheduler)"
+    )]
+    DefaultBatchScheduler(String),
     #[error("--{flag}: {error}")]
     Json {
         flag: &'static str,
@@ -53,6 +58,8 @@ pub struct ServeConfig {
     pub namespaces: JobNamespaces,
     /// The mutation rules' knobs (the webhook's and native submission's).
     pub mutation: MutationOptions,
+    /// Gang scheduling (the webhook's checks and executor marks, submission's PodGroups).
+    pub batch: BatchOptions,
     /// None: --webhook=false.
     pub webhook: Option<WebhookConfig>,
     /// None: --controller=false.
@@ -76,6 +83,8 @@ pub struct WebhookConfig {
     /// Body-read timeout and in-flight cap.
     pub body_timeout: Duration,
     pub max_in_flight: usize,
+    /// `--enable-resource-quota-enforcement`.
+    pub enforce_quota: bool,
 }
 
 /// Where the serving certificate comes from.
@@ -117,6 +126,7 @@ impl ServeConfig {
             return Err(ConfigError::NothingToRun);
         }
         let mutation = args.mutation();
+        let batch = args.batch()?;
         let webhook = match args.webhook {
             false => None,
             true => Some(WebhookConfig {
@@ -138,11 +148,12 @@ impl ServeConfig {
                     .then(|| args.registration.registration(Vec::new())),
                 body_timeout: args.webhook_body_timeout,
                 max_in_flight: args.webhook_max_in_flight as usize,
+                enforce_quota: args.enable_resource_quota_enforcement,
             }),
         };
         let reconciler = match args.controller {
             false => None,
-            true => Some(args.reconciler.setup(mutation)?),
+            true => Some(args.reconciler.setup(mutation, batch.clone())?),
         };
         Ok(ServeConfig {
             admin_addr: args.admin_addr,
@@ -151,6 +162,7 @@ impl ServeConfig {
                 args.namespace_selector.clone(),
             ),
             mutation,
+            batch,
             webhook,
             reconciler,
             shutdown_timeout: args.shutdown_timeout,
@@ -271,7 +283,11 @@ impl ReconcilerArgs {
     }
 
     /// The reconciler's settings; `spark-submit` is checked to exist here.
-    fn setup(&self, mutation: MutationOptions) -> Result<ReconcilerSetup, ConfigError> {
+    fn setup(
+        &self,
+        mutation: MutationOptions,
+        batch: BatchOptions,
+    ) -> Result<ReconcilerSetup, ConfigError> {
         let leader_election =
             self.leader_election
                 .unwrap_or_else(in_cluster)
@@ -301,6 +317,7 @@ impl ReconcilerArgs {
                 mutation,
                 ui: self.ui()?,
                 enable_driver_pdb: self.enable_driver_pdb,
+                batch,
             },
             leader_election,
             metrics: MetricsConfig {
@@ -320,6 +337,32 @@ impl ServeArgs {
     /// Whether to register the webhook configurations: --register-webhook, else in a cluster.
     fn registers(&self) -> bool {
         self.register_webhook.unwrap_or_else(in_cluster)
+    }
+
+    /// Gang scheduling: kubeflow's three flags. A default that is not an enabled scheduler
+    /// stops the start (kubeflow only logs it, then fails every app's submission).
+    fn batch(&self) -> Result<BatchOptions, ConfigError> {
+        let default = self
+            .default_batch_scheduler
+            .clone()
+            .filter(|s| !s.is_empty());
+        let names: Vec<String> = self
+            .kube_scheduler_names
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        if let Some(d) = &default {
+            let known = d == scheduling::VOLCANO || d == scheduling::YUNIKORN || names.contains(d);
+            if !self.enable_batch_scheduler || !known {
+                return Err(ConfigError::DefaultBatchScheduler(d.clone()));
+            }
+        }
+        Ok(BatchOptions {
+            enabled: self.enable_batch_scheduler,
+            default_scheduler: default,
+            kube_scheduler_names: names,
+        })
     }
 
     /// The mutation rules' knobs.
@@ -410,7 +453,7 @@ mod tests {
             };
             serve
                 .reconciler
-                .setup(MutationOptions::default())
+                .setup(MutationOptions::default(), BatchOptions::default())
                 .expect("a setup")
                 .metrics
                 .names

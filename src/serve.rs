@@ -156,6 +156,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
             client: Some(client.clone()),
             recorder: Some(recorder.clone()),
             limits: ReviewLimits::new(webhook_cfg.body_timeout, webhook_cfg.max_in_flight),
+            batch: cfg.batch.clone(),
+            enforce_quota: webhook_cfg.enforce_quota,
         };
         let listener = bind(webhook_cfg.addr).await?;
         if let (Some(registration), CertSource::Dir { dir, .. }) =
