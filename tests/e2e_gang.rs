@@ -3,9 +3,9 @@
 //! schedulers themselves do not run here: these tests prove the objects and marks kubeflow
 //! would create, their ownership and cleanup, and the webhook's refusals.
 //!
-//! Only `the_coscheduling_*` test installs the scheduler-plugins CRD (after checking the refusal
-//! without it), and only `the_volcano_*` test the Volcano one: tests run in parallel on one
-//! apiserver, and CRDs are cluster-wide.
+//! Only `the_coscheduling_*` test installs the scheduler-plugins CRD, after checking the refusal
+//! without it (tests run in parallel on one apiserver, and CRDs are cluster-wide: no other test
+//! may install it). The Volcano CRD is also installed by tests/e2e_rbac.rs.
 
 mod common;
 
@@ -56,22 +56,6 @@ fn apply(obj: &Value) -> Result<(), String> {
         Ok(())
     } else {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
-fn install_fixture_crd(file: &str, crd: &str) {
-    let path = common::repo_root()
-        .join("tests/fixtures/batch-schedulers")
-        .join(file);
-    common::kubectl_ok(&["apply", "-f", path.to_str().unwrap()], None);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-    while common::kubectl(&["get", crd, "-o", established]).stdout != b"True" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{crd} not Established"
-        );
-        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -144,8 +128,8 @@ fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
 async fn the_volcano_pod_group_is_created_with_the_attempt_and_removed_with_it() {
     let client = common::client().await;
     install_crd();
-    install_fixture_crd(
-        "volcano-podgroups.yaml",
+    common::install_crd_file(
+        "tests/fixtures/batch-schedulers/volcano-podgroups.yaml",
         "crd/podgroups.scheduling.volcano.sh",
     );
     let ns = namespace(&client, "gang-volcano").await;
@@ -256,8 +240,8 @@ async fn the_coscheduling_pod_group_needs_its_crd_and_ends_with_the_app() {
         "{refused}"
     );
 
-    install_fixture_crd(
-        "scheduler-plugins-podgroups.yaml",
+    common::install_crd_file(
+        "tests/fixtures/batch-schedulers/scheduler-plugins-podgroups.yaml",
         "crd/podgroups.scheduling.x-k8s.io",
     );
     // Discovery may lag the Established condition by a moment.
