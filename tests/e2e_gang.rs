@@ -421,4 +421,20 @@ async fn disabled_batch_scheduling_and_quotas_refuse_with_the_reason() {
         json!({"executor": {"instances": 1, "cores": 1, "memory": "1g"}}),
     ))
     .expect("2 cores fit in what is left");
+
+    // The quota is now full. An update that leaves the spec alone is not checked again (the
+    // app's own pods count in the quota's usage); a spec change is.
+    let full = json!({"status": {"used": {"requests.cpu": "4"}}});
+    quotas
+        .patch_status("cpu", &PatchParams::default(), &Patch::Merge(full))
+        .await
+        .unwrap();
+    common::kubectl_ok(&["label", "sparkapp", "small", "-n", &ns, "team=a"], None);
+    let refused = apply(&app(
+        &ns,
+        "small",
+        json!({"executor": {"instances": 1, "cores": 1, "memory": "2g"}}),
+    ))
+    .expect_err("a spec change is checked against the quota");
+    assert!(refused.contains("has 0 left (4 of 4 used)"), "{refused}");
 }

@@ -25,18 +25,21 @@ pub async fn review(
     state: &WebhookState,
     body: &[u8],
 ) -> Result<(ReviewResponse, Outcome), ReviewError> {
-    let (uid, namespace, name, app) = match parse_as::<SparkApplication>(body, "SparkApplication")?
-    {
-        Parsed::Done(answer) => return Ok(answer),
-        Parsed::Object {
-            uid,
-            namespace,
-            name,
-            object,
-        } => (uid, namespace, name, object),
-    };
+    let (uid, namespace, name, app, spec_unchanged) =
+        match parse_as::<SparkApplication>(body, "SparkApplication")? {
+            Parsed::Done(answer) => return Ok(answer),
+            Parsed::Object {
+                uid,
+                namespace,
+                name,
+                object,
+                spec_unchanged,
+            } => (uid, namespace, name, object, spec_unchanged),
+        };
     let mut findings = validation::validate(&app);
-    if findings.errors.is_empty() {
+    // An update that leaves the spec alone (labels, finalizers) is not checked against the
+    // cluster again, as in kubeflow: a running app's own pods count in its quota's usage.
+    if findings.errors.is_empty() && !spec_unchanged {
         let (errors, warnings) = cluster_checks(state, &app).await;
         findings.warnings.extend(warnings);
         for (field, message) in errors {
@@ -134,6 +137,7 @@ pub fn review_scheduled(body: &[u8]) -> Result<(ReviewResponse, Outcome), Review
             namespace,
             name,
             object,
+            ..
         } => Ok(answer(
             &uid,
             kind,
@@ -153,6 +157,8 @@ enum Parsed<K> {
         namespace: String,
         name: String,
         object: K,
+        /// An UPDATE whose `spec` is the old object's.
+        spec_unchanged: bool,
     },
 }
 
@@ -191,11 +197,21 @@ where
     app.meta_mut()
         .namespace
         .get_or_insert_with(|| namespace.to_string());
+    let spec = |raw: &RawValue| {
+        serde_json::from_str::<serde_json::Value>(raw.get())
+            .ok()
+            .map(|mut v| v["spec"].take())
+    };
+    let spec_unchanged = req.operation == Operation::Update
+        && req
+            .old_object
+            .is_some_and(|old| spec(old).is_some() && spec(old) == spec(object));
     Ok(Parsed::Object {
         uid: uid.to_string(),
         namespace: namespace.to_string(),
         name: name.to_string(),
         object: app,
+        spec_unchanged,
     })
 }
 
