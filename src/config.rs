@@ -201,6 +201,11 @@ impl RenderArgs {
             default_spark_image: self.default_spark_image.clone(),
             ingress_url_format: self.ingress_url_format.clone().filter(|f| !f.is_empty()),
             enable_driver_pdb: self.enable_driver_pdb,
+            batch: BatchOptions {
+                enabled: self.enable_batch_scheduler,
+                default_scheduler: None,
+                kube_scheduler_names: self.kube_scheduler_names.clone(),
+            },
         }
     }
 }
