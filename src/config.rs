@@ -474,6 +474,38 @@ mod tests {
         );
     }
 
+    /// kubeflow's batch flags: the default must be an enabled scheduler (kubeflow only logs
+    /// it and then fails every app's submission); kube-scheduler names are batch schedulers.
+    #[test]
+    fn the_default_batch_scheduler_must_be_enabled() {
+        use clap::Parser;
+        let batch = |args: &[&str]| {
+            let mut all = vec!["spark-webhook", "serve"];
+            all.extend_from_slice(args);
+            let cli = crate::cli::Cli::try_parse_from(all).expect("parses");
+            let crate::cli::Command::Serve(serve) = cli.command else {
+                panic!("serve")
+            };
+            serve.batch().map_err(|e| e.to_string())
+        };
+        assert_eq!(batch(&[]), Ok(BatchOptions::default()));
+        let err = batch(&["--default-batch-scheduler=volcano"]).unwrap_err();
+        assert!(err.contains("needs --enable-batch-scheduler"), "{err}");
+        assert!(batch(&["--enable-batch-scheduler", "--default-batch-scheduler=sp"]).is_err());
+        assert_eq!(
+            batch(&[
+                "--enable-batch-scheduler",
+                "--kube-scheduler-names=sp,other",
+                "--default-batch-scheduler=sp",
+            ]),
+            Ok(BatchOptions {
+                enabled: true,
+                default_scheduler: Some("sp".into()),
+                kube_scheduler_names: vec!["sp".into(), "other".into()],
+            })
+        );
+    }
+
     #[test]
     fn url_hosts() {
         for (url, host) in [
