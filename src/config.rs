@@ -24,6 +24,7 @@ use crate::reconciler::runner::LeaderElection;
 use crate::reconciler::state::Settings;
 use crate::registration::{Endpoint, Registration};
 use crate::render::RenderOptions;
+use crate::scheduling::{self, BatchOptions};
 use crate::submission::spark_submit::{SparkSubmitter, SubmitAuth};
 use crate::submission::{SubmitOptions, Submitter, UiOptions};
 
@@ -38,6 +39,10 @@ pub enum ConfigError {
     NothingToRun,
     #[error("self-managed certificate: {0}")]
     CertSecret(String),
+    #[error(
+        "--default-batch-scheduler={0}: not an enabled batch scheduler (volcano, yunikorn, or one of --kube-scheduler-names; needs --enable-batch-scheduler)"
+    )]
+    DefaultBatchScheduler(String),
     #[error("--{flag}: {error}")]
     Json {
         flag: &'static str,
@@ -53,6 +58,8 @@ pub struct ServeConfig {
     pub namespaces: JobNamespaces,
     /// The mutation rules' knobs (the webhook's and native submission's).
     pub mutation: MutationOptions,
+    /// Gang scheduling (the webhook's checks and executor marks, submission's PodGroups).
+    pub batch: BatchOptions,
     /// None: --webhook=false.
     pub webhook: Option<WebhookConfig>,
     /// None: --controller=false.
@@ -78,6 +85,8 @@ pub struct WebhookConfig {
     pub max_in_flight: usize,
     /// The live-read budget of cache misses, per second.
     pub live_reads_per_second: u32,
+    /// `--enable-resource-quota-enforcement`.
+    pub enforce_quota: bool,
 }
 
 /// Where the serving certificate comes from.
@@ -119,6 +128,7 @@ impl ServeConfig {
             return Err(ConfigError::NothingToRun);
         }
         let mutation = args.mutation();
+        let batch = args.batch()?;
         let webhook = match args.webhook {
             false => None,
             true => Some(WebhookConfig {
@@ -141,11 +151,12 @@ impl ServeConfig {
                 body_timeout: args.webhook_body_timeout,
                 max_in_flight: args.webhook_max_in_flight as usize,
                 live_reads_per_second: args.webhook_live_reads_per_second,
+                enforce_quota: args.enable_resource_quota_enforcement,
             }),
         };
         let reconciler = match args.controller {
             false => None,
-            true => Some(args.reconciler.setup(mutation)?),
+            true => Some(args.reconciler.setup(mutation, batch.clone())?),
         };
         Ok(ServeConfig {
             admin_addr: args.admin_addr,
@@ -154,6 +165,7 @@ impl ServeConfig {
                 args.namespace_selector.clone(),
             ),
             mutation,
+            batch,
             webhook,
             reconciler,
             shutdown_timeout: args.shutdown_timeout,
@@ -192,6 +204,11 @@ impl RenderArgs {
             default_spark_image: self.default_spark_image.clone(),
             ingress_url_format: self.ingress_url_format.clone().filter(|f| !f.is_empty()),
             enable_driver_pdb: self.enable_driver_pdb,
+            batch: BatchOptions {
+                enabled: self.enable_batch_scheduler,
+                default_scheduler: None,
+                kube_scheduler_names: self.kube_scheduler_names.clone(),
+            },
         }
     }
 }
@@ -274,7 +291,11 @@ impl ReconcilerArgs {
     }
 
     /// The reconciler's settings; `spark-submit` is checked to exist here.
-    fn setup(&self, mutation: MutationOptions) -> Result<ReconcilerSetup, ConfigError> {
+    fn setup(
+        &self,
+        mutation: MutationOptions,
+        batch: BatchOptions,
+    ) -> Result<ReconcilerSetup, ConfigError> {
         let leader_election =
             self.leader_election
                 .unwrap_or_else(in_cluster)
@@ -304,6 +325,7 @@ impl ReconcilerArgs {
                 mutation,
                 ui: self.ui()?,
                 enable_driver_pdb: self.enable_driver_pdb,
+                batch,
             },
             leader_election,
             metrics: MetricsConfig {
@@ -323,6 +345,32 @@ impl ServeArgs {
     /// Whether to register the webhook configurations: --register-webhook, else in a cluster.
     fn registers(&self) -> bool {
         self.register_webhook.unwrap_or_else(in_cluster)
+    }
+
+    /// Gang scheduling: kubeflow's three flags. A default that is not an enabled scheduler
+    /// stops the start (kubeflow only logs it, then fails every app's submission).
+    fn batch(&self) -> Result<BatchOptions, ConfigError> {
+        let default = self
+            .default_batch_scheduler
+            .clone()
+            .filter(|s| !s.is_empty());
+        let names: Vec<String> = self
+            .kube_scheduler_names
+            .iter()
+            .filter(|s| !s.is_empty())
+            .cloned()
+            .collect();
+        if let Some(d) = &default {
+            let known = d == scheduling::VOLCANO || d == scheduling::YUNIKORN || names.contains(d);
+            if !self.enable_batch_scheduler || !known {
+                return Err(ConfigError::DefaultBatchScheduler(d.clone()));
+            }
+        }
+        Ok(BatchOptions {
+            enabled: self.enable_batch_scheduler,
+            default_scheduler: default,
+            kube_scheduler_names: names,
+        })
     }
 
     /// The mutation rules' knobs.
@@ -413,7 +461,7 @@ mod tests {
             };
             serve
                 .reconciler
-                .setup(MutationOptions::default())
+                .setup(MutationOptions::default(), BatchOptions::default())
                 .expect("a setup")
                 .metrics
                 .names
@@ -426,6 +474,38 @@ mod tests {
         assert!(
             crate::cli::Cli::try_parse_from(["spark-webhook", "serve", "--metrics-names=go"])
                 .is_err()
+        );
+    }
+
+    /// kubeflow's batch flags: the default must be an enabled scheduler (kubeflow only logs
+    /// it and then fails every app's submission); kube-scheduler names are batch schedulers.
+    #[test]
+    fn the_default_batch_scheduler_must_be_enabled() {
+        use clap::Parser;
+        let batch = |args: &[&str]| {
+            let mut all = vec!["spark-webhook", "serve"];
+            all.extend_from_slice(args);
+            let cli = crate::cli::Cli::try_parse_from(all).expect("parses");
+            let crate::cli::Command::Serve(serve) = cli.command else {
+                panic!("serve")
+            };
+            serve.batch().map_err(|e| e.to_string())
+        };
+        assert_eq!(batch(&[]), Ok(BatchOptions::default()));
+        let err = batch(&["--default-batch-scheduler=volcano"]).unwrap_err();
+        assert!(err.contains("needs --enable-batch-scheduler"), "{err}");
+        assert!(batch(&["--enable-batch-scheduler", "--default-batch-scheduler=sp"]).is_err());
+        assert_eq!(
+            batch(&[
+                "--enable-batch-scheduler",
+                "--kube-scheduler-names=sp,other",
+                "--default-batch-scheduler=sp",
+            ]),
+            Ok(BatchOptions {
+                enabled: true,
+                default_scheduler: Some("sp".into()),
+                kube_scheduler_names: vec!["sp".into(), "other".into()],
+            })
         );
     }
 

@@ -51,6 +51,19 @@ pub const SPEC_HASH_ANNOTATION: &str = "sparkoperator.k8s.io/spec-hash";
 /// which would otherwise manage the driver pod as a workload of its own).
 pub const KUEUE_LABEL_PREFIX: &str = "kueue.x-k8s.io/";
 
+// Batch schedulers' keys, set on Spark pods as kubeflow's scheduler integrations set them.
+
+/// Volcano: the PodGroup a pod belongs to.
+pub const VOLCANO_GROUP_NAME_ANNOTATION: &str = "scheduling.k8s.io/group-name";
+/// scheduler-plugins coscheduling: the PodGroup a pod belongs to.
+pub const COSCHEDULING_POD_GROUP_LABEL: &str = "scheduling.x-k8s.io/pod-group";
+/// YuniKorn: the task group a pod belongs to.
+pub const YUNIKORN_TASK_GROUP_NAME_ANNOTATION: &str = "yunikorn.apache.org/task-group-name";
+/// YuniKorn: the task groups' definition (JSON), on the driver.
+pub const YUNIKORN_TASK_GROUPS_ANNOTATION: &str = "yunikorn.apache.org/task-groups";
+/// YuniKorn: the queue an application is submitted to.
+pub const YUNIKORN_QUEUE_LABEL: &str = "queue";
+
 // Prometheus scrape annotations, on pods whose metrics are exposed.
 
 /// `true`: scrape this pod.

@@ -15,6 +15,7 @@
 //! | | `failpoint` | crash points for the fault tests |
 //! | | `telemetry` | logging set-up |
 //! | API | `crd` | the SparkApplication and ScheduledSparkApplication v1beta2 and SparkConnect v1alpha1 types and their CRDs |
+//! | | `scheduling` | gang scheduling: the batch scheduler chosen, its PodGroup and pod marks, ResourceQuota fit |
 //! | rules | `validation` | what makes a SparkApplication invalid, field by field |
 //! | | `mutate` | the pod mutations, one file per concern, shared by webhook and submission |
 //! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap, and kubeflow's objects around them (Prometheus ConfigMap, UI Service and Ingresses, driver PDB); a SparkConnect's server |
@@ -59,6 +60,7 @@ pub mod reconciler;
 pub mod registration;
 pub mod render;
 pub mod schedules;
+pub mod scheduling;
 pub mod serve;
 pub mod server;
 mod shutdown;

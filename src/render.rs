@@ -16,6 +16,7 @@ use crate::labels::{
 };
 use crate::mutate::{self, MutationOptions};
 use crate::schedules::state::{run_name, schedule_of};
+use crate::scheduling::BatchOptions;
 use crate::submission::{self, SubmitOptions, UiOptions};
 use crate::validation;
 
@@ -34,6 +35,8 @@ pub struct RenderOptions {
     pub ingress_url_format: Option<String>,
     /// `serve --enable-driver-pdb`: render the driver's PodDisruptionBudget.
     pub enable_driver_pdb: bool,
+    /// `serve --enable-batch-scheduler` and `--kube-scheduler-names`: render the PodGroup.
+    pub batch: BatchOptions,
 }
 
 /// The rendered YAML stream, or one error line.
@@ -183,6 +186,7 @@ fn render_app(mut app: SparkApplication, args: &RenderOptions) -> Result<String,
             ..UiOptions::default()
         },
         enable_driver_pdb: args.enable_driver_pdb,
+        batch: args.batch.clone(),
         ..SubmitOptions::default()
     };
     let sub = submission::build(&app, args.attempt, &opts).map_err(|e| e.to_string())?;

@@ -161,6 +161,8 @@ pub async fn run(cfg: ServeConfig) -> Result<(), ServeError> {
                 webhook_cfg.max_in_flight,
                 webhook_cfg.live_reads_per_second,
             ),
+            batch: cfg.batch.clone(),
+            enforce_quota: webhook_cfg.enforce_quota,
         };
         let listener = bind(webhook_cfg.addr).await?;
         if let (Some(registration), CertSource::Dir { dir, .. }) =

@@ -184,22 +184,6 @@ pub fn validate(app: &SparkApplication) -> Findings {
             "cannot be combined with spec.driver.nodeSelector or spec.executor.nodeSelector; set it in one place",
         );
     }
-    // Not read anywhere yet (no PodGroup or task groups are created): refused rather than
-    // accepted and ignored, which would silently put the app in the default queue.
-    if let Some(options) = &spec.batch_scheduler_options {
-        for (field, set) in [
-            ("queue", options.queue.is_some()),
-            ("priorityClassName", options.priority_class_name.is_some()),
-            ("resources", !options.resources.is_empty()),
-        ] {
-            if set {
-                f.error(
-                    format!("spec.batchSchedulerOptions.{field}"),
-                    "is not supported yet: no PodGroup or task groups are created for batch schedulers here; remove it (spec.batchScheduler alone sets the pods' schedulerName)",
-                );
-            }
-        }
-    }
     let volumes: BTreeSet<&str> = spec.volumes.iter().map(|v| v.name.as_str()).collect();
     pod_spec(&mut f, "spec.driver", &spec.driver.pod, &volumes);
     pod_spec(&mut f, "spec.executor", &spec.executor.pod, &volumes);
@@ -520,7 +504,7 @@ mod tests {
     /// kubeflow's denied keys are refused with the key and its reason, not overridden quietly
     /// (a token would otherwise land in the driver's ConfigMap); other keys pass.
     #[test]
-    fn credentials_in_spark_conf_and_batch_scheduler_options_are_refused() {
+    fn credentials_in_spark_conf_are_refused() {
         let app: SparkApplication =
             yaml_serde::from_str(include_str!("../tests/fixtures/sparkapplication-pi.yaml"))
                 .unwrap();
@@ -545,17 +529,6 @@ mod tests {
             );
             assert!(message.contains(why), "{message}");
         }
-        let mut queued = app.clone();
-        queued.spec.batch_scheduler = Some("yunikorn".into());
-        queued.spec.batch_scheduler_options =
-            serde_json::from_value(serde_json::json!({"queue": "root.default"})).unwrap();
-        assert!(
-            validate(&queued)
-                .error_message()
-                .unwrap_or_default()
-                .starts_with("spec.batchSchedulerOptions.queue: is not supported yet"),
-            "accepted and ignored, the queue would silently not apply"
-        );
         let mut legacy = app.clone();
         legacy.spec.failure_retries = Some(3);
         let findings = validate(&legacy);

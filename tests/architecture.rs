@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["labels", "quantity", "cron", "failpoint", "telemetry"],
     // The API types and the pure rules over them.
     &["crd"],
+    // Gang scheduling: which batch scheduler, its group object and pod marks, quota fit.
+    &["scheduling"],
     &["validation", "mutate"],
     &["submission"],
     // Talking to the apiserver: health, job namespaces, Events, webhook registration; then

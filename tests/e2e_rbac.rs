@@ -203,6 +203,22 @@ impl Install {
 
     /// Starts serve as the operator: leader election on, the Lease in the operator namespace.
     fn serve(&self, kubeconfig: &Path, certs: &Path) -> Served {
+        self.serve_with(kubeconfig, certs, &[])
+    }
+
+    /// [`Install::serve`] with `extra` flags.
+    fn serve_with(&self, kubeconfig: &Path, certs: &Path, extra: &[&str]) -> Served {
+        let mut args = vec![
+            "--leader-election=true",
+            "--driver-start-timeout",
+            "0s",
+            // The UI Ingress too, and a quick sweep of deleted apps' objects.
+            "--ingress-url-format",
+            "{{$appName}}.example.com",
+            "--orphan-sweep-interval",
+            "500ms",
+        ];
+        args.extend_from_slice(extra);
         Served::start_as(
             kubeconfig,
             &[
@@ -211,17 +227,38 @@ impl Install {
             ],
             &self.job_ns,
             certs,
-            &[
-                "--leader-election=true",
-                "--driver-start-timeout",
-                "0s",
-                // The UI Ingress too, and a quick sweep of deleted apps' objects.
-                "--ingress-url-format",
-                "{{$appName}}.example.com",
-                "--orphan-sweep-interval",
-                "500ms",
-            ],
+            &args,
         )
+    }
+
+    /// The objects of the opt-in component `dir` (plain YAML files listed in its
+    /// kustomization), moved into this test's namespaces.
+    fn component(&self, dir: &str) -> Vec<Value> {
+        let root = common::repo_root().join(dir);
+        let kustomization: Value = yaml_serde::from_str(
+            &std::fs::read_to_string(root.join("kustomization.yaml")).unwrap(),
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for file in kustomization["resources"].as_array().unwrap() {
+            let text = std::fs::read_to_string(root.join(file.as_str().unwrap())).unwrap();
+            for doc in yaml_serde::Deserializer::from_str(&text) {
+                let mut obj = Value::deserialize(doc).unwrap();
+                if obj.is_null() {
+                    continue;
+                }
+                if let Some(ns) = obj["metadata"]["namespace"].as_str() {
+                    obj["metadata"]["namespace"] = self.map_ns(ns).into();
+                }
+                for subject in obj["subjects"].as_array_mut().into_iter().flatten() {
+                    if let Some(ns) = subject["namespace"].as_str() {
+                        subject["namespace"] = self.map_ns(ns).into();
+                    }
+                }
+                out.push(obj);
+            }
+        }
+        out
     }
 
     /// The user under whom the operator runs, as the apiserver names it in denials.
@@ -564,6 +601,96 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
         "{}",
         served.logs()
     );
+    install.cleanup();
+}
+
+/// `--enable-batch-scheduler` and `--enable-resource-quota-enforcement` with the base's RBAC
+/// plus the `batch-scheduler` component: a Volcano app's PodGroup is created and removed with its
+/// attempt, and an app too large for the namespace's quota is refused; the base alone grants
+/// neither right.
+#[tokio::test]
+async fn the_batch_scheduler_component_grants_what_gang_scheduling_and_quotas_need() {
+    let client = common::client().await;
+    install_crd();
+    common::install_crd_file(
+        "tests/fixtures/batch-schedulers/volcano-podgroups.yaml",
+        "crd/podgroups.scheduling.volcano.sh",
+    );
+    let install = Install::new(&client, "rbac-batch").await;
+    let base = rendered_base();
+    let tmp = tempfile::tempdir().unwrap();
+    generate(&CertOptions::new(tmp.path())).unwrap();
+    let kubeconfig = install
+        .install(&client, &base, install.rbac(&base), tmp.path())
+        .await;
+    let job = Some(install.job_ns.as_str());
+    assert!(!install.can_i("create", "podgroups.scheduling.volcano.sh", job));
+    assert!(!install.can_i("list", "resourcequotas", job));
+    install.apply(install.component("manifests/batch-scheduler"));
+    assert!(install.can_i("create", "podgroups.scheduling.volcano.sh", job));
+    assert!(install.can_i("list", "resourcequotas", job));
+    assert!(!install.can_i("create", "podgroups.scheduling.volcano.sh", Some("default")));
+    let mut served = install.serve_with(
+        &kubeconfig,
+        tmp.path(),
+        &[
+            "--enable-batch-scheduler",
+            "--enable-resource-quota-enforcement",
+        ],
+    );
+    let ns = install.job_ns.as_str();
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    let groups: Api<kube::api::DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        ns,
+        &kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk("scheduling.volcano.sh", "v1beta1", "PodGroup"),
+            "podgroups",
+        ),
+    );
+    let mut gang = app(ns);
+    gang["spec"]["batchScheduler"] = "volcano".into();
+    kubectl_ok(&["apply", "-f", "-"], Some(&gang.to_string()));
+    wait_state(&apps, "SUBMITTED").await;
+    groups.get("spark-spark-pi-pg").await.expect("the PodGroup");
+    apps.patch(
+        "spark-pi",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .unwrap();
+    wait_state(&apps, "SUSPENDED").await;
+    assert!(groups.get_opt("spark-spark-pi-pg").await.unwrap().is_none());
+
+    // A quota with nothing left (its status written as the quota controller would).
+    let quotas: Api<k8s_openapi::api::core::v1::ResourceQuota> =
+        Api::namespaced(client.clone(), ns);
+    let quota = serde_json::from_value(json!({"metadata": {"name": "full"},
+        "spec": {"hard": {"requests.cpu": "1"}}}))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    let status = json!({"status": {"hard": {"requests.cpu": "1"}, "used": {"requests.cpu": "1"}}});
+    quotas
+        .patch_status("full", &PatchParams::default(), &Patch::Merge(status))
+        .await
+        .unwrap();
+    let mut other = app(ns);
+    other["metadata"]["name"] = "over".into();
+    let refused = common::kubectl_stdin(&["apply", "-f", "-"], Some(&other.to_string()));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && stderr.contains("ResourceQuota")
+            && stderr.contains("requests.cpu 2"),
+        "{stderr}"
+    );
+    let logs = served.logs();
+    assert!(
+        !logs.to_lowercase().contains("forbidden"),
+        "nothing may be denied with the component's rules:\n{logs}"
+    );
+    served.terminate();
     install.cleanup();
 }
 

@@ -35,6 +35,8 @@ async fn huge_timeout_query_through_the_router() {
         client: None,
         recorder: None,
         limits: Default::default(),
+        batch: Default::default(),
+        enforce_quota: false,
     };
     let request = Request::post(format!(
         "{MUTATE_POD_PATH}?timeout=3000000000000000h3000000000000000h"

@@ -1434,3 +1434,51 @@ fn executor_template_carries_every_mutation() {
             .contains_key("executor-pod-template.yaml")
     );
 }
+
+/// Gang scheduling in the submitted objects: with Volcano enabled the PodGroup is built with the
+/// attempt's submission id and the driver, the executor template and the spark-submit conf carry
+/// the group annotation; Volcano named while batch scheduling is off fails the submission with
+/// the reason (the webhook refuses it first when it runs).
+#[test]
+fn volcano_marks_reach_every_path_and_a_disabled_scheduler_fails_the_submission() {
+    let mut app = spark_pi();
+    app.spec.batch_scheduler = Some("volcano".into());
+    let err = build(&app, 1, &SubmitOptions::default()).expect_err("batch scheduling is off");
+    assert!(
+        err.to_string().contains(
+            "spec.batchScheduler is \"volcano\": \"volcano\" needs batch scheduling, which is not enabled"
+        ),
+        "{err}"
+    );
+    let opts = SubmitOptions {
+        batch: spark_webhook::scheduling::BatchOptions {
+            enabled: true,
+            ..Default::default()
+        },
+        ..SubmitOptions::default()
+    };
+    let sub = build(&app, 1, &opts).expect("app builds");
+    let group = sub.pod_group.as_ref().expect("a PodGroup");
+    let name = format!("spark-{}-pg", app.metadata.name.as_deref().unwrap());
+    assert_eq!(group.metadata.name.as_deref(), Some(name.as_str()));
+    assert_eq!(
+        group.metadata.labels.as_ref().unwrap()["sparkoperator.k8s.io/submission-id"],
+        sub.submission_id
+    );
+    let annotations = sub.driver_pod.metadata.annotations.as_ref().unwrap();
+    assert_eq!(annotations["scheduling.k8s.io/group-name"], name);
+    let template = sub.config_map.data.as_ref().unwrap()["executor-pod-template.yaml"].clone();
+    assert!(
+        template.contains(&format!("scheduling.k8s.io/group-name: {name}")),
+        "{template}"
+    );
+    let conf = submission::properties(&app, 1, &opts).expect("properties");
+    assert_eq!(
+        conf.get("spark.kubernetes.executor.annotation.scheduling.k8s.io/group-name"),
+        Some(&name)
+    );
+    assert!(
+        render_yaml(&sub)
+            .starts_with("---\napiVersion: scheduling.volcano.sh/v1beta1\nkind: PodGroup\n")
+    );
+}

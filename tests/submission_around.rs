@@ -528,6 +528,7 @@ fn render_prints_the_objects_around_the_driver() {
         default_spark_image: None,
         ingress_url_format: Some("{{$appName}}.example.com".into()),
         enable_driver_pdb: true,
+        batch: Default::default(),
     };
     let out = render(&opts("spark-pi-prometheus.yaml")).expect("renders");
     let names: Vec<&str> = out
@@ -542,4 +543,40 @@ fn render_prints_the_objects_around_the_driver() {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
     assert!(out.contains("kind: Ingress") && out.contains("kind: ConfigMap"));
+}
+
+/// `render --enable-batch-scheduler` prints the PodGroup first, as `serve` creates it before the
+/// driver; without the flag an app naming Volcano is refused with the reason, as by `serve`.
+#[test]
+fn render_prints_the_pod_group_with_batch_scheduling_enabled() {
+    let text = std::fs::read_to_string(format!("{FIXTURES}/spark-pi-prometheus.yaml")).unwrap();
+    let mut app: serde_json::Value = yaml_serde::from_str(&text).unwrap();
+    app["spec"]["batchScheduler"] = "volcano".into();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("app.json");
+    std::fs::write(&file, app.to_string()).unwrap();
+    let opts = |enabled: bool| RenderOptions {
+        file: file.clone(),
+        namespace: "default".into(),
+        attempt: 1,
+        default_spark_image: None,
+        ingress_url_format: None,
+        enable_driver_pdb: false,
+        batch: spark_webhook::scheduling::BatchOptions {
+            enabled,
+            ..Default::default()
+        },
+    };
+    let out = render(&opts(true)).expect("renders");
+    let first = out
+        .split("---\n")
+        .find(|d| !d.trim().is_empty() && !d.starts_with('#'));
+    assert!(
+        first.is_some_and(
+            |d| d.starts_with("apiVersion: scheduling.volcano.sh/v1beta1\nkind: PodGroup\n")
+        ),
+        "{out}"
+    );
+    let err = render(&opts(false)).expect_err("batch scheduling is off");
+    assert!(err.contains("--enable-batch-scheduler"), "{err}");
 }

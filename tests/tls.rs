@@ -503,6 +503,8 @@ fn webhook_router(body_timeout: Duration) -> Router {
         client: None,
         recorder: None,
         limits: ReviewLimits::new(body_timeout, 16, 20),
+        batch: Default::default(),
+        enforce_quota: false,
     })
 }
 

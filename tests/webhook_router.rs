@@ -36,6 +36,8 @@ fn state(namespaces: JobNamespaces) -> WebhookState {
         client: None,
         recorder: None,
         limits: Default::default(),
+        batch: Default::default(),
+        enforce_quota: false,
     }
 }
 

@@ -50,6 +50,8 @@ pub fn state(apps: Vec<SparkApplication>, options: MutationOptions) -> WebhookSt
         client: None,
         recorder: None,
         limits: Default::default(),
+        batch: Default::default(),
+        enforce_quota: false,
     }
 }
 

@@ -84,6 +84,14 @@ pub struct RenderArgs {
     /// --enable-driver-pdb`.
     #[arg(long)]
     pub enable_driver_pdb: bool,
+
+    /// Render the batch scheduler's PodGroup and pod marks, as `serve --enable-batch-scheduler`.
+    #[arg(long)]
+    pub enable_batch_scheduler: bool,
+
+    /// As `serve --kube-scheduler-names` (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub kube_scheduler_names: Vec<String>,
 }
 
 /// Options of `spark-webhook webhooks`.

@@ -101,6 +101,31 @@ pub struct ServeArgs {
     #[arg(long, env = "SPARK_WEBHOOK_EXECUTOR_PRESTOP_DECOMMISSION", default_value_t = true, action = ArgAction::Set)]
     pub executor_prestop_decommission: bool,
 
+    /// Enable batch schedulers (kubeflow's flag): apps naming `volcano`, `yunikorn` or a
+    /// --kube-scheduler-names scheduler get its PodGroup or task groups; off, apps naming Volcano
+    /// or YuniKorn are refused.
+    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_BATCH_SCHEDULER", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_batch_scheduler: bool,
+
+    /// Batch scheduler of apps that name none in spec.batchScheduler (with
+    /// --enable-batch-scheduler).
+    #[arg(long, env = "SPARK_WEBHOOK_DEFAULT_BATCH_SCHEDULER")]
+    pub default_batch_scheduler: Option<String>,
+
+    /// Names of kube-schedulers running scheduler-plugins' coscheduling (comma-separated): apps
+    /// naming one get a scheduling.x-k8s.io PodGroup (with --enable-batch-scheduler).
+    #[arg(
+        long,
+        env = "SPARK_WEBHOOK_KUBE_SCHEDULER_NAMES",
+        value_delimiter = ','
+    )]
+    pub kube_scheduler_names: Vec<String>,
+
+    /// Refuse SparkApplications whose driver and initial executors do not fit what is left of
+    /// their namespace's ResourceQuotas (needs list on resourcequotas).
+    #[arg(long, env = "SPARK_WEBHOOK_ENABLE_RESOURCE_QUOTA_ENFORCEMENT", default_value_t = false, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub enable_resource_quota_enforcement: bool,
+
     /// Create or update the webhook configurations at start (default: on in a cluster, off outside).
     #[arg(long, env = "SPARK_WEBHOOK_REGISTER_WEBHOOK", action = ArgAction::Set)]
     pub register_webhook: Option<bool>,

@@ -1,7 +1,7 @@
 //! Removing what a submission left: an attempt's driver and everything labelled with its
 //! submission id (explicitly, for clusters without garbage collection: Services, ConfigMaps,
-//! Ingresses, the driver's PodDisruptionBudget), and the drivers whose app is gone, found by a
-//! periodic sweep.
+//! Ingresses, the driver's PodDisruptionBudget, the batch scheduler's PodGroup), and the drivers
+//! whose app is gone, found by a periodic sweep.
 
 use std::sync::Arc;
 
@@ -10,12 +10,14 @@ use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams};
+use kube::core::DynamicObject;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio_util::sync::CancellationToken;
 
 use super::context::{Context, ReconcileError};
 use crate::cache::{GuardedApp, SparkPod, synced};
 use crate::labels::SUBMISSION_ID_LABEL;
+use crate::scheduling::Kind;
 
 /// Deletes an attempt's driver and, explicitly, everything labelled with its submission id
 /// (a cluster without garbage collection would otherwise keep them). The id comes from the
@@ -56,12 +58,36 @@ pub(super) async fn delete_attempt(
         if ctx.submit.enable_driver_pdb {
             delete_labelled::<PodDisruptionBudget>(ctx, ns, &lp).await?;
         }
+        delete_pod_groups(ctx, ns, &lp).await?;
     }
     Ok(())
 }
 
-/// The app ended: its driver's PodDisruptionBudget protects nothing any more (kubeflow deletes
-/// it on termination too). Gated like its creation, by `--enable-driver-pdb`.
+/// Deletes the PodGroups matching `lp`, of every scheduler kind enabled (kubeflow deletes the
+/// group when the app ends; ours go with their attempt too). Nothing without batch scheduling,
+/// so no right on PodGroups is needed then; a CRD not installed has none to delete.
+async fn delete_pod_groups(ctx: &Context, ns: &str, lp: &ListParams) -> Result<(), ReconcileError> {
+    let batch = &ctx.submit.batch;
+    if !batch.enabled {
+        return Ok(());
+    }
+    let mut kinds = vec![Kind::Volcano];
+    if !batch.kube_scheduler_names.is_empty() {
+        kinds.push(Kind::Coscheduling);
+    }
+    for resource in kinds.into_iter().filter_map(Kind::group_api) {
+        let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
+        match api.delete_collection(&DeleteParams::background(), lp).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// The app ended: its driver's PodDisruptionBudget protects nothing any more and its PodGroup
+/// holds no gang (kubeflow deletes both on termination too). Each gated like its creation.
 pub(super) async fn release_driver(
     ctx: &Context,
     ns: &str,
@@ -70,10 +96,11 @@ pub(super) async fn release_driver(
     let Some(id) = driver.and_then(|d| d.labels().get(SUBMISSION_ID_LABEL)) else {
         return Ok(());
     };
+    let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
+    delete_pod_groups(ctx, ns, &lp).await?;
     if !ctx.submit.enable_driver_pdb {
         return Ok(());
     }
-    let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
     delete_labelled::<PodDisruptionBudget>(ctx, ns, &lp).await
 }
 

@@ -1,5 +1,6 @@
 //! Submitting an attempt: the driver pod, its Service and ConfigMap created by us (or by
-//! spark-submit), idempotently, with kubeflow's Prometheus ConfigMap before the driver and its
+//! spark-submit), idempotently, with kubeflow's Prometheus ConfigMap and the batch scheduler's
+//! PodGroup before the driver and its
 //! UI Service, Ingresses and driver PodDisruptionBudget after it. Every name derives from the
 //! app and the attempt, so a repeat after a crash finds its own objects instead of starting a
 //! second driver, and an API error is sorted into the app's fault (a failed submission) or the
@@ -9,6 +10,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, PostParams};
+use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Resource, ResourceExt};
 
 use super::context::Context;
@@ -73,6 +75,10 @@ pub(super) async fn submit(
     // kubeflow creates the Prometheus ConfigMap before it submits: the driver mounts it.
     if let Some(config) = &sub.prometheus_config_map {
         put_prometheus_config(ctx, &ns, config).await?;
+    }
+    // The gang exists before its first member.
+    if let Some(group) = &sub.pod_group {
+        put_pod_group(ctx, &ns, group).await?;
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_name = sub.driver_pod.name_any();
@@ -225,6 +231,46 @@ async fn put_prometheus_config(
     }
 }
 
+/// Creates this attempt's PodGroup, or makes one left by an earlier attempt (or by kubeflow
+/// before the upgrade) this attempt's: the name is the same for every attempt, as kubeflow's.
+/// A cluster without the scheduler's CRD answers 404: the app cannot run here as it is.
+async fn put_pod_group(ctx: &Context, ns: &str, group: &DynamicObject) -> Result<(), SubmitError> {
+    let Some(resource) = group
+        .types
+        .as_ref()
+        .and_then(|t| {
+            t.api_version
+                .split_once('/')
+                .map(|(g, v)| (g, v, t.kind.as_str()))
+        })
+        .map(|(g, v, k)| {
+            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(g, v, k), "podgroups")
+        })
+    else {
+        return Ok(());
+    };
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
+    let what = format!("creating the PodGroup ({})", resource.api_version);
+    let name = group.name_any();
+    match api.create(&PostParams::default(), group).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Err(SubmitError::Failed(format!(
+            "{what}: this cluster does not serve {}: install the batch scheduler's CRDs",
+            resource.api_version
+        ))),
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = api.get(&name).await.map_err(SubmitError::Transient)?;
+            let mut replacement = group.clone();
+            replacement.metadata.resource_version = existing.metadata.resource_version;
+            api.replace(&name, &PostParams::default(), &replacement)
+                .await
+                .map(|_| ())
+                .map_err(|e| classify_api(&what, e))
+        }
+        Err(e) => Err(classify_api(&what, e)),
+    }
+}
+
 /// The opt-in path: Spark's own spark-submit creates the objects. Its driver pod name and
 /// submission-id label come from the same deterministic conf, so a repeat after a crash finds
 /// the driver instead of starting a second one.
@@ -251,6 +297,9 @@ async fn submit_with_spark_submit(
         submission::around_driver(app, attempt, &ctx.submit).map_err(|e| failed(&e))?;
     if let Some(config) = &around.prometheus_config_map {
         put_prometheus_config(ctx, &ns, config).await?;
+    }
+    if let Some(group) = &around.pod_group {
+        put_pod_group(ctx, &ns, group).await?;
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let existing = pods

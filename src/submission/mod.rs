@@ -16,8 +16,11 @@
 //!
 //! A SparkConnect's server is such a driver too, running Spark's Connect server ([`connect`]).
 //!
-//! Not done here, by the caller: creating the objects (the Prometheus ConfigMap before the
-//! driver pod, the rest after it, once [`owned_by_driver`] gave them the pod's uid, as Spark
+//! With a batch scheduler, the app is first given its pods' scheduling marks and a PodGroup is
+//! built ([`crate::scheduling`]), as kubeflow's controller does before it submits.
+//!
+//! Not done here, by the caller: creating the objects (the Prometheus ConfigMap and the
+//! PodGroup before the driver pod, the rest after it, once [`owned_by_driver`] gave them the pod's uid, as Spark
 //! does).
 
 mod assemble;
@@ -48,11 +51,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::core::DynamicObject;
 use serde::Serialize;
 
 use crate::crd::SparkApplication;
 use crate::labels::SparkRole;
 use crate::mutate;
+use crate::scheduling::{self, Batch};
 
 use ctx::Ctx;
 
@@ -83,6 +88,61 @@ pub struct Submission {
     pub web_ui: WebUi,
     /// The driver's PodDisruptionBudget; no ownerReferences until [`owned_by_driver`].
     pub driver_pdb: Option<PodDisruptionBudget>,
+    /// The batch scheduler's PodGroup, owned by the app: created before the driver.
+    pub pod_group: Option<DynamicObject>,
+}
+
+/// The app as it is submitted: kubeflow's defaults, then its batch scheduler's marks.
+fn effective(
+    app: &SparkApplication,
+    opts: &SubmitOptions,
+) -> Result<(SparkApplication, Option<Batch>), SubmissionError> {
+    let app = app.with_defaults();
+    let invalid = |field: &str, reason: String| SubmissionError::Invalid {
+        app: format!(
+            "{}/{}",
+            app.metadata.namespace.as_deref().unwrap_or_default(),
+            app.metadata.name.as_deref().unwrap_or_default()
+        ),
+        field: field.into(),
+        value: app.spec.batch_scheduler.clone().unwrap_or_default(),
+        reason,
+    };
+    // The reason already names the field: keep it once in the message.
+    let batch = opts.batch.choose(&app).map_err(|e| {
+        let reason = e
+            .split_once(": ")
+            .map_or(e.as_str(), |(_, r)| r)
+            .to_string();
+        invalid("spec.batchScheduler", reason)
+    })?;
+    match batch {
+        None => Ok((app, None)),
+        Some(b) => {
+            let prepared =
+                scheduling::prepare(&app, &b).map_err(|e| invalid("spec.batchScheduler", e))?;
+            Ok((prepared, Some(b)))
+        }
+    }
+}
+
+/// The PodGroup of `batch` for submission `submission_id`.
+fn pod_group(
+    app: &SparkApplication,
+    batch: Option<&Batch>,
+    submission_id: &str,
+) -> Result<Option<DynamicObject>, SubmissionError> {
+    let Some(b) = batch else { return Ok(None) };
+    scheduling::group(app, b, submission_id).map_err(|reason| SubmissionError::Invalid {
+        app: format!(
+            "{}/{}",
+            app.metadata.namespace.as_deref().unwrap_or_default(),
+            app.metadata.name.as_deref().unwrap_or_default()
+        ),
+        field: "spec".into(),
+        value: String::new(),
+        reason: format!("its PodGroup cannot be built: {reason}"),
+    })
 }
 
 /// Builds submission attempt `attempt` (1-based; 0 counts as 1) of `app`.
@@ -92,7 +152,8 @@ pub fn build(
     opts: &SubmitOptions,
 ) -> Result<Submission, SubmissionError> {
     // Kubeflow submits the defaulted app: its defaults are in what spark-submit is given.
-    let app = &app.with_defaults();
+    let (app, batch) = effective(app, opts)?;
+    let app = &app;
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = assemble::MainApp::of(&ctx)?;
     let mut conf = assemble::build(&ctx, &main)?;
@@ -113,6 +174,7 @@ pub fn build(
         prometheus_config_map: prometheus::config_map(&ctx),
         web_ui,
         driver_pdb: pdb::build(&ctx),
+        pod_group: pod_group(app, batch.as_ref(), &ctx.names.submission_id)?,
     })
 }
 
@@ -125,8 +187,8 @@ pub fn properties(
     attempt: u32,
     opts: &SubmitOptions,
 ) -> Result<BTreeMap<String, String>, SubmissionError> {
-    let app = &app.with_defaults();
-    let ctx = Ctx::new(app, attempt, opts)?;
+    let (app, _) = effective(app, opts)?;
+    let ctx = Ctx::new(&app, attempt, opts)?;
     let main = assemble::MainApp::of(&ctx)?;
     assemble::build(&ctx, &main).map(Conf::into_map)
 }
@@ -139,14 +201,15 @@ pub fn around_driver(
     attempt: u32,
     opts: &SubmitOptions,
 ) -> Result<AroundDriver, SubmissionError> {
-    let app = &app.with_defaults();
-    let ctx = Ctx::new(app, attempt, opts)?;
+    let (app, batch) = effective(app, opts)?;
+    let ctx = Ctx::new(&app, attempt, opts)?;
     let main = assemble::MainApp::of(&ctx)?;
     let conf = assemble::build(&ctx, &main)?;
     Ok(AroundDriver {
         prometheus_config_map: prometheus::config_map(&ctx),
         web_ui: ui::build(&ctx, &conf)?,
         driver_pdb: pdb::build(&ctx),
+        pod_group: pod_group(&app, batch.as_ref(), &ctx.names.submission_id)?,
     })
 }
 
@@ -156,6 +219,7 @@ pub struct AroundDriver {
     pub prometheus_config_map: Option<ConfigMap>,
     pub web_ui: WebUi,
     pub driver_pdb: Option<PodDisruptionBudget>,
+    pub pod_group: Option<DynamicObject>,
 }
 
 impl AroundDriver {
@@ -223,12 +287,13 @@ impl Submission {
     }
 }
 
-/// The objects as one multi-document YAML stream: the Prometheus ConfigMap, then as before the
+/// The objects as one multi-document YAML stream: the PodGroup and the Prometheus ConfigMap, then as before the
 /// driver's ConfigMap, Service and pod, then the UI Services, Ingresses and the
 /// PodDisruptionBudget (for a `render` subcommand). Deterministic: the same app and attempt
 /// render the same text.
 pub fn render_yaml(sub: &Submission) -> String {
-    let mut out: Vec<String> = sub.prometheus_config_map.iter().map(to_yaml).collect();
+    let mut out: Vec<String> = sub.pod_group.iter().map(to_yaml).collect();
+    out.extend(sub.prometheus_config_map.iter().map(to_yaml));
     out.push(to_yaml(&sub.config_map));
     out.push(to_yaml(&sub.service));
     out.push(to_yaml(&sub.driver_pod));

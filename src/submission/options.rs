@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::networking::v1::IngressTLS;
 
 use crate::mutate::MutationOptions;
+use crate::scheduling::BatchOptions;
 
 /// What `spark.master` says when the operator is not told otherwise: the in-cluster API.
 pub const DEFAULT_MASTER_URL: &str = "k8s://https://kubernetes.default.svc:443";
@@ -24,6 +25,8 @@ pub struct SubmitOptions {
     pub ui: UiOptions,
     /// Create the driver PodDisruptionBudget for apps asking for it (`--enable-driver-pdb`).
     pub enable_driver_pdb: bool,
+    /// Gang scheduling (`--enable-batch-scheduler` and its companions).
+    pub batch: BatchOptions,
 }
 
 impl Default for SubmitOptions {
@@ -34,6 +37,7 @@ impl Default for SubmitOptions {
             mutation: MutationOptions::default(),
             ui: UiOptions::default(),
             enable_driver_pdb: false,
+            batch: BatchOptions::default(),
         }
     }
 }

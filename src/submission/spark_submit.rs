@@ -72,7 +72,8 @@ pub fn arguments(
     opts: &SubmitOptions,
     master: &str,
 ) -> Result<Vec<String>, SubmissionError> {
-    let app = &app.with_defaults();
+    let (app, _) = super::effective(app, opts)?;
+    let app = &app;
     let ctx = Ctx::new(app, attempt, opts)?;
     let main = MainApp::of(&ctx)?;
     check_main_file(&ctx, &main)?;

@@ -37,6 +37,7 @@ use crate::metrics::{Metrics, Outcome, ReviewKind, UnansweredReason};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
 use live_reads::LiveReads;
+use crate::scheduling::BatchOptions;
 use review::ReviewResponse;
 
 pub use crate::cron::parse_go_duration;
@@ -104,6 +105,10 @@ pub struct WebhookState {
     /// Publishes Events on SparkApplications whose pods are refused; None in offline tests.
     pub recorder: Option<Recorder>,
     pub limits: ReviewLimits,
+    /// Batch schedulers enabled (apps naming another are refused; executors get their marks).
+    pub batch: BatchOptions,
+    /// `--enable-resource-quota-enforcement`: refuse apps that do not fit the namespace's quotas.
+    pub enforce_quota: bool,
 }
 
 /// The HTTPS routes (served by `server::serve_tls`).
@@ -156,7 +161,7 @@ async fn validate_app(
         ReviewKind::SparkApplication,
         started,
         budget,
-        async { apps::review(&body) },
+        apps::review(&state, &body),
         &state,
     )
     .await

@@ -17,6 +17,7 @@ use crate::crd::SparkApplication;
 use crate::labels::{LAUNCHED_BY_LABEL, SparkRole, classify_labels};
 use crate::metrics::Outcome;
 use crate::mutate;
+use crate::scheduling;
 
 /// Answers one pod review. Only a body that is not an AdmissionReview is an error; anything
 /// about the pod itself becomes an allowed or denied answer.
@@ -103,7 +104,13 @@ pub async fn review(
             return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
         }
     };
-    let app = app.as_ref();
+    // The pod's batch-scheduling marks, as submission gave them to the driver and the
+    // executor template (executors built from a user's own template get them here).
+    let prepared = match state.batch.choose(app.as_ref()) {
+        Ok(Some(batch)) => scheduling::prepare(app.as_ref(), &batch).ok(),
+        _ => None,
+    };
+    let app = prepared.as_ref().unwrap_or(app.as_ref());
     match mutate::patch_pod(app, role, pod, &state.options) {
         Ok(patch) => {
             let outcome = if patch.0.is_empty() {

@@ -57,6 +57,9 @@ pub struct Request<O> {
     /// The object as sent; `None` for DELETE.
     #[serde(default = "none")]
     pub object: Option<O>,
+    /// The object before an UPDATE (or DELETE); `None` for CREATE.
+    #[serde(default = "none")]
+    pub old_object: Option<O>,
 }
 
 /// The request's `kind` (group/version/kind of the object).

@@ -46,6 +46,8 @@ pub fn webhook_state() -> WebhookState {
         client: None,
         recorder: None,
         limits: Default::default(),
+        batch: Default::default(),
+        enforce_quota: false,
     }
 }
 

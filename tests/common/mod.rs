@@ -216,6 +216,26 @@ pub fn install_crd() {
     }
 }
 
+/// Installs the CRD in the repo file `path` (idempotent, retried as [`install_crd`] is) and
+/// waits until `crd` (`crd/<plural>.<group>`) is served.
+pub fn install_crd_file(path: &str, crd: &str) {
+    let path = repo_root().join(path);
+    let mut last = None;
+    for _ in 0..5 {
+        let out = kubectl(&["apply", "-f", path.to_str().expect("utf-8 path")]);
+        if out.status.success() {
+            last = None;
+            break;
+        }
+        last = Some(String::from_utf8_lossy(&out.stderr).into_owned());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    if let Some(err) = last {
+        panic!("kubectl apply of {} failed:\n{err}", path.display());
+    }
+    wait_established(crd);
+}
+
 fn wait_established(crd: &str) {
     // Polled rather than `kubectl wait --for=condition=Established`: that kubectl fails at
     // once ("accessor error: <nil>") on a CRD whose status has no conditions yet.
