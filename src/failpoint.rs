@@ -22,9 +22,11 @@ pub const ENV: &str = "SPARK_WEBHOOK_FAIL_POINT";
 pub enum FailPoint {
     /// The driver pod was created; its Service and ConfigMap were not.
     AfterDriver,
-    /// The driver pod and Service exist; the ConfigMap does not.
+    /// The driver pod and Service exist; the ConfigMap does not (the UI objects, created
+    /// alongside, may).
     AfterService,
-    /// All three objects exist; the status does not say SUBMITTED yet.
+    /// The driver pod, Service and ConfigMap exist (the UI objects may not yet); the status
+    /// does not say SUBMITTED yet.
     AfterConfigMap,
     /// The status saying SUBMITTED is about to be written.
     BeforeStatus,

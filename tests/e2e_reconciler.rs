@@ -962,3 +962,63 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
         "{metrics}"
     );
 }
+
+/// The reconciler's status write (a merge patch held to the resourceVersion it read) against
+/// the real apiserver, with no operator running: a write from a stale view is refused and
+/// leaves the newer status exactly as it was; one from the current view yields exactly the
+/// status written, members it no longer has (an error message, a termination time, a gone
+/// executor) removed rather than left stale.
+#[tokio::test]
+async fn a_status_write_from_a_stale_view_never_overwrites_a_newer_status() {
+    use spark_webhook::crd::SparkApplicationStatus;
+    use spark_webhook::reconciler::context::ReconcileError;
+    use spark_webhook::reconciler::controller::patch_status;
+
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "stale-status").await;
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let app: SparkApplication = serde_json::from_value(pi(&ns, "pi", json!({"type": "Never"})))
+        .expect("a SparkApplication");
+    let created = apps
+        .create(&kube::api::PostParams::default(), &app)
+        .await
+        .expect("created");
+    let status = |v: Value| -> SparkApplicationStatus { serde_json::from_value(v).unwrap() };
+    let failing = status(json!({
+        "applicationState": {"state": "FAILING", "errorMessage": "driver pod not found"},
+        "terminationTime": "2026-12-07T10:00:00Z",
+        "driverInfo": {"podName": "pi-driver", "webUIServiceName": "pi-ui-svc"},
+        "executorState": {"pi-exec-1": "RUNNING", "pi-exec-2": "RUNNING"},
+        "submissionAttempts": 1, "executionAttempts": 1
+    }));
+    let v1 = patch_status(&apps, &created, &failing)
+        .await
+        .expect("first status written");
+    assert_eq!(v1.status.as_ref(), Some(&failing));
+
+    // Another writer (a new leader, say) moves the status on from v1.
+    let running = status(json!({
+        "applicationState": {"state": "RUNNING"},
+        "driverInfo": {"podName": "pi-driver", "webUIServiceName": "pi-ui-svc"},
+        "executorState": {"pi-exec-1": "COMPLETED"},
+        "submissionAttempts": 1, "executionAttempts": 1
+    }));
+    let v2 = patch_status(&apps, &v1, &running)
+        .await
+        .expect("newer status written");
+    assert_eq!(v2.status.as_ref(), Some(&running), "stale members removed");
+
+    // A reconcile still holding v1 decides something else: refused, nothing changed.
+    let stale = status(json!({
+        "applicationState": {"state": "FAILED", "errorMessage": "from a stale view"},
+        "submissionAttempts": 1, "executionAttempts": 1
+    }));
+    match patch_status(&apps, &v1, &stale).await {
+        Err(ReconcileError::Conflict(name)) => assert_eq!(name, "pi"),
+        other => panic!("a stale write must conflict, got {other:?}"),
+    }
+    let now = apps.get("pi").await.expect("app");
+    assert_eq!(now.status.as_ref(), Some(&running));
+    assert_eq!(now.metadata.resource_version, v2.metadata.resource_version);
+}

@@ -346,10 +346,11 @@ const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache an
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["sparkapplications"]
   verbs: ["get", "list", "watch", "create", "delete"]
-# Status is written whole through the status subresource (PUT with the resourceVersion read).
+# Status is written through the status subresource as a merge patch carrying the
+# resourceVersion read (the apiserver refuses it if the app changed meanwhile).
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["sparkapplications/status"]
-  verbs: ["update"]
+  verbs: ["patch"]
 # The schedule controller watches ScheduledSparkApplications and GETs one before acting on a due
 # slot.
 - apiGroups: ["sparkoperator.k8s.io"]

@@ -5,9 +5,10 @@
 //! default on input. `driverInfo` and `applicationState` are plain structs (not `Option`) for
 //! convenient access; they are omitted while empty/New.
 //!
-//! Because cleared values are omitted rather than written as empty, replace the status as a
-//! whole (PUT `/status`, as the Go operator does) instead of sending it as a JSON merge patch,
-//! which would leave a stale `errorMessage` or `terminationTime` behind.
+//! Because cleared values are omitted rather than written as empty, a JSON merge patch of the
+//! new status alone would leave a stale `errorMessage` or `terminationTime` behind: the
+//! reconciler sends the difference to the status it read, cleared members as `null`
+//! (`reconciler::controller::status_patch`).
 
 use std::collections::BTreeMap;
 

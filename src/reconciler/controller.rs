@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -203,27 +204,34 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
                 .get(&ObjectRef::new(&status.driver_info.pod_name).within(&ns))
         })
         .flatten();
-    if driver.is_none() && !status.driver_info.pod_name.is_empty() {
-        // The pod cache can lag far behind under load: never declare a driver missing
-        // without asking the apiserver.
-        let pods: Api<SparkPod> = Api::namespaced(ctx.client.clone(), &ns);
-        driver = Box::pin(pods.get_opt(&status.driver_info.pod_name))
-            .await?
-            .map(Arc::new);
-    }
     let executors = ctx.pods.state_filter(|p| {
         p.namespace().as_deref() == Some(ns.as_str())
             && p.labels().get(APP_NAME_LABEL) == Some(&name)
             && p.labels().get(SPARK_ROLE_LABEL).map(String::as_str) == Some("executor")
     });
     let now = Timestamp::now();
-    let observed = Observed {
-        now,
-        driver: driver.as_deref(),
-        executors: executors.iter().map(AsRef::as_ref).collect(),
-        spec_hash: &spec_hash,
-    };
-    let mut decision = state::decide(app, &observed, &ctx.settings);
+    let mut decision = state::decide(
+        app,
+        &observe(now, driver.as_deref(), &executors, &spec_hash),
+        &ctx.settings,
+    );
+    let acts = |d: &Decision| !d.actions.is_empty() || d.status != status;
+    if driver.is_none() && !status.driver_info.pod_name.is_empty() && acts(&decision) {
+        // The pod cache can lag far behind under load: never act on a driver missing from it
+        // without asking the apiserver. Waiting out the driver's creation grace is no act, so
+        // the reconciles of a fresh submission, which the pod's watch event follows anyway,
+        // do not pay for a read.
+        let pods: Api<SparkPod> = Api::namespaced(ctx.client.clone(), &ns);
+        driver = Box::pin(pods.get_opt(&status.driver_info.pod_name))
+            .await?
+            .map(Arc::new);
+        decision = state::decide(
+            app,
+            &observe(now, driver.as_deref(), &executors, &spec_hash),
+            &ctx.settings,
+        );
+    }
+    let observed = observe(now, driver.as_deref(), &executors, &spec_hash);
     // A driver that just ended settles the app in the same status write (SUCCEEDING on to
     // COMPLETED, FAILING on to FAILED or a rerun) instead of a write per step, each of which
     // would wait its turn at a busy apiserver.
@@ -351,6 +359,21 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
     })
 }
 
+/// What a reconcile saw, for the state machine.
+fn observe<'a>(
+    now: Timestamp,
+    driver: Option<&'a SparkPod>,
+    executors: &'a [Arc<SparkPod>],
+    spec_hash: &'a str,
+) -> Observed<'a> {
+    Observed {
+        now,
+        driver,
+        executors: executors.iter().map(AsRef::as_ref).collect(),
+        spec_hash,
+    }
+}
+
 /// The whole app of a cached one; None (logged) if its spec cannot be read back, which cannot
 /// happen to text our own serialisation wrote.
 fn expand(cached: &CompactApp) -> Option<Box<SparkApplication>> {
@@ -363,29 +386,80 @@ fn expand(cached: &CompactApp) -> Option<Box<SparkApplication>> {
     }
 }
 
-/// Replaces the status (PUT /status with the resourceVersion we read), so a stale view can
-/// never overwrite a newer status: a conflict re-runs the reconcile on fresh data.
+/// Writes the status and remembers what the apiserver answered (see [`Context::remember`]).
 async fn write_status(
     ctx: &Context,
     app: &SparkApplication,
     status: &SparkApplicationStatus,
 ) -> Result<(), ReconcileError> {
-    let ns = app.namespace().unwrap_or_default();
-    let api: Api<SparkApplication> = Api::namespaced(ctx.client.clone(), &ns);
-    let mut obj = app.clone();
-    obj.status = Some(status.clone());
-    obj.metadata.managed_fields = None;
+    let api: Api<SparkApplication> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let written = patch_status(&api, app, status).await?;
+    ctx.remember(written);
+    Ok(())
+}
+
+/// Writes `status` over `app`'s as a JSON merge patch of what changed, on the status
+/// subresource, carrying the resourceVersion `app` was read at: the apiserver applies it to that
+/// version only and answers 409 otherwise, so a stale view never overwrites a newer status (a
+/// conflict re-runs the reconcile on fresh data). The same guarantee as a PUT of the whole
+/// object with that resourceVersion, without sending the spec back for the apiserver to decode,
+/// convert and compare.
+pub async fn patch_status(
+    api: &Api<SparkApplication>,
+    app: &SparkApplication,
+    status: &SparkApplicationStatus,
+) -> Result<SparkApplication, ReconcileError> {
+    let name = app.name_any();
+    // No version to hold the write to (never so for an app read from the apiserver): an
+    // unconditional write could overwrite a newer status, so read again instead.
+    let Some(body) = status_patch(app, status) else {
+        return Err(ReconcileError::Conflict(name));
+    };
     match api
-        .replace_status(&app.name_any(), &PostParams::default(), &obj)
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))
         .await
     {
-        Ok(written) => {
-            ctx.remember(written);
-            Ok(())
-        }
-        Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Conflict(app.name_any())),
+        Ok(written) => Ok(written),
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(ReconcileError::Conflict(name)),
         Err(e) => Err(e.into()),
     }
+}
+
+/// The merge patch that turns `app`'s status into `status`, with `app`'s resourceVersion as
+/// its precondition; None without a resourceVersion.
+pub fn status_patch(app: &SparkApplication, status: &SparkApplicationStatus) -> Option<Value> {
+    let version = app.metadata.resource_version.as_deref()?;
+    let old = serde_json::to_value(&app.status).ok()?;
+    let new = serde_json::to_value(status).ok()?;
+    Some(json!({
+        "metadata": {"resourceVersion": version},
+        "status": merge_diff(&old, &new),
+    }))
+}
+
+/// RFC 7396 the other way round: the merge patch that turns `old` into `new`. Members that
+/// changed (objects recursively, anything else whole), `null` for members `new` no longer has.
+fn merge_diff(old: &Value, new: &Value) -> Value {
+    let (Value::Object(old), Value::Object(new)) = (old, new) else {
+        return new.clone();
+    };
+    let mut patch = serde_json::Map::new();
+    for (key, value) in new {
+        match old.get(key) {
+            Some(was) if was == value => {}
+            Some(was) => {
+                patch.insert(key.clone(), merge_diff(was, value));
+            }
+            None => {
+                patch.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    for key in old.keys().filter(|k| !new.contains_key(*k)) {
+        patch.insert(key.clone(), Value::Null);
+    }
+    Value::Object(patch)
 }
 
 /// Events go out in the background: a slow events API never delays a reconcile.
@@ -421,6 +495,63 @@ fn publish(ctx: &Context, app: &SparkApplication, decision: &Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn app_with(status: Value) -> SparkApplication {
+        serde_json::from_value(json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": {"name": "pi", "namespace": "ns", "resourceVersion": "42"},
+            "spec": {"type": "Scala", "sparkVersion": "3.5.3", "mainApplicationFile": "local:///x.jar",
+                     "driver": {}, "executor": {}},
+            "status": status
+        }))
+        .unwrap()
+    }
+
+    /// Applied as the apiserver applies a merge patch, the patch gives exactly the new status:
+    /// changed members set, members the new status omits (a cleared errorMessage or
+    /// terminationTime, a gone executor) removed, not left stale; and it is held to the
+    /// resourceVersion the old status was read at.
+    #[test]
+    fn the_status_patch_turns_the_read_status_into_the_new_one_at_the_read_version() {
+        let mut app = app_with(json!({
+            "applicationState": {"state": "FAILING", "errorMessage": "driver pod not found"},
+            "terminationTime": "2026-12-07T10:00:00Z",
+            "driverInfo": {"podName": "pi-driver", "webUIServiceName": "pi-ui-svc"},
+            "executorState": {"pi-exec-1": "RUNNING", "pi-exec-2": "RUNNING"},
+            "submissionAttempts": 1, "executionAttempts": 1
+        }));
+        let new: SparkApplicationStatus = serde_json::from_value(json!({
+            "applicationState": {"state": "RUNNING"},
+            "driverInfo": {"podName": "pi-driver", "webUIServiceName": "pi-ui-svc"},
+            "executorState": {"pi-exec-1": "COMPLETED"},
+            "submissionAttempts": 1, "executionAttempts": 1
+        }))
+        .unwrap();
+        let patch = status_patch(&app, &new).unwrap();
+        assert_eq!(patch["metadata"], json!({"resourceVersion": "42"}));
+        // Only what changed goes over the wire.
+        assert_eq!(
+            patch["status"],
+            json!({
+                "applicationState": {"state": "RUNNING", "errorMessage": null},
+                "terminationTime": null,
+                "executorState": {"pi-exec-1": "COMPLETED", "pi-exec-2": null}
+            })
+        );
+        let mut doc = serde_json::to_value(&app).unwrap();
+        json_patch::merge(&mut doc, &patch);
+        let patched: SparkApplication = serde_json::from_value(doc).unwrap();
+        assert_eq!(patched.status.as_ref(), Some(&new));
+        assert_eq!(patched.spec, app.spec);
+
+        // A new app's first status is written whole.
+        app.status = None;
+        let patch = status_patch(&app, &new).unwrap();
+        assert_eq!(patch["status"], serde_json::to_value(&new).unwrap());
+        // Nothing to hold the write to: no patch (the caller reads again).
+        app.metadata.resource_version = None;
+        assert_eq!(status_patch(&app, &new), None);
+    }
 
     fn future_size<F, Fut>(_: F) -> usize
     where

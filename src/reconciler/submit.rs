@@ -1,7 +1,7 @@
 //! Submitting an attempt: the driver pod, its Service and ConfigMap created by us (or by
 //! spark-submit), idempotently, with kubeflow's Prometheus ConfigMap and the batch scheduler's
-//! PodGroup before the driver and its
-//! UI Service, Ingresses and driver PodDisruptionBudget after it. Every name derives from the
+//! PodGroup before the driver and its UI Service, Ingresses and driver PodDisruptionBudget after
+//! it (beside the driver's Service and ConfigMap, concurrently). Every name derives from the
 //! app and the attempt, so a repeat after a crash finds its own objects instead of starting a
 //! second driver, and an API error is sorted into the app's fault (a failed submission) or the
 //! cluster's (retry, no attempt used).
@@ -97,7 +97,11 @@ pub(super) async fn submit(
     };
     failpoint::hit(FailPoint::AfterDriver);
     submission::owned_by_driver(&mut sub, pod.metadata.uid.as_deref().unwrap_or_default());
-    let children = async {
+    // The driver's Service and ConfigMap, and beside them the objects around the driver (the
+    // UI Service's create is the slowest: the apiserver allocates its cluster IP): each is
+    // owned by the pod and needs nothing of the others, so an app waits for the longer of the
+    // two chains instead of all of them in a row.
+    let driver_objects = async {
         create_if_absent(
             &Api::<Service>::namespaced(ctx.client.clone(), &ns),
             &sub.service,
@@ -114,16 +118,18 @@ pub(super) async fn submit(
         )
         .await?;
         failpoint::hit(FailPoint::AfterConfigMap);
-        create_around_driver(
-            ctx,
-            &ns,
-            &sub.web_ui,
-            sub.driver_pdb.as_ref(),
-            &sub.submission_id,
-        )
+        Ok(())
+    };
+    let around = create_around_driver(
+        ctx,
+        &ns,
+        &sub.web_ui,
+        sub.driver_pdb.as_ref(),
+        &sub.submission_id,
+    );
+    let children = futures::future::try_join(driver_objects, around)
         .await
-    }
-    .await;
+        .map(|((), ui)| ui);
     if let Err(SubmitError::Failed(_)) = &children {
         // As spark-submit does: a driver without its Service or ConfigMap never starts, and the
         // next attempt has other names, so do not leave this one behind.
