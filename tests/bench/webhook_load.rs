@@ -794,7 +794,7 @@ mod client {
             runs()
                 .map(Run::generator_share)
                 .filter(|s| s.is_finite())
-                .fold(init, |a, b| f(a, b))
+                .fold(init, f)
         };
         let (low, high) = (share(&f64::min, f64::INFINITY), share(&f64::max, 0.0));
         // Every core busy, and the generator holding a third or more of them: the server could
