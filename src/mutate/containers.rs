@@ -1,17 +1,18 @@
 //! Containers and their resources: extra ports, init containers, sidecars, memory limit, GPUs,
 //! and the pod-level process settings (grace period, shared process namespace).
 
-use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 
 use crate::quantity::parse_kubernetes;
 
-use super::util::{describe_port, ensure_port, pod_spec, spark_container};
+use super::edit::PodEdit;
+use super::util::{describe_port, ensure_port, spark_container};
 use super::{Ctx, MutateError, monitoring};
 
 /// Role `ports`: opened on the Spark container (empty protocol means TCP). See
 /// [`ensure_port`] for how ports the pod already has win.
-pub(crate) fn ports(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn ports(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let declared: Vec<(ContainerPort, String)> = ctx
         .spec
         .ports
@@ -63,14 +64,11 @@ pub(crate) fn ports(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
 /// Role `initContainers`, appended in order. Precedence (kubeflow's): a container of the same
 /// name and image already in the pod wins; the same name with another image is an error
 /// (names must be unique across containers and init containers).
-pub(crate) fn init_containers(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn init_containers(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     for (i, container) in ctx.spec.pod.init_containers.iter().enumerate() {
         let field = format!("{}.initContainers[{i}]", ctx.role);
-        if !already_there(ctx, pod, container, &field)? {
-            pod_spec(pod)
-                .init_containers
-                .get_or_insert_with(Vec::new)
-                .push(container.clone());
+        if !already_there(ctx, pod.pod(), container, &field)? {
+            pod.init_containers().push(container.clone());
         }
     }
     Ok(())
@@ -78,11 +76,11 @@ pub(crate) fn init_containers(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), Mutate
 
 /// Role `sidecars`, appended after the existing containers (so the Spark container keeps its
 /// index). Same precedence as [`init_containers`].
-pub(crate) fn sidecars(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn sidecars(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     for (i, container) in ctx.spec.pod.sidecars.iter().enumerate() {
         let field = format!("{}.sidecars[{i}]", ctx.role);
-        if !already_there(ctx, pod, container, &field)? {
-            pod_spec(pod).containers.push(container.clone());
+        if !already_there(ctx, pod.pod(), container, &field)? {
+            pod.push_container(container.clone());
         }
     }
     Ok(())
@@ -121,7 +119,7 @@ fn already_there(
 /// from memory + overhead. JVM-style sizes (`512m`, `4g`) are converted to Kubernetes binary
 /// units (`512Mi`, `4Gi`) as kubeflow does; anything else must be a valid, non-negative
 /// Kubernetes quantity.
-pub(crate) fn memory_limit(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn memory_limit(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let Some(raw) = ctx.spec.pod.memory_limit.as_deref() else {
         return Ok(());
     };
@@ -140,14 +138,14 @@ pub(crate) fn memory_limit(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateErr
         }
         Ok(_) => {}
     }
-    set_limit(spark_container(ctx, pod)?, "memory", converted);
+    set_limit(spark_container(ctx, pod)?.resources(), "memory", converted);
     Ok(())
 }
 
 /// Role `gpu`: `limits[<gpu.name>] = <gpu.quantity>` on the Spark container (extended
 /// resources default their request to the limit). Skipped, as in kubeflow, when the name is
 /// empty or the quantity is 0; a negative quantity is an error (kubeflow only logs it).
-pub(crate) fn gpu(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn gpu(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let Some(gpu) = ctx.spec.pod.gpu.as_ref() else {
         return Ok(());
     };
@@ -163,16 +161,15 @@ pub(crate) fn gpu(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
         return Ok(());
     }
     set_limit(
-        spark_container(ctx, pod)?,
+        spark_container(ctx, pod)?.resources(),
         &gpu.name,
         gpu.quantity.to_string(),
     );
     Ok(())
 }
 
-fn set_limit(container: &mut Container, resource: &str, quantity: String) {
-    container
-        .resources
+fn set_limit(resources: &mut Option<ResourceRequirements>, resource: &str, quantity: String) {
+    resources
         .get_or_insert_with(Default::default)
         .limits
         .get_or_insert_with(Default::default)
@@ -204,17 +201,23 @@ fn java_memory_to_kubernetes(memory: &str) -> String {
 }
 
 /// Role `terminationGracePeriodSeconds`: replaces the pod's.
-pub(crate) fn termination_grace_period(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn termination_grace_period(
+    ctx: &Ctx<'_>,
+    pod: &mut PodEdit<'_>,
+) -> Result<(), MutateError> {
     if let Some(seconds) = ctx.spec.pod.termination_grace_period_seconds {
-        pod_spec(pod).termination_grace_period_seconds = Some(seconds);
+        *pod.termination_grace_period_seconds() = Some(seconds);
     }
     Ok(())
 }
 
 /// Role `shareProcessNamespace`: only `true` is applied (kubeflow ignores `false`).
-pub(crate) fn share_process_namespace(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn share_process_namespace(
+    ctx: &Ctx<'_>,
+    pod: &mut PodEdit<'_>,
+) -> Result<(), MutateError> {
     if ctx.spec.pod.share_process_namespace == Some(true) {
-        pod_spec(pod).share_process_namespace = Some(true);
+        *pod.share_process_namespace() = Some(true);
     }
     Ok(())
 }
@@ -224,7 +227,10 @@ pub(crate) fn share_process_namespace(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<()
 /// Services in one job namespace overflow the exec argument list (the Go operator broke at 6000
 /// apps with `argument list too long`). The apiserver defaults the field to `true` before any
 /// webhook runs, so the pod cannot tell whether a user chose it; the app's template can.
-pub(crate) fn enable_service_links(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn enable_service_links(
+    ctx: &Ctx<'_>,
+    pod: &mut PodEdit<'_>,
+) -> Result<(), MutateError> {
     let chosen = ctx
         .spec
         .pod
@@ -232,7 +238,7 @@ pub(crate) fn enable_service_links(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), M
         .as_ref()
         .and_then(|t| t.spec.as_ref())
         .and_then(|s| s.enable_service_links);
-    pod_spec(pod).enable_service_links = Some(chosen.unwrap_or(false));
+    *pod.enable_service_links() = Some(chosen.unwrap_or(false));
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! Lifecycle hooks of the Spark container.
 
-use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler, Pod};
+use k8s_openapi::api::core::v1::{ExecAction, Lifecycle, LifecycleHandler};
 
+use super::edit::PodEdit;
 use super::util::spark_container;
 use super::{Ctx, MutateError};
 use crate::labels::SparkRole;
@@ -17,16 +18,16 @@ pub(crate) const DECOMMISSION_SCRIPT: &str = "/opt/decom.sh";
 /// container has no preStop hook, and `executor_prestop_decommission` is on, a preStop hook runs
 /// `/opt/decom.sh` so executors drain gracefully when their pod is deleted (the hook Spark
 /// itself adds when `spark.decommission.enabled` is set). A postStart hook is kept.
-pub(crate) fn lifecycle(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn lifecycle(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     if let Some(lifecycle) = ctx.spec.lifecycle {
-        spark_container(ctx, pod)?.lifecycle = Some(lifecycle.clone());
+        *spark_container(ctx, pod)?.lifecycle() = Some(lifecycle.clone());
         return Ok(());
     }
     if ctx.role != SparkRole::Executor || !ctx.opts.executor_prestop_decommission {
         return Ok(());
     }
-    let container = spark_container(ctx, pod)?;
-    let current = container.lifecycle.get_or_insert_with(Lifecycle::default);
+    let mut container = spark_container(ctx, pod)?;
+    let current = container.lifecycle().get_or_insert_with(Lifecycle::default);
     if current.pre_stop.is_none() {
         current.pre_stop = Some(LifecycleHandler {
             exec: Some(ExecAction {

@@ -2,8 +2,7 @@
 //! (`spark.kubernetes.{driver,executor}.{label,annotation}.*`) and Spark sets them when it
 //! creates the pod; here they are applied to the pod directly, with the same precedence.
 
-use k8s_openapi::api::core::v1::Pod;
-
+use super::edit::PodEdit;
 use super::{Ctx, MutateError};
 use crate::labels::{
     APP_NAME_LABEL, EXECUTOR_ID_LABEL, LAUNCHED_BY_LABEL, RESOURCE_PROFILE_ID_LABEL,
@@ -29,7 +28,7 @@ const RESERVED_LABELS: &[&str] = &[
 /// role's `labels`. Precedence: role labels win over app labels (later `--conf` in kubeflow),
 /// and both win over the pod's (Spark applies them over its pod template); reserved labels
 /// (see `RESERVED_LABELS`) are never changed.
-pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let wanted: Vec<_> = ctx
         .app
         .pod_labels(&ctx.spec.pod.labels)
@@ -38,7 +37,7 @@ pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
     if wanted.is_empty() {
         return Ok(());
     }
-    let labels = pod.metadata.labels.get_or_insert_with(Default::default);
+    let labels = pod.labels();
     for (key, value) in wanted {
         labels.insert(key.clone(), value.clone());
     }
@@ -46,15 +45,12 @@ pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
 }
 
 /// `metadata.annotations`: the role's `annotations`; they win over the pod's.
-pub(crate) fn annotations(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn annotations(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let wanted = &ctx.spec.pod.annotations;
     if wanted.is_empty() {
         return Ok(());
     }
-    let annotations = pod
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default);
+    let annotations = pod.annotations();
     for (key, value) in wanted {
         annotations.insert(key.clone(), value.clone());
     }

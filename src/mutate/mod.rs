@@ -1,8 +1,10 @@
 //! Mutation of Spark driver and executor pods from their SparkApplication.
 //!
-//! The webhook applies [`pod_patch`] to pods at admission; our own submission will apply
-//! [`mutate_pod`] to the pods it builds. Both run the same rules, in this fixed order (one
-//! module per concern, one place per rule):
+//! Native submission applies [`mutate_pod`] to the pods it builds; the webhook applies
+//! [`patch_pod`] to the pods it is given, which runs the same rules on the pod and answers with
+//! the JSON patch of the fields they wrote ([`edit`] keeps each one's original on its first
+//! write, [`patch`] compares only those). The rules, in this fixed order (one module per
+//! concern, one place per rule):
 //!
 //! 1. Owner reference: the driver is owned by its SparkApplication ([`owner`]).
 //! 2. Labels, then annotations ([`metadata`]).
@@ -34,12 +36,14 @@
 //! Deliberate deviations from kubeflow are listed in `DEVIATIONS.md` beside this file.
 
 mod containers;
+mod edit;
 mod env;
 mod error;
 mod lifecycle;
 mod metadata;
 mod monitoring;
 mod owner;
+mod parts;
 mod patch;
 mod scheduling;
 mod security;
@@ -52,6 +56,8 @@ use crate::crd::{Port, SparkApplication, SparkPodSpec};
 use crate::labels::SparkRole;
 
 pub use error::MutateError;
+pub use parts::PodParts;
+pub use patch::PodPatch;
 
 /// Knobs of the rules that go beyond kubeflow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,13 +147,23 @@ where
 }
 
 /// Applies every rule (see the module doc for the order) to `pod`. On error `pod` may be
-/// partly mutated; callers deny the pod (the webhook works on a clone).
+/// partly mutated; callers deny the pod.
 pub fn mutate_pod(
     app: &SparkApplication,
     role: SparkRole,
     pod: &mut Pod,
     opts: &MutationOptions,
 ) -> Result<(), MutateError> {
+    run_rules(app, role, pod, opts).map(drop)
+}
+
+/// The rules on `pod`: the originals of the fields they wrote, and the Spark container's index.
+fn run_rules(
+    app: &SparkApplication,
+    role: SparkRole,
+    pod: &mut Pod,
+    opts: &MutationOptions,
+) -> Result<(edit::Saved, usize), MutateError> {
     let ctx = Ctx {
         app,
         app_ref: app_ref(app),
@@ -156,7 +172,10 @@ pub fn mutate_pod(
         opts,
         container: spark_container_index(pod, app, role)?,
     };
-    RULES.iter().try_for_each(|rule| rule(&ctx, pod))
+    let mut edit = edit::PodEdit::new(pod, ctx.container);
+    RULES.iter().try_for_each(|rule| rule(&ctx, &mut edit))?;
+    let (saved, _, container) = edit.finish();
+    Ok((saved, container))
 }
 
 /// The JSON Patch that turns `pod_json` into the mutated pod (see [`patch_pod`]).
@@ -173,7 +192,7 @@ pub fn pod_patch(
         role,
         reason,
     };
-    let original =
+    let mut pod =
         <Pod as serde::Deserialize>::deserialize(pod_json).map_err(|e| invalid(e.to_string()))?;
     if !pod_json
         .get("metadata")
@@ -183,31 +202,38 @@ pub fn pod_patch(
             "it has no metadata, so the patch does not apply to it".to_string(),
         ));
     }
-    patch_pod(app, role, original, opts)
+    patch_pod(app, role, &mut pod, opts)?
+        .to_json_patch()
+        .map_err(|e| serialize_error(app, role, e))
 }
 
-/// The JSON Patch that turns `original` into the mutated pod; empty when nothing changes.
+/// Mutates `pod` and returns the JSON Patch that turns the pod as it was into the pod as it
+/// is now; empty when nothing changed.
 ///
-/// The diff is taken between the typed original and the typed mutated pod ([`patch::diff_pod`]),
-/// so fields unknown to k8s-openapi never show up in it, and every operation applies to the
-/// raw pod the typed one was read from (the typed pod is a projection of it).
+/// The patch holds the fields the rules wrote and nothing else, so fields unknown to
+/// k8s-openapi never show up in it, and every operation applies to the raw pod the typed one
+/// was read from (the typed pod is a projection of it, and may hold no more than the parts
+/// the rules read: see [`PodParts`]).
 pub fn patch_pod(
     app: &SparkApplication,
     role: SparkRole,
-    original: Pod,
+    pod: &mut Pod,
     opts: &MutationOptions,
-) -> Result<json_patch::Patch, MutateError> {
-    let mut mutated = original.clone();
-    mutate_pod(app, role, &mut mutated, opts)?;
-    patch::diff_pod(original, mutated).map_err(|e| MutateError::Serialize {
+) -> Result<PodPatch, MutateError> {
+    let (saved, container) = run_rules(app, role, pod, opts)?;
+    patch::from_saved(&saved, pod, container).map_err(|e| serialize_error(app, role, e))
+}
+
+fn serialize_error(app: &SparkApplication, role: SparkRole, e: serde_json::Error) -> MutateError {
+    MutateError::Serialize {
         app: app_ref(app),
         role,
         reason: e.to_string(),
-    })
+    }
 }
 
 /// One rule: reads the app through `Ctx`, changes the pod.
-type Rule = fn(&Ctx<'_>, &mut Pod) -> Result<(), MutateError>;
+type Rule = fn(&Ctx<'_>, &mut edit::PodEdit<'_>) -> Result<(), MutateError>;
 
 /// Every rule, in application order (documented in the module doc).
 const RULES: &[Rule] = &[

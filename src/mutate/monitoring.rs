@@ -3,10 +3,11 @@
 //! The controller creates ConfigMap `<app>-prom-conf` (metrics.properties, prometheus.yaml)
 //! and adds the `-javaagent` option; this rule makes the pods match it.
 
-use k8s_openapi::api::core::v1::{ContainerPort, Pod};
+use k8s_openapi::api::core::v1::ContainerPort;
 
 use crate::crd::{MonitoringSpec, PrometheusSpec};
 
+use super::edit::PodEdit;
 use super::util::{ensure_mount, ensure_port, ensure_volume};
 use super::volumes::{config_map_volume, mount};
 use super::{Ctx, MutateError};
@@ -54,7 +55,7 @@ pub(crate) fn exporter_port(ctx: &Ctx<'_>) -> Option<(ContainerPort, &'static st
 /// - unless both `metricsPropertiesFile` and `prometheus.configFile` point into the image (then
 ///   no ConfigMap exists): volume `<app>-prom-conf-vol` of ConfigMap `<app>-prom-conf`, mounted
 ///   read-only at /etc/metrics/conf.
-pub(crate) fn prometheus(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn prometheus(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let (Some(monitoring), Some((container_port, field))) =
         (ctx.app.spec.monitoring.as_ref(), exporter_port(ctx))
     else {
@@ -93,11 +94,8 @@ fn config_in_image(monitoring: &MonitoringSpec, prometheus: &PrometheusSpec) -> 
     set(&monitoring.metrics_properties_file) && set(&prometheus.config_file)
 }
 
-fn annotate(pod: &mut Pod, port: i32) {
-    let annotations = pod
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default);
+fn annotate(pod: &mut PodEdit<'_>, port: i32) {
+    let annotations = pod.annotations();
     for (key, value) in [
         (PROMETHEUS_SCRAPE_ANNOTATION, "true".to_string()),
         (PROMETHEUS_PORT_ANNOTATION, port.to_string()),

@@ -2,9 +2,9 @@
 //! driver (and, through the driver's own ownerReferences, its executors, services and config
 //! maps). Executors are owned by the driver already (Spark sets that); they are left alone.
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
+use super::edit::PodEdit;
 use super::{Ctx, MutateError};
 use crate::labels::SparkRole;
 
@@ -16,12 +16,12 @@ const KIND: &str = "SparkApplication";
 /// Precedence: kubeflow appends unless an identical reference exists. We also replace a
 /// reference to the same app (same uid) that differs, instead of adding a second one, and
 /// refuse a pod that already has another controller (the API server would reject two).
-pub(crate) fn owner_reference(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn owner_reference(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     if ctx.role != SparkRole::Driver {
         return Ok(());
     }
     let ours = app_owner_reference(ctx)?;
-    let refs = pod.metadata.owner_references.get_or_insert_with(Vec::new);
+    let refs = pod.owner_references();
     if let Some(other) = refs
         .iter()
         .find(|r| r.uid != ours.uid && r.controller == Some(true))

@@ -1,28 +1,20 @@
 //! Helpers shared by the rules: idempotent "ensure" operations on pod lists, and the subset
 //! comparison that lets an object the API server has already defaulted count as "the same".
 
-use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, Pod, PodSpec, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ContainerPort, EnvVar, Volume, VolumeMount};
 use serde::Serialize;
 use serde_json::Value;
 
+use super::edit::{PodEdit, SparkContainer};
 use super::{Ctx, MutateError};
 
-/// The pod's spec, created empty when missing.
-pub(crate) fn pod_spec(pod: &mut Pod) -> &mut PodSpec {
-    pod.spec.get_or_insert_with(PodSpec::default)
-}
-
-/// The Spark container (index from [`super::spark_container_index`]). Errors instead of
-/// panicking should a rule ever have removed it.
-pub(crate) fn spark_container<'p>(
+/// The Spark container (index from [`super::spark_container_index`]), to write. Errors instead
+/// of panicking should a rule ever have removed it.
+pub(crate) fn spark_container<'e>(
     ctx: &Ctx<'_>,
-    pod: &'p mut Pod,
-) -> Result<&'p mut Container, MutateError> {
-    pod.spec
-        .as_mut()
-        .and_then(|spec| spec.containers.get_mut(ctx.container))
+    pod: &'e mut PodEdit<'_>,
+) -> Result<SparkContainer<'e>, MutateError> {
+    pod.spark_container()
         .ok_or_else(|| MutateError::NoSparkContainer {
             app: ctx.app_ref.clone(),
             role: ctx.role,
@@ -60,11 +52,11 @@ pub(crate) fn same_object<T: Serialize>(wanted: &T, have: &T) -> bool {
 /// name is an error, since the API server would reject the duplicate name anyway.
 pub(crate) fn ensure_volume(
     ctx: &Ctx<'_>,
-    pod: &mut Pod,
+    pod: &mut PodEdit<'_>,
     volume: Volume,
     field: &str,
 ) -> Result<(), MutateError> {
-    let volumes = pod_spec(pod).volumes.get_or_insert_with(Vec::new);
+    let volumes = pod.volumes();
     match volumes.iter().find(|v| v.name == volume.name) {
         None => {
             volumes.push(volume);
@@ -84,13 +76,12 @@ pub(crate) fn ensure_volume(
 /// the same path is an error: two mounts cannot share a mountPath.
 pub(crate) fn ensure_mount(
     ctx: &Ctx<'_>,
-    pod: &mut Pod,
+    pod: &mut PodEdit<'_>,
     mount: VolumeMount,
     field: &str,
 ) -> Result<(), MutateError> {
-    let mounts = spark_container(ctx, pod)?
-        .volume_mounts
-        .get_or_insert_with(Vec::new);
+    let mut container = spark_container(ctx, pod)?;
+    let mounts = container.volume_mounts();
     let path = normalize_path(&mount.mount_path);
     match mounts
         .iter()
@@ -123,8 +114,7 @@ fn normalize_path(path: &str) -> &str {
 /// Sets `var` on the container, replacing a variable of the same name in place (the app
 /// wins, as it does at runtime in kubeflow, whose appended duplicate shadows the earlier one).
 /// Later duplicates of that name, which would shadow it, are dropped.
-pub(crate) fn upsert_env(container: &mut Container, var: EnvVar) {
-    let env = container.env.get_or_insert_with(Vec::new);
+pub(crate) fn upsert_env(env: &mut Vec<EnvVar>, var: EnvVar) {
     match env.iter().position(|e| e.name == var.name) {
         None => env.push(var),
         Some(first) => {
@@ -155,13 +145,12 @@ pub(crate) fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
 /// protocol under another name counts as open (the pod's name wins).
 pub(crate) fn ensure_port(
     ctx: &Ctx<'_>,
-    pod: &mut Pod,
+    pod: &mut PodEdit<'_>,
     port: ContainerPort,
     field: &str,
 ) -> Result<(), MutateError> {
-    let ports = spark_container(ctx, pod)?
-        .ports
-        .get_or_insert_with(Vec::new);
+    let mut container = spark_container(ctx, pod)?;
+    let ports = container.ports();
     let wanted = describe_port(&port);
     let name = port.name.as_deref().filter(|n| !n.is_empty());
     if let Some(existing) = name.and_then(|n| ports.iter().find(|p| p.name.as_deref() == Some(n))) {
@@ -210,16 +199,8 @@ mod tests {
 
     #[test]
     fn upsert_env_replaces_in_place_and_drops_shadows() {
-        let mut c = Container {
-            env: Some(vec![
-                env_var("A", "1"),
-                env_var("B", "2"),
-                env_var("A", "3"),
-            ]),
-            ..Container::default()
-        };
-        upsert_env(&mut c, env_var("A", "9"));
-        let env = c.env.unwrap_or_default();
+        let mut env = vec![env_var("A", "1"), env_var("B", "2"), env_var("A", "3")];
+        upsert_env(&mut env, env_var("A", "9"));
         let pairs: Vec<_> = env
             .iter()
             .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or("")))

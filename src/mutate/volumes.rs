@@ -6,10 +6,9 @@
 //! the same path, is an error (kubeflow appends blindly and the API server then rejects the
 //! pod with a less helpful message).
 
-use k8s_openapi::api::core::v1::{
-    ConfigMapVolumeSource, Pod, SecretVolumeSource, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, SecretVolumeSource, Volume, VolumeMount};
 
+use super::edit::PodEdit;
 use super::util::{ensure_mount, ensure_volume, env_var, spark_container, upsert_env};
 use super::{Ctx, MutateError};
 
@@ -30,7 +29,7 @@ const MAX_NAME_LENGTH: usize = 63;
 /// GOOGLE_APPLICATION_CREDENTIALS=`<path>/key.json`, HadoopDelegationToken secrets set
 /// HADOOP_TOKEN_FILE_LOCATION=`<path>/hadoop.token`; those replace the pod's value but lose to
 /// the role's `env` (applied later).
-pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     for (i, secret) in ctx.spec.pod.secrets.iter().enumerate() {
         let field = format!("{}.secrets[{i}]", ctx.role);
         let volume_name = format!("{}-volume", secret.name);
@@ -45,8 +44,11 @@ pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
         ensure_volume(ctx, pod, volume, &field)?;
         ensure_mount(ctx, pod, mount(&volume_name, &secret.path, false), &field)?;
         if let Some((name, file)) = secret.secret_type.env_var() {
-            let container = spark_container(ctx, pod)?;
-            upsert_env(container, env_var(name, join_path(&secret.path, file)));
+            let mut container = spark_container(ctx, pod)?;
+            upsert_env(
+                container.env(),
+                env_var(name, join_path(&secret.path, file)),
+            );
         }
     }
     Ok(())
@@ -54,7 +56,7 @@ pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
 
 /// `spec.hadoopConfigMap`: mounted read-only at /etc/hadoop/conf; HADOOP_CONF_DIR points there
 /// and wins over any other value (kubeflow appends it last).
-pub(crate) fn hadoop_config_map(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn hadoop_config_map(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let Some(name) = ctx.app.spec.hadoop_config_map.as_deref() else {
         return Ok(());
     };
@@ -72,7 +74,7 @@ pub(crate) fn hadoop_config_map(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), Muta
 /// `spec.sparkConfigMap`: mounted read-only at /etc/spark/conf; SPARK_CONF_DIR points there,
 /// replacing the /opt/spark/conf Spark sets (kubeflow's appended duplicate wins at runtime).
 /// Spark still reads its generated spark.properties through `--properties-file`.
-pub(crate) fn spark_config_map(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn spark_config_map(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let Some(name) = ctx.app.spec.spark_config_map.as_deref() else {
         return Ok(());
     };
@@ -89,7 +91,7 @@ pub(crate) fn spark_config_map(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), Mutat
 
 fn config_dir(
     ctx: &Ctx<'_>,
-    pod: &mut Pod,
+    pod: &mut PodEdit<'_>,
     config_map: &str,
     volume_name: &str,
     dir: &str,
@@ -98,13 +100,13 @@ fn config_dir(
 ) -> Result<(), MutateError> {
     ensure_volume(ctx, pod, config_map_volume(config_map, volume_name), field)?;
     ensure_mount(ctx, pod, mount(volume_name, dir, true), field)?;
-    upsert_env(spark_container(ctx, pod)?, env_var(env_name, dir));
+    upsert_env(spark_container(ctx, pod)?.env(), env_var(env_name, dir));
     Ok(())
 }
 
 /// Role `configMaps`: each mounted read-only at its path, as volume `<name>-vol` (sanitised and
 /// hashed when the ConfigMap name is not a valid volume name, see [`config_map_volume_name`]).
-pub(crate) fn role_config_maps(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn role_config_maps(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     for (i, entry) in ctx.spec.pod.config_maps.iter().enumerate() {
         let field = format!("{}.configMaps[{i}]", ctx.role);
         let volume_name = config_map_volume_name(&entry.name);
@@ -122,7 +124,7 @@ pub(crate) fn role_config_maps(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), Mutat
 /// The role's `volumeMounts`: each must name a volume in `spec.volumes` (an error otherwise;
 /// kubeflow silently drops it); that volume is added once and the mount is added as written.
 /// `spark-local-dir-*` mounts are validated but left to Spark, as in kubeflow.
-pub(crate) fn app_volumes(ctx: &Ctx<'_>, pod: &mut Pod) -> Result<(), MutateError> {
+pub(crate) fn app_volumes(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let volumes = &ctx.app.spec.volumes;
     for (i, m) in ctx.spec.pod.volume_mounts.iter().enumerate() {
         let field = format!("{}.volumeMounts[{i}]", ctx.role);

@@ -169,7 +169,7 @@ where
     K: serde::de::DeserializeOwned + kube::Resource,
 {
     let req = review::parse::<&RawValue>(body)?;
-    let uid = req.uid.as_str();
+    let uid: &str = &req.uid;
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Ok(Parsed::Done((ReviewResponse::allow(uid), Outcome::Skipped)));
     }

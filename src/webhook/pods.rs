@@ -1,7 +1,6 @@
 //! `/mutate-v1-pod`: patch Spark driver and executor pods from their SparkApplication.
 
 use crate::events::{self, Event, EventType};
-use k8s_openapi::api::core::v1::Pod;
 use kube::Resource;
 use kube::api::Api;
 use kube::core::admission::Operation;
@@ -16,7 +15,7 @@ use crate::cache::GuardedApp;
 use crate::crd::SparkApplication;
 use crate::labels::{LAUNCHED_BY_LABEL, SparkRole, classify_labels};
 use crate::metrics::Outcome;
-use crate::mutate;
+use crate::mutate::{self, PodParts};
 use crate::scheduling;
 
 /// Answers one pod review. Only a body that is not an AdmissionReview is an error; anything
@@ -25,12 +24,13 @@ pub async fn review(
     state: &WebhookState,
     body: &[u8],
 ) -> Result<(ReviewResponse, Outcome), ReviewError> {
-    // The common case in one pass: the pod typed straight from the review's bytes. A review
-    // whose object does not read as a Pod takes the slower path that says why.
-    let Ok(req) = review::parse::<Pod>(body) else {
+    // The common case in one pass: the parts of the pod the rules read, typed straight from
+    // the review's bytes. A review whose object does not read so takes the slower path that
+    // says why.
+    let Ok(req) = review::parse::<PodParts>(body) else {
         return untyped(state, body);
     };
-    let uid = req.uid.as_str();
+    let uid: &str = &req.uid;
     let dry_run = req.is_dry_run();
     let skip = || Ok((ReviewResponse::allow(uid), Outcome::Skipped));
     // Mutate on CREATE only: patching again on UPDATE broke pods in the Go operator (#470).
@@ -40,6 +40,7 @@ pub async fn review(
     let Some(pod) = req.object else {
         return skip();
     };
+    let mut pod = pod.into_pod();
     let Some((role, app_name, namespace)) = ours(
         state,
         req.namespace.as_deref(),
@@ -111,14 +112,14 @@ pub async fn review(
         _ => None,
     };
     let app = prepared.as_ref().unwrap_or(app.as_ref());
-    match mutate::patch_pod(app, role, pod, &state.options) {
+    match mutate::patch_pod(app, role, &mut pod, &state.options) {
         Ok(patch) => {
-            let outcome = if patch.0.is_empty() {
+            let outcome = if patch.is_empty() {
                 Outcome::Unchanged
             } else {
                 Outcome::Patched
             };
-            tracing::debug!(ops = patch.0.len(), "pod mutated");
+            tracing::debug!(ops = patch.len(), "pod mutated");
             Ok((ReviewResponse::patched(uid, &patch)?, outcome))
         }
         Err(e) => {
@@ -153,10 +154,9 @@ fn ours<'a>(
 /// them), allowed otherwise. Only a body that is not an AdmissionReview at all is an error.
 fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome), ReviewError> {
     let req = review::parse::<&RawValue>(body)?;
-    let uid = req.uid.as_str();
+    let uid: &str = &req.uid;
     let skip = || Ok((ReviewResponse::allow(uid), Outcome::Skipped));
-    let (Some(object), "Pod", Operation::Create) =
-        (req.object, req.kind.kind.as_str(), &req.operation)
+    let (Some(object), "Pod", Operation::Create) = (req.object, &*req.kind.kind, &req.operation)
     else {
         return skip();
     };
@@ -169,7 +169,7 @@ fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome
     ) else {
         return skip();
     };
-    let Err(e) = serde_json::from_str::<Pod>(object.get()) else {
+    let Err(e) = serde_json::from_str::<PodParts>(object.get()) else {
         return skip();
     };
     let message = format!(

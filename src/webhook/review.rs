@@ -6,6 +6,7 @@
 //! (kube-rs #1781), which the apiserver tolerates but which is not the documented contract and is
 //! 3-4x larger than the base64 string the AdmissionReview v1 API specifies.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -34,24 +35,28 @@ pub enum ReviewError {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<O> {
-    #[serde(default)]
-    api_version: String,
-    #[serde(default)]
-    kind: String,
-    request: Option<Request<O>>,
+struct Envelope<'a, O> {
+    #[serde(default, borrow)]
+    api_version: Cow<'a, str>,
+    #[serde(default, borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    request: Option<Request<'a, O>>,
 }
 
-/// The fields of an AdmissionReview v1 request that the handlers read; the object as `O`
-/// (raw JSON, or a type the handler reads it as in the same pass).
+/// The fields of an AdmissionReview v1 request that the handlers read, strings borrowed from
+/// the body where JSON lets them be; the object as `O` (raw JSON, or a type the handler reads
+/// it as in the same pass). Everything else in the request is skipped unread.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Request<O> {
-    pub uid: String,
-    pub kind: Kind,
+pub struct Request<'a, O> {
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Kind<'a>,
     pub operation: Operation,
-    #[serde(default)]
-    pub namespace: Option<String>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Cow<'a, str>>,
     #[serde(default)]
     pub dry_run: Option<bool>,
     /// The object as sent; `None` for DELETE.
@@ -64,19 +69,20 @@ pub struct Request<O> {
 
 /// The request's `kind` (group/version/kind of the object).
 #[derive(Debug, Deserialize)]
-pub struct Kind {
-    #[serde(default)]
-    pub group: String,
-    #[serde(default)]
-    pub version: String,
-    pub kind: String,
+pub struct Kind<'a> {
+    #[serde(default, borrow)]
+    pub group: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
 }
 
 fn none<O>() -> Option<O> {
     None
 }
 
-impl<O> Request<O> {
+impl<O> Request<'_, O> {
     pub fn is_dry_run(&self) -> bool {
         self.dry_run.unwrap_or(false)
     }
@@ -125,8 +131,8 @@ impl ObjectHead {
 }
 
 /// Parses and checks a review body, reading its object as `O`.
-pub fn parse<'a, O: Deserialize<'a>>(body: &'a [u8]) -> Result<Request<O>, ReviewError> {
-    let review: Envelope<O> = serde_json::from_slice(body)?;
+pub fn parse<'a, O: Deserialize<'a>>(body: &'a [u8]) -> Result<Request<'a, O>, ReviewError> {
+    let review: Envelope<'a, O> = serde_json::from_slice(body)?;
     if review.api_version != API_VERSION || review.kind != "AdmissionReview" {
         return Err(ReviewError::Version(format!(
             "{} {}",
@@ -191,10 +197,10 @@ impl ReviewResponse {
     }
 
     /// Allowed with a JSON patch; an empty patch sends none.
-    pub fn patched(uid: &str, patch: &json_patch::Patch) -> Result<Self, serde_json::Error> {
+    pub fn patched(uid: &str, patch: &impl Serialize) -> Result<Self, serde_json::Error> {
         let mut r = Self::new(uid, true);
-        if !patch.0.is_empty() {
-            let bytes = serde_json::to_vec(patch)?;
+        let bytes = serde_json::to_vec(patch)?;
+        if bytes.as_slice() != b"[]" {
             r.response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
             r.response.patch_type = Some("JSONPatch");
         }

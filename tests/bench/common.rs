@@ -12,6 +12,8 @@ use spark_webhook::webhook::WebhookState;
 
 /// The app both pods belong to (`default/spark-pi`), with enough settings to yield a real patch.
 const APP_YAML: &str = include_str!("sparkapplication.yaml");
+/// A plain app (kubeflow's spark-pi example on Spark 3.5.3) in namespace `spark-jobs`.
+const PLAIN_APP_YAML: &str = include_str!("sparkapplication-plain.yaml");
 /// A driver pod recorded from Spark 3.3.4's spark-submit (see the README beside it).
 const DRIVER_POD: &str = include_str!("../fixtures/spark-submit-3.3.4/driver-pod.json");
 /// An executor pod as Spark 3.3.4's driver creates it.
@@ -27,6 +29,10 @@ pub fn app() -> SparkApplication {
     yaml_serde::from_str(APP_YAML).expect("tests/bench/sparkapplication.yaml parses")
 }
 
+pub fn plain_app() -> SparkApplication {
+    yaml_serde::from_str(PLAIN_APP_YAML).expect("tests/bench/sparkapplication-plain.yaml parses")
+}
+
 pub fn driver_pod() -> Value {
     serde_json::from_str(DRIVER_POD).expect("driver pod fixture parses")
 }
@@ -39,7 +45,7 @@ pub fn executor_pod() -> Value {
 /// no review needs one).
 pub fn webhook_state() -> WebhookState {
     WebhookState {
-        apps: AppCache::with_apps(vec![app()]),
+        apps: AppCache::with_apps(vec![app(), plain_app()]),
         namespaces: JobNamespaces::all(),
         options: MutationOptions::default(),
         metrics: Metrics::new(),
@@ -149,6 +155,46 @@ pub fn driver_review_8k() -> (Vec<u8>, usize) {
         body = review(&admitted(&pod), uid);
     }
     (body, n)
+}
+
+/// The review of a plain Spark 3.5.3 driver pod for [`plain_app`], as it reaches the webhook.
+///
+/// Built from the recorded Spark 3.3.4 driver pod with what Spark 3.5.3's spark-submit writes
+/// differently for kubeflow's spark-pi example (image, version label, the example jar, the
+/// driver's service account, memory 512m + 384m overhead), in namespace `spark-jobs`; then, as
+/// for [`driver_review_8k`], the managedFields entry and token volume the apiserver adds.
+pub fn plain_driver_review() -> Vec<u8> {
+    let pod = plain_driver_pod();
+    review(&admitted(&pod), "c4f1e2d3-9b8a-4c7d-8e6f-5a4b3c2d1e0f")
+}
+
+/// The plain Spark 3.5.3 driver pod of [`plain_driver_review`] as spark-submit sends it.
+pub fn plain_driver_pod() -> Value {
+    let mut pod = driver_pod();
+    let ns = "spark-jobs";
+    pod["metadata"]["name"] = json!("spark-pi-driver");
+    pod["metadata"]["namespace"] = json!(ns);
+    pod["metadata"]["labels"]["spark-version"] = json!("3.5.3");
+    pod["metadata"]["labels"]["sparkoperator.k8s.io/submission-id"] =
+        json!("5f2c9a41-7d3e-4b8a-9c6f-1e2d3a4b5c6d");
+    pod["spec"]["serviceAccountName"] = json!("spark-operator-spark");
+    pod["spec"]["serviceAccount"] = json!("spark-operator-spark");
+    let driver = spark_container(&mut pod);
+    driver["image"] = json!("spark:3.5.3");
+    driver["args"] = json!([
+        "driver",
+        "--properties-file",
+        "/opt/spark/conf/spark.properties",
+        "--class",
+        "org.apache.spark.examples.SparkPi",
+        "local:///opt/spark/examples/jars/spark-examples_2.12-3.5.3.jar",
+        "5000"
+    ]);
+    driver["resources"] = json!({
+        "limits": {"memory": "896Mi"},
+        "requests": {"cpu": "1", "memory": "896Mi"}
+    });
+    pod
 }
 
 /// `pod` as sent by its client, as it reaches mutating webhooks: with the managedFields entry

@@ -4,7 +4,9 @@
 //!   pod and of an executor pod, from `tests/bench/sparkapplication.yaml`;
 //! - `review/*`: a whole review through the webhook's axum router (`tower::ServiceExt::oneshot`),
 //!   from the AdmissionReview body bytes to the response body bytes: parsing, the app cache
-//!   lookup, the mutation, the base64 patch and the JSON answer.
+//!   lookup, the mutation, the base64 patch and the JSON answer. `driver-8KiB` is the heavy
+//!   review of the load run (the "in-process driver review" its target is about),
+//!   `driver-plain` a Spark 3.5.3 driver pod of kubeflow's spark-pi example.
 //!
 //! Run with `make bench` (or `cargo bench --bench mutation -- --noplot`). Settings are kept
 //! short (1 s warm-up, 3 s measurement, 30 samples) so the run takes well under a minute.
@@ -72,6 +74,7 @@ fn bench_review(c: &mut Criterion) {
     let mut group = c.benchmark_group("review");
     for (name, body) in [
         ("driver-8KiB", common::driver_review_8k().0),
+        ("driver-plain", common::plain_driver_review()),
         (
             "executor",
             common::review(
@@ -99,7 +102,8 @@ fn bench_review(c: &mut Criterion) {
 }
 
 /// What merely reading the 8 KiB driver review costs, without acting on it: a JSON validity
-/// scan (`IgnoredAny`) and a parse into `serde_json::Value`. These bound from below what any
+/// scan (`IgnoredAny`) and a parse into `serde_json::Value` (what the load run's parse-only
+/// server does). These bound from below what any
 /// review handler can cost, and so how close the TLS load run can come to its no-op floor.
 fn bench_json_floor(c: &mut Criterion) {
     let body = common::driver_review_8k().0;

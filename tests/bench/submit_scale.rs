@@ -57,6 +57,16 @@
 //! wait is bounded; the operator and the control plane are stopped on every exit path (guards),
 //! and the operator's JSON log and the apiserver's log are kept in `target/tmp/submit_scale/`.
 //! Under a test harness (no `--bench` argument) it prints one line and exits 0.
+//!
+//! `BENCH_POD_CREATES=N` (e.g. 2000) runs something else instead: the latency of a pod create
+//! through the apiserver with the pod webhook against without it. In a fresh namespace holding
+//! the plain SparkApplication (`sparkapplication-plain.yaml`), N Spark 3.5.3 driver pods
+//! (`common::plain_driver_pod`, renamed) are created at `BENCH_CONCURRENCY` (default 16) in
+//! flight, once with no webhook registered and once, in another namespace, with `serve
+//! --controller=false` registered as the pod webhook (every create then waits on its review);
+//! each create's latency is the time to the apiserver's answer. Printed: p50, p99, mean and
+//! creates/s of both, and their ratios; every pod created with the webhook must carry the
+//! patch (its owner reference).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read as _, Write as _};
@@ -81,6 +91,8 @@ use spark_webhook::reconciler::state::{self, SubmittedInfo};
 use spark_webhook::submission::{self, Submission, SubmitOptions};
 use tokio::sync::mpsc;
 
+mod common;
+
 /// The app every submission is a copy of: SparkPi with volumes, env, secrets, tolerations, ...
 const APP_YAML: &str = include_str!("sparkapplication.yaml");
 const CRD_YAML: &str =
@@ -94,6 +106,9 @@ const CONCURRENCY_ENV: &str = "BENCH_CONCURRENCY";
 const TIMEOUT_ENV: &str = "BENCH_TIMEOUT_SECS";
 const RATE_ENV: &str = "BENCH_RATE";
 const WEBHOOK_ENV: &str = "BENCH_WEBHOOK";
+const POD_CREATES_ENV: &str = "BENCH_POD_CREATES";
+/// Pods created before the measured ones in each pod-create run (connections, caches).
+const POD_WARM_UP: usize = 50;
 /// Arrivals per second of the paced run: below what the pipeline takes (see the doc comment).
 const DEFAULT_RATE: f64 = 20.0;
 const DEFAULT_APPS: usize = 1000;
@@ -154,6 +169,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(n) = settings.pod_creates {
+        let result = rt.block_on(pod_creates(&cluster, n, settings.concurrency));
+        drop(rt);
+        drop(cluster);
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("submit_scale: FAILED: pod creates: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let (results, error) = rt.block_on(run(&cluster, &settings));
     if !results.is_empty() {
         print_table(&results, &settings);
@@ -178,6 +205,8 @@ struct Settings {
     rate: Option<f64>,
     /// Whether the burst runs once more with the webhook on.
     webhook: bool,
+    /// `BENCH_POD_CREATES`: only the pod-create latency runs, with this many pods.
+    pod_creates: Option<usize>,
 }
 
 impl Settings {
@@ -229,12 +258,20 @@ impl Settings {
             Ok("0") => false,
             Ok(s) => return Err(format!("{WEBHOOK_ENV}={s:?}: expected 0 or 1")),
         };
+        let pod_creates = match std::env::var(POD_CREATES_ENV) {
+            Err(_) => None,
+            Ok(s) => match s.trim().parse::<usize>() {
+                Ok(n) if (1..=100_000).contains(&n) => Some(n),
+                _ => return Err(format!("{POD_CREATES_ENV}={s:?}: expected 1..=100000")),
+            },
+        };
         Ok(Settings {
             sizes,
             concurrency,
             timeout,
             rate,
             webhook,
+            pod_creates,
         })
     }
 }
@@ -853,7 +890,13 @@ async fn operator_run(
         )?),
         false => None,
     };
-    let mut operator = Operator::start(&cluster.kubeconfig, &ns, &log_path, registered.as_ref())?;
+    let mut operator = Operator::start(
+        &cluster.kubeconfig,
+        &ns,
+        &log_path,
+        registered.as_ref(),
+        true,
+    )?;
     let fail = |operator: &Operator, what: String| -> BoxError {
         format!(
             "{what}\n--- last lines of the operator log ({}) ---\n{}",
@@ -1528,6 +1571,183 @@ fn print_table(results: &[Results], s: &Settings) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// BENCH_POD_CREATES: pod create latency with and without the webhook.
+
+/// One pod-create run: every measured create's latency (ms, sorted) and the whole time.
+struct Creates {
+    latencies_ms: Vec<f64>,
+    total: Duration,
+}
+
+impl Creates {
+    fn per_second(&self) -> f64 {
+        self.latencies_ms.len() as f64 / self.total.as_secs_f64()
+    }
+
+    fn mean_ms(&self) -> f64 {
+        self.latencies_ms.iter().sum::<f64>() / self.latencies_ms.len() as f64
+    }
+}
+
+async fn pod_creates(cluster: &Cluster, n: usize, concurrency: usize) -> Result<(), BoxError> {
+    let client = prepare(cluster).await?;
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    eprintln!("submit_scale: pod creates: {n} pods, {concurrency} in flight, without the webhook");
+    let without = pod_create_run(&client, cluster, n, concurrency, false).await?;
+    eprintln!("submit_scale: pod creates: with the webhook");
+    let with = pod_create_run(&client, cluster, n, concurrency, true).await?;
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!();
+    println!(
+        "pod create latency through kube-apiserver: {n} Spark 3.5.3 driver pods, {concurrency} creates in flight \
+         (+{POD_WARM_UP} warm-up creates each, not counted); load average before {}, after {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+        load_after
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    println!(
+        "{:>16} | {:>8} {:>8} {:>8} | {:>9}",
+        "", "p50 ms", "p99 ms", "mean ms", "creates/s"
+    );
+    println!("{}", "-".repeat(58));
+    for (name, r) in [("without webhook", &without), ("with webhook", &with)] {
+        println!(
+            "{:>16} | {:>8.2} {:>8.2} {:>8.2} | {:>9.0}",
+            name,
+            percentile(&r.latencies_ms, 0.5),
+            percentile(&r.latencies_ms, 0.99),
+            r.mean_ms(),
+            r.per_second(),
+        );
+    }
+    println!(
+        "{:>16} | {:>7.2}x {:>7.2}x {:>7.2}x | {:>8.2}x",
+        "with / without",
+        percentile(&with.latencies_ms, 0.5) / percentile(&without.latencies_ms, 0.5),
+        percentile(&with.latencies_ms, 0.99) / percentile(&without.latencies_ms, 0.99),
+        with.mean_ms() / without.mean_ms(),
+        with.per_second() / without.per_second(),
+    );
+    Ok(())
+}
+
+/// Creates the plain app and `POD_WARM_UP + n` of its driver pods in a fresh namespace, with or
+/// without `serve`'s webhook registered for it.
+async fn pod_create_run(
+    client: &Client,
+    cluster: &Cluster,
+    n: usize,
+    concurrency: usize,
+    webhook: bool,
+) -> Result<Creates, BoxError> {
+    let ns = create_namespace(
+        client,
+        if webhook {
+            "pod-create-wh"
+        } else {
+            "pod-create"
+        },
+    )
+    .await?;
+    let mut app = common::plain_app();
+    app.metadata.namespace = Some(ns.clone());
+    app.metadata.uid = None;
+    let pp = PostParams::default();
+    let app = Api::<SparkApplication>::namespaced(client.clone(), &ns)
+        .create(&pp, &app)
+        .await?;
+    let app_uid = app.metadata.uid.clone().unwrap_or_default();
+    let template: Pod = serde_json::from_value(common::plain_driver_pod())?;
+    let pod = |i: usize| {
+        let mut pod = template.clone();
+        pod.metadata.name = Some(format!("spark-pi-{i:05}-driver"));
+        pod.metadata.namespace = Some(ns.clone());
+        pod.metadata.uid = None;
+        pod.metadata.creation_timestamp = None;
+        pod.status = None;
+        pod
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let patched = |p: &Pod| {
+        p.metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .any(|r| r.uid == app_uid)
+    };
+
+    let log_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("submit_scale");
+    std::fs::create_dir_all(&log_dir)?;
+    let mut guard = None;
+    if webhook {
+        let registered = Registered::certs(client, &log_dir.join(format!("certs-{ns}")), &ns)?;
+        let log = log_dir.join(format!("serve-pod-creates-{ns}.log"));
+        let mut operator =
+            Operator::start(&cluster.kubeconfig, &ns, &log, Some(&registered), false)?;
+        operator.wait_ready(READY_TIMEOUT)?;
+        // The configuration is live once a pod comes back patched.
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let mut i = 0;
+        loop {
+            let created = pods.create(&pp, &pod(n + POD_WARM_UP + i)).await?;
+            if patched(&created) {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "pods not patched {READY_TIMEOUT:?} after the webhook was ready:\n{}",
+                    operator.log_tail(20)
+                )
+                .into());
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        guard = Some((operator, registered));
+    }
+    let create_all = |range: std::ops::Range<usize>| {
+        let (pods, pp, pod, patched) = (&pods, &pp, &pod, &patched);
+        stream::iter(range)
+            .map(move |i| async move {
+                let sent = Instant::now();
+                let created = pods.create(pp, &pod(i)).await?;
+                let ms = sent.elapsed().as_secs_f64() * 1000.0;
+                if webhook && !patched(&created) {
+                    return Err::<f64, BoxError>(
+                        format!(
+                            "pod {} was created without the webhook's patch",
+                            created.name_any()
+                        )
+                        .into(),
+                    );
+                }
+                Ok(ms)
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<f64>>()
+    };
+    create_all(n..n + POD_WARM_UP).await?;
+    let start = Instant::now();
+    let mut latencies_ms = create_all(0..n).await?;
+    let total = start.elapsed();
+    latencies_ms.sort_by(f64::total_cmp);
+    if let Some((mut operator, registered)) = guard {
+        registered.delete().await?;
+        operator.stop();
+    }
+    Ok(Creates {
+        latencies_ms,
+        total,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
 // Processes: the control plane and the operator, each stopped when its guard is dropped.
 
 struct Cluster {
@@ -1695,6 +1915,7 @@ impl Operator {
         ns: &str,
         log: &Path,
         webhook: Option<&Registered>,
+        controller: bool,
     ) -> Result<Operator, BoxError> {
         let free_port = || -> std::io::Result<u16> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -1702,7 +1923,11 @@ impl Operator {
                 .port())
         };
         let admin_port = free_port()?;
-        let mut serve: Vec<String> = vec!["serve".into(), "--leader-election=false".into()];
+        let mut serve: Vec<String> = vec![
+            "serve".into(),
+            "--leader-election=false".into(),
+            format!("--controller={controller}"),
+        ];
         match webhook {
             None => serve.push("--webhook=false".into()),
             Some(r) => {

@@ -1,32 +1,37 @@
-//! TLS load run of the pod webhook against a no-op floor, printed as a table.
+//! TLS load run of the pod webhook against the parse-only floor, printed as tables.
 //!
-//! Three HTTPS servers run in a child process (this binary re-executed with
+//! HTTPS servers run in a child process (this binary re-executed with
 //! `SPARK_WEBHOOK_BENCH_SERVER=<dir>`, so servers and load generator never share a tokio
 //! runtime), all through `server::serve_tls` with the same rustls config and certificates
-//! generated into a temporary directory:
+//! generated into a temporary directory. For each of two reviews:
 //!
-//! - **floor**: a router answering every POST with a fixed, pre-serialised AdmissionReview (the
-//!   webhook's own answer to the review below, so both send the same bytes back). It measures
-//!   what TLS, HTTP and our accept loop cost on their own;
-//! - **parse-only**: the floor plus reading the review into a `serde_json::Value` (and finding
-//!   its uid) before sending the same fixed answer: the least any handler that looks at the
-//!   review does, so the webhook's remaining distance to it is what its own rules cost;
-//! - **webhook**: the real `webhook::router` with the SparkApplication in its cache.
+//! - **no-op**: a router answering every POST with a fixed, pre-serialised AdmissionReview (the
+//!   webhook's own answer to the review, so all three send the same bytes back) without reading
+//!   the body. What TLS, HTTP and our accept loop cost on their own: a reference line;
+//! - **parse-only**: the no-op plus reading the review into a `serde_json::Value` (and finding
+//!   its uid) before sending the same fixed answer: the least any webhook that reads the review
+//!   does, and the floor the targets are measured against;
+//! - **webhook**: the real `webhook::router` with both SparkApplications in its cache.
 //!
-//! The load generator (this process) sends an ~8 KiB driver-pod AdmissionReview over C
+//! The reviews: the heavy one (an ~8 KiB driver-pod AdmissionReview against the bench app with
+//! nearly every setting) and a plain one (a Spark 3.5.3 driver pod of kubeflow's spark-pi
+//! example, `common::plain_driver_review`). The load generator (this process) sends each over C
 //! HTTP/1.1 keep-alive connections (C = 1, 16, 64), each sending requests back to back for
-//! `BENCH_SECONDS` (default 5) after a 1 s warm-up, and records every request's latency. Every
-//! answer must be a 200 carrying a JSON patch; any failure is reported and makes the run exit
-//! non-zero. The targets (webhook throughput >= 0.8x floor, p99 <= 1.3x floor) are figures for
-//! the team: a MISS is printed, not fatal.
+//! `BENCH_SECONDS` (default 5) after a 1 s warm-up, and records every request's latency and the
+//! CPU time it and the server process used. Every answer must be a 200 carrying a JSON patch;
+//! any failure is reported and makes the run exit non-zero. The targets (webhook throughput >=
+//! 0.8x parse-only, p99 <= 1.3x parse-only) are figures for the team: a MISS is printed, not
+//! fatal. The generator's share of the CPU both used says whether it was the bottleneck: client
+//! and servers share the machine's cores, so when the generator takes half of them the
+//! throughputs measure it as much as the servers (the ratios still compare like with like).
 //!
-//! `BENCH_SLOW_CLIENTS=N` adds a run after the table: the webhook's p99 at 16 connections
+//! `BENCH_SLOW_CLIENTS=N` adds a run after the tables: the webhook's p99 at 16 connections
 //! unloaded, then while N clients send a review body a byte a second (the issue's hostile
 //! client), how soon those are cut off (the body timeout), and the server process's RSS.
 //!
 //! Only 127.0.0.1 is used; the run stops by itself (the server exits when its stdin closes,
-//! and after 15 minutes in any case). Client and servers share the machine's cores, so the
-//! absolute numbers depend on the machine; the ratios are what this is for.
+//! and after 15 minutes in any case). Absolute numbers depend on the machine and its load; the
+//! ratios are what this is for.
 
 mod common;
 
@@ -72,10 +77,11 @@ const WARM_UP: Duration = Duration::from_secs(1);
 const CONCURRENCY: [usize; 3] = [1, 16, 64];
 /// The name the apiserver calls the webhook by (in the generated certificate's SANs).
 const DNS_NAME: &str = "spark-webhook.spark-operator.svc";
-const REVIEW_FILE: &str = "review.json";
-/// Targets: webhook throughput at least this fraction of the floor's...
+/// The reviews, by the name of their file in the certificate directory.
+const REVIEW_FILES: [&str; 2] = ["review-heavy.json", "review-plain.json"];
+/// Targets: webhook throughput at least this fraction of parse-only's...
 const THROUGHPUT_TARGET: f64 = 0.8;
-/// ...and webhook p99 at most this multiple of the floor's.
+/// ...and webhook p99 at most this multiple of parse-only's.
 const P99_TARGET: f64 = 1.3;
 /// The server process exits after this long even if nobody tells it to.
 const SERVER_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -157,64 +163,21 @@ mod server {
         let resolver = ReloadingCertResolver::load(dir.join("tls.crt"), dir.join("tls.key"))?;
         let tls = server_config(Arc::new(resolver))?;
         let state = common::webhook_state();
-        let review = Bytes::from(std::fs::read(dir.join(REVIEW_FILE))?);
-
-        // The floor's fixed answer: what the webhook answers to this very review.
-        let resp = webhook::router(state.clone())
-            .oneshot(
-                Request::post(common::REVIEW_URI)
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Body::from(review))?,
-            )
-            .await?;
-        let status = resp.status();
-        let answer = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
-        if status != StatusCode::OK || !has_patch(&answer) {
-            return Err(format!(
-                "the webhook does not patch the bench review ({status}): {}",
-                String::from_utf8_lossy(&answer)
-            )
-            .into());
+        // Per review, a no-op and a parse-only server; then the webhook, for both.
+        let mut routers = Vec::new();
+        for file in REVIEW_FILES {
+            let review = Bytes::from(std::fs::read(dir.join(file))?);
+            let answer = webhook_answer(&state, review).await?;
+            routers.push(no_op(answer.clone()));
+            routers.push(parse_only(answer));
         }
-        let fixed = answer.clone();
-        let floor = Router::new()
-            .route(
-                MUTATE_POD_PATH,
-                post(move |_body: Bytes| {
-                    let answer = fixed.clone();
-                    async move { ([(header::CONTENT_TYPE, "application/json")], answer) }
-                }),
-            )
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
-        let parse_only = Router::new()
-            .route(
-                MUTATE_POD_PATH,
-                post(move |body: Bytes| {
-                    let answer = answer.clone();
-                    async move {
-                        let review = serde_json::from_slice::<serde_json::Value>(&body);
-                        match review.ok().filter(|r| r["request"]["uid"].is_string()) {
-                            Some(_) => (
-                                StatusCode::OK,
-                                [(header::CONTENT_TYPE, "application/json")],
-                                answer,
-                            ),
-                            None => (
-                                StatusCode::BAD_REQUEST,
-                                [(header::CONTENT_TYPE, "text/plain")],
-                                Bytes::from_static(b"not an AdmissionReview"),
-                            ),
-                        }
-                    }
-                }),
-            )
-            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        routers.push(webhook::router(state));
 
         let shutdown = CancellationToken::new();
         let drain = Duration::from_secs(1);
         let mut ports = Vec::new();
         let mut servers = Vec::new();
-        for router in [floor, parse_only, webhook::router(state)] {
+        for router in routers {
             let listener = TcpListener::bind("127.0.0.1:0").await?;
             ports.push(listener.local_addr()?.port().to_string());
             servers.push(tokio::spawn(serve_tls(
@@ -253,6 +216,67 @@ mod server {
     }
 }
 
+/// The webhook's answer to `review`, which must carry a patch.
+async fn webhook_answer(state: &webhook::WebhookState, review: Bytes) -> Result<Bytes, BoxError> {
+    let resp = webhook::router(state.clone())
+        .oneshot(
+            Request::post(common::REVIEW_URI)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(review))?,
+        )
+        .await?;
+    let status = resp.status();
+    let answer = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+    if status != StatusCode::OK || !has_patch(&answer) {
+        return Err(format!(
+            "the webhook does not patch the bench review ({status}): {}",
+            String::from_utf8_lossy(&answer)
+        )
+        .into());
+    }
+    Ok(answer)
+}
+
+/// Answers every POST with `answer`, without reading the body.
+fn no_op(answer: Bytes) -> Router {
+    Router::new()
+        .route(
+            MUTATE_POD_PATH,
+            post(move |_body: Bytes| {
+                let answer = answer.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], answer) }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+/// Reads the review into a `serde_json::Value` and checks it has a uid, then answers `answer`.
+fn parse_only(answer: Bytes) -> Router {
+    Router::new()
+        .route(
+            MUTATE_POD_PATH,
+            post(move |body: Bytes| {
+                let answer = answer.clone();
+                async move {
+                    let review = serde_json::from_slice::<serde_json::Value>(&body);
+                    match review.ok().filter(|r| r["request"]["uid"].is_string()) {
+                        Some(_) => (
+                            StatusCode::OK,
+                            [(header::CONTENT_TYPE, "application/json")],
+                            answer,
+                        ),
+                        None => (
+                            StatusCode::BAD_REQUEST,
+                            [(header::CONTENT_TYPE, "text/plain")],
+                            Bytes::from_static(b"not an AdmissionReview"),
+                        ),
+                    }
+                }
+            }),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
 mod client {
     use super::*;
 
@@ -266,9 +290,29 @@ mod client {
         latencies_us: Vec<u64>,
         failures: u64,
         first_failure: Option<String>,
+        /// CPU seconds this process (the load generator) and the server used, warm-up included.
+        client_cpu: f64,
+        server_cpu: f64,
+        /// Wall time of the whole run, warm-up included.
+        wall: Duration,
     }
 
     impl Run {
+        /// The load generator's share of the CPU the run used.
+        /// Generator + server used (nearly) all cores.
+        fn conns_saturated(&self, cores: f64) -> bool {
+            self.cores_busy() >= 0.9 * cores
+        }
+
+        fn generator_share(&self) -> f64 {
+            self.client_cpu / (self.client_cpu + self.server_cpu)
+        }
+
+        /// Cores kept busy by generator and server together.
+        fn cores_busy(&self) -> f64 {
+            (self.client_cpu + self.server_cpu) / self.wall.as_secs_f64()
+        }
+
         fn per_second(&self) -> f64 {
             self.ok as f64 / self.elapsed.as_secs_f64()
         }
@@ -299,13 +343,34 @@ mod client {
         }
     }
 
+    /// One review and the servers that answer it.
+    struct Case {
+        title: String,
+        review: Bytes,
+        no_op: SocketAddr,
+        parse_only: SocketAddr,
+    }
+
+    /// One concurrency of one case: no-op, parse-only and webhook.
+    struct Row {
+        conns: usize,
+        no_op: Run,
+        parse_only: Run,
+        webhook: Run,
+    }
+
     /// Runs the whole comparison; returns the number of failed requests.
     pub async fn run(measure: Duration) -> Result<u64, BoxError> {
         let dir = tempfile::tempdir()?;
         let report = files::generate(&CertOptions::new(dir.path()))?;
-        let (review, filler_vars) = common::driver_review_8k();
-        let review = Bytes::from(review);
-        std::fs::write(dir.path().join(REVIEW_FILE), &review)?;
+        let (heavy, filler_vars) = common::driver_review_8k();
+        let reviews = [
+            Bytes::from(heavy),
+            Bytes::from(common::plain_driver_review()),
+        ];
+        for (file, review) in REVIEW_FILES.iter().zip(&reviews) {
+            std::fs::write(dir.path().join(file), review)?;
+        }
 
         let exe = std::env::current_exe()?;
         let mut child = tokio::process::Command::new(exe)
@@ -315,6 +380,7 @@ mod client {
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
             .spawn()?;
+        let server_pid = child.id();
         let stdout = child.stdout.take().ok_or("no stdout from the server")?;
         let mut line = String::new();
         tokio::time::timeout(SERVER_START, BufReader::new(stdout).read_line(&mut line))
@@ -326,32 +392,51 @@ mod client {
             .split_whitespace()
             .map(str::parse)
             .collect::<Result<_, _>>()?;
-        let [floor_port, parse_port, webhook_port] = ports[..] else {
+        let addr = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let [heavy_no_op, heavy_parse, plain_no_op, plain_parse, webhook] = ports[..] else {
             return Err(format!("unexpected line from the server process: {line:?}").into());
         };
-        let floor = SocketAddr::from(([127, 0, 0, 1], floor_port));
-        let parse_only = SocketAddr::from(([127, 0, 0, 1], parse_port));
-        let webhook = SocketAddr::from(([127, 0, 0, 1], webhook_port));
+        let webhook = addr(webhook);
         let tls = connector(&report.ca_cert_path)?;
 
-        // One checked request each, for the header.
-        let (floor_answer, _) = probe(floor, &tls, &review).await?;
-        let (parse_answer, _) = probe(parse_only, &tls, &review).await?;
-        let (webhook_answer, negotiated) = probe(webhook, &tls, &review).await?;
+        let [heavy, plain] = reviews;
+        let mut cases = Vec::new();
+        let mut negotiated = String::new();
+        for (review, no_op, parse_only, what) in [
+            (
+                heavy,
+                heavy_no_op,
+                heavy_parse,
+                format!(
+                    "heavy: ~8 KiB driver pod, bench app with nearly every setting, {filler_vars} filler env vars"
+                ),
+            ),
+            (
+                plain,
+                plain_no_op,
+                plain_parse,
+                "plain: Spark 3.5.3 driver pod of kubeflow's spark-pi example".to_string(),
+            ),
+        ] {
+            // One checked request each, for the header.
+            let (answer, tls_used) = probe(webhook, &tls, &review).await?;
+            probe(addr(no_op), &tls, &review).await?;
+            probe(addr(parse_only), &tls, &review).await?;
+            negotiated = tls_used;
+            cases.push(Case {
+                title: format!(
+                    "{what}: review {} bytes, answer {} bytes ({} patch operations)",
+                    review.len(),
+                    answer.len(),
+                    patch_ops(&answer).map_or("?".to_string(), |n| n.to_string()),
+                ),
+                review,
+                no_op: addr(no_op),
+                parse_only: addr(parse_only),
+            });
+        }
         println!();
         println!("webhook_load: POST {} over TLS", common::REVIEW_URI);
-        println!(
-            "  review: {} bytes (driver pod AdmissionReview v1, CREATE; target ~{} bytes, {} filler env vars)",
-            review.len(),
-            common::DRIVER_REVIEW_TARGET_BYTES,
-            filler_vars,
-        );
-        println!(
-            "  answer: webhook {} bytes, floor and parse-only {} / {} bytes (allowed, base64 JSON patch)",
-            webhook_answer.len(),
-            floor_answer.len(),
-            parse_answer.len()
-        );
         println!("  {negotiated}, HTTP/1.1 keep-alive, 127.0.0.1, server in a separate process");
         println!(
             "  per run: {} s warm-up + {} s measured, connections send back to back; {} client / {} server worker threads",
@@ -360,30 +445,57 @@ mod client {
             tokio::runtime::Handle::current().metrics().num_workers(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
-        println!();
+        println!("  machine load before: {}", load_average());
 
-        let mut rows = Vec::new();
+        let mut tables = Vec::new();
         let mut failures = 0;
-        for conns in CONCURRENCY {
-            let f = load(floor, &tls, &review, conns, measure).await;
-            let p = load(parse_only, &tls, &review, conns, measure).await;
-            let w = load(webhook, &tls, &review, conns, measure).await;
-            for (name, run) in [("floor", &f), ("parse-only", &p), ("webhook", &w)] {
-                if run.failures > 0 {
-                    eprintln!(
-                        "webhook_load: FAILURES: {name}, {conns} connection(s): {} failed request(s); first: {}",
-                        run.failures,
-                        run.first_failure.as_deref().unwrap_or("?")
-                    );
+        for case in &cases {
+            let mut rows = Vec::new();
+            for conns in CONCURRENCY {
+                let no_op =
+                    load_measured(case.no_op, &tls, &case.review, conns, measure, server_pid).await;
+                let parse_only = load_measured(
+                    case.parse_only,
+                    &tls,
+                    &case.review,
+                    conns,
+                    measure,
+                    server_pid,
+                )
+                .await;
+                let webhook =
+                    load_measured(webhook, &tls, &case.review, conns, measure, server_pid).await;
+                for (name, run) in [
+                    ("no-op", &no_op),
+                    ("parse-only", &parse_only),
+                    ("webhook", &webhook),
+                ] {
+                    if run.failures > 0 {
+                        eprintln!(
+                            "webhook_load: FAILURES: {name}, {conns} connection(s): {} failed request(s); first: {}",
+                            run.failures,
+                            run.first_failure.as_deref().unwrap_or("?")
+                        );
+                    }
+                    failures += run.failures;
                 }
-                failures += run.failures;
+                rows.push(Row {
+                    conns,
+                    no_op,
+                    parse_only,
+                    webhook,
+                });
             }
-            rows.push((conns, f, p, w));
+            tables.push(rows);
         }
-
-        print_table(&rows);
+        for (case, rows) in cases.iter().zip(&tables) {
+            print_table(&case.title, rows);
+        }
+        print_generator(&tables);
+        println!("  machine load after: {}", load_average());
         if let Some(slow) = slow_clients_wanted()? {
-            failures += slow_phase(webhook, &tls, &review, slow, measure, child.id()).await?;
+            let review = &cases[0].review;
+            failures += slow_phase(webhook, &tls, review, slow, measure, server_pid).await?;
         }
         drop(child.stdin.take());
         if tokio::time::timeout(Duration::from_secs(10), child.wait())
@@ -394,6 +506,63 @@ mod client {
             child.kill().await?;
         }
         Ok(failures)
+    }
+
+    /// The number of operations of the JSON patch in an AdmissionReview answer.
+    fn patch_ops(answer: &[u8]) -> Option<usize> {
+        use base64::Engine as _;
+        let v: serde_json::Value = serde_json::from_slice(answer).ok()?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str()?)
+            .ok()?;
+        let patch: Vec<serde_json::Value> = serde_json::from_slice(&bytes).ok()?;
+        Some(patch.len())
+    }
+
+    /// `/proc/loadavg`'s three load averages.
+    fn load_average() -> String {
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "?".into())
+    }
+
+    /// CPU seconds (user + system) a process has used so far (`self` for this one).
+    fn cpu_seconds(pid: &str) -> f64 {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return f64::NAN;
+        };
+        // The fields after the command name (which is in parentheses and may hold spaces).
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            return f64::NAN;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        match (ticks(11), ticks(12)) {
+            (Some(u), Some(s)) => (u + s) / CLOCK_TICKS,
+            _ => f64::NAN,
+        }
+    }
+
+    /// USER_HZ: Linux reports process times in hundredths of a second on every architecture.
+    const CLOCK_TICKS: f64 = 100.0;
+
+    /// [`load`], with the CPU this process and the server used meanwhile.
+    async fn load_measured(
+        addr: SocketAddr,
+        tls: &TlsConnector,
+        review: &Bytes,
+        conns: usize,
+        measure: Duration,
+        server_pid: Option<u32>,
+    ) -> Run {
+        let server = server_pid.map_or("0".to_string(), |p| p.to_string());
+        let (client0, server0, wall0) = (cpu_seconds("self"), cpu_seconds(&server), Instant::now());
+        let mut run = load(addr, tls, review, conns, measure).await;
+        run.client_cpu = cpu_seconds("self") - client0;
+        run.server_cpu = cpu_seconds(&server) - server0;
+        run.wall = wall0.elapsed();
+        run
     }
 
     /// `BENCH_SLOW_CLIENTS=N`: after the table, N clients trickle a review body a byte a
@@ -546,30 +715,40 @@ mod client {
         Ok(unloaded.failures + loaded.failures + errors)
     }
 
-    fn print_table(rows: &[(usize, Run, Run, Run)]) {
+    fn print_table(title: &str, rows: &[Row]) {
+        println!();
+        println!("{title}");
         println!(
-            "{:>5} | {:>24} | {:>24} | {:>24} | {:>19} |",
-            "", "floor (no-op)", "parse-only", "webhook", "webhook / floor"
+            "{:>5} | {:>17} | {:>17} | {:>17} | {:>21} | {:>15} | {:>16} |",
+            "",
+            "no-op",
+            "parse-only",
+            "webhook",
+            "webhook / parse-only",
+            "no-op / parse",
+            "load generator",
         );
         println!(
-            "{:>5} | {:>9} {:>6} {:>7} | {:>9} {:>6} {:>7} | {:>9} {:>6} {:>7} | {:>8} {:>10} | verdict",
+            "{:>5} | {:>9} {:>7} | {:>9} {:>7} | {:>9} {:>7} | {:>10} {:>10} | {:>7} {:>7} | {:>7} {:>8} | verdict",
             "conns",
             "reviews/s",
-            "p50 ms",
             "p99 ms",
             "reviews/s",
-            "p50 ms",
             "p99 ms",
             "reviews/s",
-            "p50 ms",
             "p99 ms",
             "thr",
             "p99",
+            "thr",
+            "p99",
+            "CPU %",
+            "cores",
         );
-        println!("{}", "-".repeat(128));
-        for (conns, f, p, w) in rows {
-            let thr = w.per_second() / f.per_second();
-            let p99 = w.percentile_ms(0.99) / f.percentile_ms(0.99);
+        println!("{}", "-".repeat(139));
+        for r in rows {
+            let (n, p, w) = (&r.no_op, &r.parse_only, &r.webhook);
+            let thr = w.per_second() / p.per_second();
+            let p99 = w.percentile_ms(0.99) / p.percentile_ms(0.99);
             let mut missed = Vec::new();
             if thr.is_nan() || thr < THROUGHPUT_TARGET {
                 missed.push("throughput");
@@ -583,26 +762,70 @@ mod client {
                 format!("MISS ({})", missed.join(", "))
             };
             println!(
-                "{:>5} | {:>9.0} {:>6.3} {:>7.3} | {:>9.0} {:>6.3} {:>7.3} | {:>9.0} {:>6.3} {:>7.3} | {:>7.2}x {:>9.2}x | {}",
-                conns,
-                f.per_second(),
-                f.percentile_ms(0.5),
-                f.percentile_ms(0.99),
+                "{:>5} | {:>9.0} {:>7.3} | {:>9.0} {:>7.3} | {:>9.0} {:>7.3} | {:>9.2}x {:>9.2}x | {:>6.2}x {:>6.2}x | {:>6.0}% {:>8.2} | {}",
+                r.conns,
+                n.per_second(),
+                n.percentile_ms(0.99),
                 p.per_second(),
-                p.percentile_ms(0.5),
                 p.percentile_ms(0.99),
                 w.per_second(),
-                w.percentile_ms(0.5),
                 w.percentile_ms(0.99),
                 thr,
                 p99,
+                n.per_second() / p.per_second(),
+                n.percentile_ms(0.99) / p.percentile_ms(0.99),
+                w.generator_share() * 100.0,
+                w.cores_busy(),
                 verdict,
             );
         }
+    }
+
+    /// Whether the load generator was the bottleneck: its share of the CPU in the webhook runs.
+    fn print_generator(tables: &[Vec<Row>]) {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let runs = || {
+            tables
+                .iter()
+                .flatten()
+                .flat_map(|r| [&r.no_op, &r.parse_only, &r.webhook])
+        };
+        let share = |f: &dyn Fn(f64, f64) -> f64, init| {
+            runs()
+                .map(Run::generator_share)
+                .filter(|s| s.is_finite())
+                .fold(init, f)
+        };
+        let (low, high) = (share(&f64::min, f64::INFINITY), share(&f64::max, 0.0));
+        // Every core busy, and the generator holding a third or more of them: the server could
+        // have answered more had the generator not competed for the cores.
+        let saturated = runs()
+            .filter(|r| r.conns_saturated(cores) && r.generator_share() >= 1.0 / 3.0)
+            .count();
+        let total = runs().count();
         println!();
         println!(
-            "targets: webhook throughput >= {THROUGHPUT_TARGET:.2}x floor, webhook p99 <= {P99_TARGET:.2}x floor \
-             (figures for the team, not a test); parse-only shows what reading the review alone costs"
+            "targets: webhook throughput >= {THROUGHPUT_TARGET:.2}x parse-only and p99 <= {P99_TARGET:.2}x parse-only \
+             (figures for the team, not a test); the no-op line is a reference"
+        );
+        println!(
+            "load generator: {:.0}-{:.0}% of the CPU each run used (column \"CPU %\": the webhook run's); \
+             \"cores\": CPU seconds of generator + server per second, of {cores:.0}",
+            low * 100.0,
+            high * 100.0,
+        );
+        println!(
+            "  {}",
+            if saturated == 0 {
+                "the cores were never all busy with generator + server while the generator held a third of them: \
+                 it was not the bottleneck".to_string()
+            } else {
+                format!(
+                    "in {saturated} of {total} runs generator + server kept every core busy with the generator \
+                     holding a third or more: there it was a bottleneck (other processes on the machine compete \
+                     too); the ratios compare the servers under the same generator"
+                )
+            }
         );
     }
 
@@ -741,6 +964,9 @@ mod client {
             latencies_us,
             failures,
             first_failure,
+            client_cpu: f64::NAN,
+            server_cpu: f64::NAN,
+            wall: Duration::ZERO,
         }
     }
 

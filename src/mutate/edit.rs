@@ -1,0 +1,250 @@
+//! The pod as the rules change it: every field a rule may write is reached through an accessor
+//! that keeps the field's original value the first time it is written, so the JSON patch is
+//! the difference of those fields alone ([`super::patch`]), never of two whole pods.
+//!
+//! Lists the rules only append to (the pod's containers) record their original length instead
+//! of a copy. Reading goes through [`PodEdit::pod`], which records nothing.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, ContainerPort, EnvFromSource, EnvVar, HostAlias, Lifecycle, Pod,
+    PodDNSConfig, PodSecurityContext, PodSpec, ResourceRequirements, SecurityContext, Toleration,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use serde::Serialize;
+
+/// Keeps `field`'s current value in `slot` unless it was kept already; returns `field`.
+fn keep<'a, T: Clone>(slot: &mut Option<T>, field: &'a mut T) -> &'a mut T {
+    if slot.is_none() {
+        *slot = Some(field.clone());
+    }
+    field
+}
+
+/// The pod being mutated, and the original values of what the rules have written so far.
+pub(crate) struct PodEdit<'p> {
+    pod: &'p mut Pod,
+    /// Index of the Spark container in `spec.containers`.
+    container: usize,
+    saved: Saved,
+}
+
+/// Original values of the fields written (`Some` once written; the inner value is the
+/// original, itself optional when the field is).
+#[derive(Default)]
+pub(crate) struct Saved {
+    pub labels: Option<Option<BTreeMap<String, String>>>,
+    pub annotations: Option<Option<BTreeMap<String, String>>>,
+    pub owner_references: Option<Option<Vec<OwnerReference>>>,
+    /// Set once anything in the spec is written.
+    pub spec: Option<SavedSpec>,
+}
+
+/// Generates the spec's plain fields: their saved originals and their accessors.
+macro_rules! spec_fields {
+    ($($field:ident: $ty:ty => $json:literal),* $(,)?) => {
+        /// Original values of the spec's fields written so far.
+        #[derive(Default)]
+        pub(crate) struct SavedSpec {
+            /// The pod had no spec: it is added whole.
+            pub absent: bool,
+            /// `spec.containers` held this many containers (later ones were appended).
+            pub containers: usize,
+            pub spark: SavedContainer,
+            pub init_containers: Option<Option<Vec<Container>>>,
+            pub volumes: Option<Option<Vec<Volume>>>,
+            $(pub $field: Option<Option<$ty>>,)*
+        }
+
+        impl SavedSpec {
+            /// Hands every plain field written to `visitor`: its JSON name, original and current value.
+            pub fn each_field(
+                &self,
+                spec: &PodSpec,
+                visitor: &mut impl FieldVisitor,
+            ) -> Result<(), serde_json::Error> {
+                $(if let Some(old) = &self.$field {
+                    visitor.field($json, old, &spec.$field)?;
+                })*
+                Ok(())
+            }
+        }
+
+        impl PodEdit<'_> {
+            $(
+                pub fn $field(&mut self) -> &mut Option<$ty> {
+                    let (spec, saved) = self.spec();
+                    keep(&mut saved.$field, &mut spec.$field)
+                }
+            )*
+        }
+    };
+}
+
+// In JSON name order: the patch lists them in this order.
+spec_fields! {
+    affinity: Affinity => "affinity",
+    dns_config: PodDNSConfig => "dnsConfig",
+    dns_policy: String => "dnsPolicy",
+    enable_service_links: bool => "enableServiceLinks",
+    host_aliases: Vec<HostAlias> => "hostAliases",
+    host_network: bool => "hostNetwork",
+    node_selector: BTreeMap<String, String> => "nodeSelector",
+    preemption_policy: String => "preemptionPolicy",
+    priority: i32 => "priority",
+    priority_class_name: String => "priorityClassName",
+    scheduler_name: String => "schedulerName",
+    security_context: PodSecurityContext => "securityContext",
+    share_process_namespace: bool => "shareProcessNamespace",
+    termination_grace_period_seconds: i64 => "terminationGracePeriodSeconds",
+    tolerations: Vec<Toleration> => "tolerations",
+}
+
+/// What [`SavedSpec::each_field`] hands every plain spec field written to.
+pub(crate) trait FieldVisitor {
+    fn field<T: Serialize + PartialEq>(
+        &mut self,
+        json_name: &str,
+        old: &Option<T>,
+        new: &Option<T>,
+    ) -> Result<(), serde_json::Error>;
+}
+
+/// Original values of the Spark container's fields written so far.
+#[derive(Default)]
+pub(crate) struct SavedContainer {
+    pub env: Option<Option<Vec<EnvVar>>>,
+    pub env_from: Option<Option<Vec<EnvFromSource>>>,
+    pub volume_mounts: Option<Option<Vec<VolumeMount>>>,
+    pub ports: Option<Option<Vec<ContainerPort>>>,
+    pub lifecycle: Option<Option<Lifecycle>>,
+    pub resources: Option<Option<ResourceRequirements>>,
+    pub security_context: Option<Option<SecurityContext>>,
+}
+
+impl<'p> PodEdit<'p> {
+    /// `container`: the Spark container's index in `spec.containers`.
+    pub fn new(pod: &'p mut Pod, container: usize) -> Self {
+        PodEdit {
+            pod,
+            container,
+            saved: Saved::default(),
+        }
+    }
+
+    /// The pod as it stands (reading records nothing).
+    pub fn pod(&self) -> &Pod {
+        self.pod
+    }
+
+    /// The original values of everything written, and the pod as it now is.
+    pub fn finish(self) -> (Saved, &'p Pod, usize) {
+        (self.saved, self.pod, self.container)
+    }
+
+    pub fn labels(&mut self) -> &mut BTreeMap<String, String> {
+        keep(&mut self.saved.labels, &mut self.pod.metadata.labels)
+            .get_or_insert_with(BTreeMap::new)
+    }
+
+    pub fn annotations(&mut self) -> &mut BTreeMap<String, String> {
+        keep(
+            &mut self.saved.annotations,
+            &mut self.pod.metadata.annotations,
+        )
+        .get_or_insert_with(BTreeMap::new)
+    }
+
+    pub fn owner_references(&mut self) -> &mut Vec<OwnerReference> {
+        keep(
+            &mut self.saved.owner_references,
+            &mut self.pod.metadata.owner_references,
+        )
+        .get_or_insert_with(Vec::new)
+    }
+
+    /// The spec (created empty when missing) and its saved originals.
+    fn spec(&mut self) -> (&mut PodSpec, &mut SavedSpec) {
+        let absent = self.pod.spec.is_none();
+        let saved = self.saved.spec.get_or_insert_with(|| SavedSpec {
+            absent,
+            containers: self.pod.spec.as_ref().map_or(0, |s| s.containers.len()),
+            ..SavedSpec::default()
+        });
+        (self.pod.spec.get_or_insert_with(PodSpec::default), saved)
+    }
+
+    pub fn volumes(&mut self) -> &mut Vec<Volume> {
+        let (spec, saved) = self.spec();
+        keep(&mut saved.volumes, &mut spec.volumes).get_or_insert_with(Vec::new)
+    }
+
+    pub fn init_containers(&mut self) -> &mut Vec<Container> {
+        let (spec, saved) = self.spec();
+        keep(&mut saved.init_containers, &mut spec.init_containers).get_or_insert_with(Vec::new)
+    }
+
+    /// Appends a container after the existing ones (the Spark container keeps its index).
+    pub fn push_container(&mut self, container: Container) {
+        self.spec().0.containers.push(container);
+    }
+
+    /// The Spark container, to write; `None` should it be gone.
+    pub fn spark_container(&mut self) -> Option<SparkContainer<'_>> {
+        let index = self.container;
+        let (spec, saved) = self.spec();
+        Some(SparkContainer {
+            container: spec.containers.get_mut(index)?,
+            saved: &mut saved.spark,
+        })
+    }
+}
+
+/// The Spark container, written through accessors that keep the originals.
+pub(crate) struct SparkContainer<'a> {
+    container: &'a mut Container,
+    saved: &'a mut SavedContainer,
+}
+
+impl SparkContainer<'_> {
+    pub fn get(&self) -> &Container {
+        self.container
+    }
+
+    pub fn env(&mut self) -> &mut Vec<EnvVar> {
+        keep(&mut self.saved.env, &mut self.container.env).get_or_insert_with(Vec::new)
+    }
+
+    pub fn env_from(&mut self) -> &mut Vec<EnvFromSource> {
+        keep(&mut self.saved.env_from, &mut self.container.env_from).get_or_insert_with(Vec::new)
+    }
+
+    pub fn volume_mounts(&mut self) -> &mut Vec<VolumeMount> {
+        keep(
+            &mut self.saved.volume_mounts,
+            &mut self.container.volume_mounts,
+        )
+        .get_or_insert_with(Vec::new)
+    }
+
+    pub fn ports(&mut self) -> &mut Vec<ContainerPort> {
+        keep(&mut self.saved.ports, &mut self.container.ports).get_or_insert_with(Vec::new)
+    }
+
+    pub fn lifecycle(&mut self) -> &mut Option<Lifecycle> {
+        keep(&mut self.saved.lifecycle, &mut self.container.lifecycle)
+    }
+
+    pub fn resources(&mut self) -> &mut Option<ResourceRequirements> {
+        keep(&mut self.saved.resources, &mut self.container.resources)
+    }
+
+    pub fn security_context(&mut self) -> &mut Option<SecurityContext> {
+        keep(
+            &mut self.saved.security_context,
+            &mut self.container.security_context,
+        )
+    }
+}
