@@ -137,6 +137,15 @@ impl JobNamespaces {
         }
     }
 
+    /// What each watch or controller covers: one listed namespace each, or one scope (`None`)
+    /// over every namespace.
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        match self.watch_list() {
+            Some(list) => list.iter().cloned().map(Some).collect(),
+            None => vec![None],
+        }
+    }
+
     /// The label selector, if namespaces are selected by their labels.
     pub fn selector(&self) -> Option<&str> {
         self.selector.as_deref()

@@ -221,12 +221,8 @@ impl AppCache {
     /// Starts one watch per job namespace (or one cluster-wide) until `shutdown`.
     /// Watches retry with backoff forever: an unreachable apiserver makes us unready, not dead.
     pub fn start(client: &Client, namespaces: &JobNamespaces, shutdown: CancellationToken) -> Self {
-        let names: Vec<Option<String>> = match namespaces.watch_list() {
-            None => vec![None],
-            Some(list) => list.iter().cloned().map(Some).collect(),
-        };
         let mut scopes = Vec::new();
-        for ns in names {
+        for ns in namespaces.scopes() {
             let api: Api<GuardedApp> = match &ns {
                 Some(ns) => Api::namespaced(client.clone(), ns),
                 None => Api::all(client.clone()),

@@ -63,12 +63,9 @@ struct Context {
 
 /// Runs the controllers of every job namespace until `shutdown`.
 pub async fn run(client: Client, cfg: ConnectConfig, shutdown: CancellationToken) {
-    let scopes: Vec<Option<String>> = match cfg.namespaces.watch_list() {
-        Some(list) => list.iter().cloned().map(Some).collect(),
-        None => vec![None],
-    };
     join_all(
-        scopes
+        cfg.namespaces
+            .scopes()
             .into_iter()
             .map(|ns| run_scope(client.clone(), ns, cfg.clone(), shutdown.clone())),
     )

@@ -36,8 +36,8 @@ use crate::events::Recorder;
 use crate::metrics::{Metrics, Outcome, ReviewKind, UnansweredReason};
 use crate::mutate::MutationOptions;
 use crate::namespaces::JobNamespaces;
-use live_reads::LiveReads;
 use crate::scheduling::BatchOptions;
+use live_reads::LiveReads;
 use review::ReviewResponse;
 
 pub use crate::cron::parse_go_duration;
