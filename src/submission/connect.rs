@@ -403,9 +403,13 @@ mod tests {
         assert_eq!(owners.len(), 1);
         assert_eq!(owners[0].kind, "SparkConnect");
         assert_eq!(owners[0].api_version, "sparkoperator.k8s.io/v1alpha1");
-        // Every selector label of the Service is on the pod.
+        // Every selector label of both Services is on the pod.
         for (k, v) in server_selector(&conn) {
             assert_eq!(labels.get(&k), Some(&v), "{k}");
+        }
+        let headless = server.driver_service.spec.as_ref().expect("spec");
+        for (k, v) in headless.selector.as_ref().expect("selector") {
+            assert_eq!(labels.get(k), Some(v), "headless Service selector {k}");
         }
     }
 
