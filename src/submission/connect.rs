@@ -146,6 +146,14 @@ pub fn connect_server(
     server_pod(conn, &app, &mut pod)?;
     let mut driver_service = objects::service(&ctx, &conf, selector, version)?;
     relabel(&mut driver_service.metadata, ctx.name);
+    // Executors find the server by this headless Service's DNS name while it starts, but the
+    // server is Ready only once its gRPC port answers, which comes after its SparkContext has
+    // waited for those executors: without this, DNS has no address for them until then, and
+    // they fail (UnknownHostException) until Spark gives up. A Spark driver has no readiness
+    // probe, so its own Service never needed it.
+    if let Some(spec) = driver_service.spec.as_mut() {
+        spec.publish_not_ready_addresses = Some(true);
+    }
     let mut config_map = objects::config_map(&ctx, &conf, executor_template);
     relabel(&mut config_map.metadata, ctx.name);
     Ok(ConnectServer {
@@ -411,6 +419,8 @@ mod tests {
         for (k, v) in headless.selector.as_ref().expect("selector") {
             assert_eq!(labels.get(k), Some(v), "headless Service selector {k}");
         }
+        // Executors resolve the server before it is Ready (its probe waits on them).
+        assert_eq!(headless.publish_not_ready_addresses, Some(true));
     }
 
     #[test]
