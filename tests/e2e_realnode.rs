@@ -1305,6 +1305,25 @@ async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
         serde_json::from_value::<Pod>(pod).expect("probe pod")
     };
     let stop = tokio_util::sync::CancellationToken::new();
+    // Every executor pod seen from now until the jobs complete: a job may finish, and Spark
+    // delete its executors, while the rollouts still run.
+    let finished = tokio_util::sync::CancellationToken::new();
+    let collector = tokio::spawn({
+        let (pods, finished) = (pods.clone(), finished.clone());
+        async move {
+            let mut seen: std::collections::BTreeMap<String, Pod> = Default::default();
+            let executors = ListParams::default().labels("spark-role=executor");
+            while !finished.is_cancelled() {
+                if let Ok(list) = pods.list(&executors).await {
+                    for p in list.items {
+                        seen.insert(p.metadata.name.clone().unwrap_or_default(), p);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            seen.into_values().collect::<Vec<Pod>>()
+        }
+    });
     let prober = tokio::spawn({
         let (pods, stop, probe) = (pods.clone(), stop.clone(), probe.clone());
         async move {
@@ -1476,20 +1495,34 @@ async fn two_rollout_restarts_during_100_submissions_fail_no_app_and_no_pod() {
     // The three real jobs complete, their executors built with their apps' settings.
     for i in REAL {
         let run = wait_completed(&client, JOBS_NS, &name(i), &operator).await;
-        assert!(!run.executors.is_empty(), "{}: no executor seen", name(i));
-        for executor in &run.executors {
-            assert_eq!(
-                env_of(executor, "spark-kubernetes-executor").as_deref(),
-                Some(format!("executor-{i}").as_str()),
-                "an executor of {} lacks its app's settings",
-                name(i)
-            );
-        }
         eprintln!(
             "{}: COMPLETED ({:.1}s of waiting)",
             name(i),
             run.took.as_secs_f64()
         );
+    }
+    finished.cancel();
+    let executors = collector.await.expect("the executor collector");
+    for i in REAL {
+        let app = name(i);
+        let own: Vec<&Pod> = executors
+            .iter()
+            .filter(|p| {
+                p.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get("sparkoperator.k8s.io/app-name"))
+                    == Some(&app)
+            })
+            .collect();
+        assert!(!own.is_empty(), "{app}: no executor seen");
+        for executor in own {
+            assert_eq!(
+                env_of(executor, "spark-kubernetes-executor").as_deref(),
+                Some(format!("executor-{i}").as_str()),
+                "an executor of {app} lacks its app's settings"
+            );
+        }
     }
     operator.uninstall();
 }
