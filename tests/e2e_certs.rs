@@ -201,6 +201,17 @@ fn count(replicas: &[&Served], needle: &str) -> usize {
         .sum()
 }
 
+/// How many certificates the replicas wrote, once at least `n` have been logged. The Secret's
+/// watcher serves a written certificate (and the replica turns ready) concurrently with the
+/// writer logging it, so the log line can come a moment after what the test observed.
+async fn writes_after(replicas: &[&Served], n: usize) -> usize {
+    eventually("the certificate writes logged", WAIT, || async {
+        let c = count(replicas, WROTE);
+        (c >= n).then_some(c)
+    })
+    .await
+}
+
 /// caBundle of both configurations of every replica (None: no caBundle, or not registered yet).
 async fn ca_bundles(client: &Client, replicas: &[&Served]) -> Vec<Option<Vec<u8>>> {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
@@ -294,7 +305,7 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
     let first = material(&secret);
     assert!(first.ca_key.is_some(), "ca.key is kept for renewals");
     assert_eq!(
-        count(&replicas, WROTE),
+        writes_after(&replicas, 1).await,
         1,
         "exactly one replica writes the certificate:\n{}\n{}",
         a.logs(),
@@ -339,7 +350,7 @@ async fn two_replicas_share_one_self_managed_secret_and_renew_it_without_a_refus
             "renewal keeps the CA"
         );
         assert_eq!(
-            count(&replicas, WROTE),
+            writes_after(&replicas, round + 2).await,
             round + 2,
             "one renewal per replaced certificate:\n{}\n{}",
             a.logs(),
@@ -428,7 +439,7 @@ async fn a_certificate_from_make_install_certs_is_served_as_is_and_never_rewritt
     let tmp = tempfile::tempdir().unwrap();
     let served = Served::start(&ns, tmp.path(), &self_managed(&ns));
     let replicas = [&served];
-    assert_eq!(count(&replicas, WROTE), 1, "{}", served.logs());
+    assert_eq!(writes_after(&replicas, 1).await, 1, "{}", served.logs());
 
     let user = tmp.path().join("user");
     generate(&CertOptions::new(&user)).expect("make certs");
