@@ -119,6 +119,21 @@ start() {
   setsid "$@" >"$n/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$n/$name.pid"
 }
+# Close every descriptor this script inherited beyond stdin/out/err (but our own fd 9), before it
+# starts the node's daemons: they would keep them open as long as the node runs. The one that
+# matters: `flock /work/realnode.lock tests/run-realnode.sh` hands its lock's descriptor down, and
+# a node left up would hold the lock until `down`. Bash's own descriptors are close-on-exec.
+close_inherited_fds() {
+  local pid=$BASHPID f fd flags
+  for f in /proc/"$pid"/fd/*; do
+    fd=${f##*/}
+    case $fd in 0 | 1 | 2 | 9 | *[!0-9]*) continue ;; esac
+    flags=$(awk '/^flags:/ {print $2}' "/proc/$pid/fdinfo/$fd" 2>/dev/null) || continue
+    [ -n "$flags" ] || continue                 # gone meanwhile (the glob's own descriptor)
+    (((8#$flags & 8#2000000) == 0)) || continue # O_CLOEXEC: never reaches a daemon
+    exec {fd}>&-
+  done
+}
 # stop NAME...: SIGTERM, then SIGKILL after 5 s.
 stop() {
   local p
@@ -235,6 +250,7 @@ up() {
   local started
   started=$(date +%s%N)
   down
+  close_inherited_fds
   local other
   other=$(cat "$OWNER" 2>/dev/null || true)
   if [ -n "$other" ] && [ "$other" != "$dir" ] && [ -d "$other/node" ]; then
