@@ -176,6 +176,17 @@ impl JobNamespaces {
     }
 }
 
+/// Runs one controller per scope of `namespaces` (see [`JobNamespaces::scopes`]) until all of
+/// them end: the SparkConnect and schedule controllers' fan-out. (The SparkApplication
+/// controllers have their own, over the shared app cache's scopes, restarting one that panics.)
+pub async fn run_per_scope<F, Fut>(namespaces: &JobNamespaces, controller: F)
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    futures::future::join_all(namespaces.scopes().into_iter().map(controller)).await;
+}
+
 impl PartialEq for JobNamespaces {
     /// The configuration, not what the selector matches at the moment.
     fn eq(&self, other: &Self) -> bool {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
@@ -25,7 +24,7 @@ use super::state::{self, Observed, ServerAction, ServerPod};
 use crate::crd::SparkConnect;
 use crate::health::WatchBackoff;
 use crate::labels::{CONNECT_NAME_LABEL, SPARK_ROLE_LABEL, SparkRole};
-use crate::namespaces::JobNamespaces;
+use crate::namespaces::{self, JobNamespaces};
 use crate::submission::SubmitOptions;
 use crate::submission::connect::{
     self as build, ConnectServer, connect_server, pod_submission_id, server_pod_name,
@@ -63,12 +62,9 @@ struct Context {
 
 /// Runs the controllers of every job namespace until `shutdown`.
 pub async fn run(client: Client, cfg: ConnectConfig, shutdown: CancellationToken) {
-    join_all(
-        cfg.namespaces
-            .scopes()
-            .into_iter()
-            .map(|ns| run_scope(client.clone(), ns, cfg.clone(), shutdown.clone())),
-    )
+    namespaces::run_per_scope(&cfg.namespaces, |ns| {
+        run_scope(client.clone(), ns, cfg.clone(), shutdown.clone())
+    })
     .await;
 }
 

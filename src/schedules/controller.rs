@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use futures::future::join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
@@ -37,7 +36,7 @@ use crate::failpoint::{self, FailPoint};
 use crate::health::WatchBackoff;
 use crate::labels::SCHEDULED_APP_NAME_LABEL;
 use crate::metrics::{Metrics, ScheduledRunLabels, ScheduledRunOutcome};
-use crate::namespaces::JobNamespaces;
+use crate::namespaces::{self, JobNamespaces};
 
 /// What the schedule controllers need.
 #[derive(Clone)]
@@ -71,12 +70,9 @@ struct Context {
 
 /// Runs the controllers of every job namespace until `shutdown`.
 pub async fn run(client: Client, cfg: ScheduleConfig, shutdown: CancellationToken) {
-    join_all(
-        cfg.namespaces
-            .scopes()
-            .into_iter()
-            .map(|ns| run_scope(client.clone(), ns, cfg.clone(), shutdown.clone())),
-    )
+    namespaces::run_per_scope(&cfg.namespaces, |ns| {
+        run_scope(client.clone(), ns, cfg.clone(), shutdown.clone())
+    })
     .await;
 }
 
