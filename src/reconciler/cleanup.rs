@@ -40,23 +40,23 @@ pub(super) async fn delete_attempt(
     }
     if let Some(id) = submission_id.filter(|id| !id.is_empty()) {
         let lp = ListParams::default().labels(&format!("{SUBMISSION_ID_LABEL}={id}"));
-        let dp = DeleteParams::background();
-        pods.delete_collection(&dp, &lp).await?;
-        Api::<ConfigMap>::namespaced(ctx.client.clone(), ns)
-            .delete_collection(&dp, &lp)
-            .await?;
+        delete_labelled(&pods, &lp).await?;
+        delete_labelled(&namespaced::<ConfigMap>(ctx, ns), &lp).await?;
         // Services have no deletecollection verb: one by one.
         let services: Api<Service> = Api::namespaced(ctx.client.clone(), ns);
         for svc in services.list(&lp).await?.items {
-            match services.delete(&svc.name_any(), &dp).await {
+            match services
+                .delete(&svc.name_any(), &DeleteParams::background())
+                .await
+            {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => return Err(e.into()),
             }
         }
-        delete_labelled::<Ingress>(ctx, ns, &lp).await?;
+        delete_labelled(&namespaced::<Ingress>(ctx, ns), &lp).await?;
         if ctx.submit.enable_driver_pdb {
-            delete_labelled::<PodDisruptionBudget>(ctx, ns, &lp).await?;
+            delete_labelled(&namespaced::<PodDisruptionBudget>(ctx, ns), &lp).await?;
         }
         delete_pod_groups(ctx, ns, &lp).await?;
     }
@@ -77,11 +77,7 @@ async fn delete_pod_groups(ctx: &Context, ns: &str, lp: &ListParams) -> Result<(
     }
     for resource in kinds.into_iter().filter_map(Kind::group_api) {
         let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
-        match api.delete_collection(&DeleteParams::background(), lp).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
+        delete_labelled(&api, lp).await?;
     }
     Ok(())
 }
@@ -101,20 +97,23 @@ pub(super) async fn release_driver(
     if !ctx.submit.enable_driver_pdb {
         return Ok(());
     }
-    delete_labelled::<PodDisruptionBudget>(ctx, ns, &lp).await
+    delete_labelled(&namespaced::<PodDisruptionBudget>(ctx, ns), &lp).await
 }
 
-/// Deletes the objects of kind `K` matching `lp`; a kind this cluster does not serve (policy/v1
-/// before Kubernetes 1.21) has none to delete.
-async fn delete_labelled<K>(ctx: &Context, ns: &str, lp: &ListParams) -> Result<(), ReconcileError>
+fn namespaced<K>(ctx: &Context, ns: &str) -> Api<K>
 where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
     K::DynamicType: Default,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    Api::namespaced(ctx.client.clone(), ns)
+}
+
+/// Deletes the objects of `api` matching `lp` in one call; a kind this cluster does not serve
+/// (policy/v1 before Kubernetes 1.21, a PodGroup CRD not installed) has none to delete.
+async fn delete_labelled<K>(api: &Api<K>, lp: &ListParams) -> Result<(), ReconcileError>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     match api.delete_collection(&DeleteParams::background(), lp).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
