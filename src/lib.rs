@@ -19,7 +19,7 @@
 //! | rules | `validation` | what makes a SparkApplication invalid, field by field |
 //! | | `mutate` | the pod mutations, one file per concern, shared by webhook and submission |
 //! | | `submission` | native submission: the driver pod, Service and `spark.properties` ConfigMap, and kubeflow's objects around them (Prometheus ConfigMap, UI Service and Ingresses, driver PDB); a SparkConnect's server |
-//! | cluster I/O | `health` | whether the apiserver answers; watch backoff |
+//! | cluster I/O | `health` | whether the apiserver answers; API retry and watch backoff |
 //! | | `namespaces` | which namespaces are job namespaces |
 //! | | `events` | Kubernetes Events, a repeat patched into a series |
 //! | | `registration` | the webhook configurations, built and kept registered |

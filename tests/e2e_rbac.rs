@@ -566,6 +566,31 @@ async fn the_operator_runs_the_whole_flow_with_exactly_the_manifests_rbac() {
     )
     .await;
 
+    // A ScheduledSparkApplication starts its run and patches its status with the manifests'
+    // rules (Forbid: one run while it is unfinished).
+    let schedule = json!({"apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "ScheduledSparkApplication",
+        "metadata": {"name": "every", "namespace": ns},
+        "spec": {"schedule": "@every 2s", "concurrencyPolicy": "Forbid", "template": app(ns)["spec"]}});
+    kubectl_ok(&["apply", "-f", "-"], Some(&schedule.to_string()));
+    let run = eventually("the schedule's run and status", WAIT, || async {
+        let status = kubectl_ok(
+            &[
+                "get",
+                "scheduledsparkapplication",
+                "every",
+                "-n",
+                ns,
+                "-o",
+                "jsonpath={.status.scheduleState}/{.status.lastRunName}",
+            ],
+            None,
+        );
+        let run = status.strip_prefix("Scheduled/every-")?;
+        (!run.is_empty()).then(|| format!("every-{run}"))
+    })
+    .await;
+    assert!(apps.get_opt(&run).await.unwrap().is_some(), "{run}");
+
     // Deleting the app tears its attempt down (no garbage collector here): by label, with the
     // manifests' rules.
     apps.delete("spark-pi", &Default::default()).await.unwrap();

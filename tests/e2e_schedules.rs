@@ -296,6 +296,23 @@ async fn forbid_skips_while_a_run_is_active_and_replace_replaces_it() {
         std::slice::from_ref(&first),
         "Forbid started a second run while the first was active"
     );
+    // One skip per slot: the requeues in between (the run's watch events, the status write's
+    // own event) publish no Skipped again. The slots passed since the first run's, at most.
+    let skipped = outcome_count(&served, "skipped");
+    let slots = (Timestamp::now().as_second() - slot_of(&first)) / 2;
+    assert!(
+        (1..=slots).contains(&(skipped as i64)),
+        "{skipped} slots skipped in {slots} slots"
+    );
+    let reasons = event_reasons(&ns, "forbid");
+    let skip_events = reasons
+        .iter()
+        .filter(|r| *r == "ScheduledRunSkipped")
+        .count();
+    assert!(
+        skip_events <= slots as usize,
+        "{reasons:?} in {slots} slots"
+    );
     // Finished, the next slot runs again.
     finish(&apps, &first, "COMPLETED").await;
     let second = eventually("forbid's next run", WAIT, || async {
@@ -332,16 +349,20 @@ async fn forbid_skips_while_a_run_is_active_and_replace_replaces_it() {
         reasons.iter().any(|r| r == "ScheduledRunReplaced"),
         "{reasons:?}"
     );
-    let (_, metrics) = served.admin_get("/metrics").expect("metrics");
     for outcome in ["skipped", "replaced"] {
-        let line = format!("spark_webhook_scheduled_runs_total{{outcome=\"{outcome}\"}} ");
-        let n: f64 = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(line.as_str()))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_default();
-        assert!(n >= 1.0, "{outcome}: {metrics}");
+        assert!(outcome_count(&served, outcome) >= 1.0, "{outcome}");
     }
+}
+
+/// `spark_webhook_scheduled_runs_total` of `outcome`, 0 while unset.
+fn outcome_count(served: &Served, outcome: &str) -> f64 {
+    let (_, metrics) = served.admin_get("/metrics").expect("metrics");
+    let line = format!("spark_webhook_scheduled_runs_total{{outcome=\"{outcome}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -356,11 +356,14 @@ const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache an
 - apiGroups: ["sparkoperator.k8s.io"]
   resources: ["scheduledsparkapplications"]
   verbs: ["get", "list", "watch"]
-# Their status is written whole (PUT with the resourceVersion read). finalizers: a run's
-# ownerReference blocks its schedule's deletion (blockOwnerDeletion), which clusters with the
-# OwnerReferencesPermissionEnforcement admission plugin allow only to who may update this.
+# Their status is written as the apps' is: a merge patch carrying the resourceVersion read.
 - apiGroups: ["sparkoperator.k8s.io"]
-  resources: ["scheduledsparkapplications/status", "scheduledsparkapplications/finalizers"]
+  resources: ["scheduledsparkapplications/status"]
+  verbs: ["patch"]
+# A run's ownerReference blocks its schedule's deletion (blockOwnerDeletion), which clusters with
+# the OwnerReferencesPermissionEnforcement admission plugin allow only to who may update this.
+- apiGroups: ["sparkoperator.k8s.io"]
+  resources: ["scheduledsparkapplications/finalizers"]
   verbs: ["update"]
 # The SparkConnect controller watches SparkConnects (their server pods and Services are
 # created, read and deleted under the pods and services rules below).

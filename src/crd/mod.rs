@@ -5,6 +5,7 @@
 //! - [`ScheduledSparkApplication`] runs a SparkApplicationSpec on a schedule ([`scheduled`]).
 //! - [`SparkConnect`] (v1alpha1) is a Spark Connect server with its executors ([`connect`]).
 //! - [`defaults`] fills in what kubeflow's defaulter fills in, on a copy.
+//! - [`patch`] is the controllers' status write: a merge patch held to the version read.
 //! - [`crd()`] / [`crd_yaml()`] (and the `scheduled_` and `connect_` pairs) give the CRDs,
 //!   post-processed so they install on
 //!   kube-apiserver 1.20+ and stays small enough for client-side `kubectl apply`.
@@ -18,6 +19,7 @@ use kube::CustomResourceExt;
 
 pub mod connect;
 pub mod defaults;
+pub mod patch;
 pub mod scheduled;
 pub mod spec;
 pub mod status;

@@ -8,7 +8,7 @@
 //! Because cleared values are omitted rather than written as empty, a JSON merge patch of the
 //! new status alone would leave a stale `errorMessage` or `terminationTime` behind: the
 //! reconciler sends the difference to the status it read, cleared members as `null`
-//! (`reconciler::controller::status_patch`).
+//! ([`super::patch::status_patch`]).
 
 use std::collections::BTreeMap;
 

@@ -13,7 +13,7 @@ use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -22,7 +22,7 @@ use super::context::{Context, ContextParts, ReconcileError};
 use super::state::{self, Action, Decision, EventType, Observed};
 use super::submit::{SubmitError, submit};
 use crate::cache::{AppScope, CompactApp, GuardedApp, SparkPod};
-use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus};
+use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus, patch};
 use crate::events::{self, Event, EventType as KubeEventType};
 use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
@@ -121,7 +121,7 @@ pub async fn run(
 }
 
 /// A conflict is retried at once on fresh data; an API error after a delay growing with the
-/// app's consecutive failures (see [`super::context::api_retry_delay`]), so a broken app or an
+/// app's consecutive failures (see [`crate::health::api_retry_delay`]), so a broken app or an
 /// unwell apiserver is not hammered every few seconds.
 fn error_policy(obj: Arc<GuardedApp>, error: &ReconcileError, ctx: Arc<Context>) -> Requeue {
     match error {
@@ -399,12 +399,8 @@ async fn write_status(
     Ok(())
 }
 
-/// Writes `status` over `app`'s as a JSON merge patch of what changed, on the status
-/// subresource, carrying the resourceVersion `app` was read at: the apiserver applies it to that
-/// version only and answers 409 otherwise, so a stale view never overwrites a newer status (a
-/// conflict re-runs the reconcile on fresh data). The same guarantee as a PUT of the whole
-/// object with that resourceVersion, without sending the spec back for the apiserver to decode,
-/// convert and compare.
+/// Writes `status` over `app`'s as a merge patch held to the resourceVersion `app` was read at
+/// (see [`crate::crd::patch`]): a conflict re-runs the reconcile on fresh data.
 pub async fn patch_status(
     api: &Api<SparkApplication>,
     app: &SparkApplication,
@@ -429,37 +425,11 @@ pub async fn patch_status(
 /// The merge patch that turns `app`'s status into `status`, with `app`'s resourceVersion as
 /// its precondition; None without a resourceVersion.
 pub fn status_patch(app: &SparkApplication, status: &SparkApplicationStatus) -> Option<Value> {
-    let version = app.metadata.resource_version.as_deref()?;
-    let old = serde_json::to_value(&app.status).ok()?;
-    let new = serde_json::to_value(status).ok()?;
-    Some(json!({
-        "metadata": {"resourceVersion": version},
-        "status": merge_diff(&old, &new),
-    }))
-}
-
-/// RFC 7396 the other way round: the merge patch that turns `old` into `new`. Members that
-/// changed (objects recursively, anything else whole), `null` for members `new` no longer has.
-fn merge_diff(old: &Value, new: &Value) -> Value {
-    let (Value::Object(old), Value::Object(new)) = (old, new) else {
-        return new.clone();
-    };
-    let mut patch = serde_json::Map::new();
-    for (key, value) in new {
-        match old.get(key) {
-            Some(was) if was == value => {}
-            Some(was) => {
-                patch.insert(key.clone(), merge_diff(was, value));
-            }
-            None => {
-                patch.insert(key.clone(), value.clone());
-            }
-        }
-    }
-    for key in old.keys().filter(|k| !new.contains_key(*k)) {
-        patch.insert(key.clone(), Value::Null);
-    }
-    Value::Object(patch)
+    patch::status_patch(
+        app.metadata.resource_version.as_deref(),
+        &app.status,
+        status,
+    )
 }
 
 /// Events go out in the background: a slow events API never delays a reconcile.
@@ -495,6 +465,7 @@ fn publish(ctx: &Context, app: &SparkApplication, decision: &Decision) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn app_with(status: Value) -> SparkApplication {
         serde_json::from_value(json!({

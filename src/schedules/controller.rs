@@ -3,8 +3,11 @@
 //! on the cached view and, when a slot is due, decides again on a fresh GET and LIST before it
 //! creates or deletes anything, so a lagging cache can never start a run twice. The order of
 //! the writes keeps a crash at any point harmless: Replace's deletions, the run's create (an
-//! AlreadyExists means it was started), the status (PUT with the resourceVersion read: a stale
-//! view conflicts instead of overwriting), and only then the pruning of old runs.
+//! AlreadyExists means it was started), the status (a merge patch held to the resourceVersion
+//! read, [`crate::crd::patch`]: a stale view conflicts instead of overwriting), and only then
+//! the pruning of old runs. A failed API call (a run the apiserver refuses) is retried after a
+//! delay growing with the schedule's run of failures ([`ApiBackoff`]), so a broken template is
+//! not reported every few seconds.
 //!
 //! Schedules are watched and handled as JSON ([`DynamicObject`]), never as the typed
 //! SparkApplicationSpec of their template, which the controller only copies into each run:
@@ -17,7 +20,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
 use kube::runtime::controller::{Action as Requeue, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -29,11 +34,11 @@ use tokio_util::sync::CancellationToken;
 use super::state::{self, Decision, NewRun, Observed, RunState, RunView, SlotOutcome};
 use crate::crd::{
     ConcurrencyPolicy, ScheduledSparkApplication, ScheduledSparkApplicationSpec,
-    ScheduledSparkApplicationStatus, SparkApplication,
+    ScheduledSparkApplicationStatus, SparkApplication, patch,
 };
 use crate::events::{self, Event, EventType, Recorder};
 use crate::failpoint::{self, FailPoint};
-use crate::health::WatchBackoff;
+use crate::health::{ApiBackoff, WatchBackoff};
 use crate::labels::SCHEDULED_APP_NAME_LABEL;
 use crate::metrics::{Metrics, ScheduledRunLabels, ScheduledRunOutcome};
 use crate::namespaces::{self, JobNamespaces};
@@ -45,9 +50,6 @@ pub struct ScheduleConfig {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
 }
-
-/// A failed API call is retried after this long (the next slot is usually further away).
-const API_RETRY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Error)]
 pub enum ScheduleError {
@@ -66,6 +68,8 @@ struct Context {
     metrics: Arc<Metrics>,
     /// The served namespaces: under `--namespace-selector` the watch sees every namespace.
     namespaces: JobNamespaces,
+    /// Each schedule's run of failed API calls, which spaces its retries out.
+    api_backoff: ApiBackoff,
 }
 
 /// Runs the controllers of every job namespace until `shutdown`.
@@ -111,6 +115,7 @@ async fn run_scope(
         recorder: cfg.recorder,
         metrics: cfg.metrics,
         namespaces: cfg.namespaces.clone(),
+        api_backoff: ApiBackoff::default(),
     });
     // A namespace that starts to match `--namespace-selector`: its schedules are due a look.
     let selected = cfg.namespaces.added().map(|_| ());
@@ -133,26 +138,41 @@ async fn run_scope(
         )
         .reconcile_all_on(selected)
         .graceful_shutdown_on(async move { token.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
             use kube::runtime::controller::Error as E;
             match result {
-                Err(
-                    e @ (E::ReconcilerFailed(ScheduleError::Conflict(_), _) | E::ObjectNotFound(_)),
-                ) => {
+                // Reconciled, or gone: its next failure starts from the first delay again.
+                Ok((schedule, _)) => ctx.api_backoff.succeeded(
+                    schedule.namespace.as_deref().unwrap_or_default(),
+                    &schedule.name,
+                ),
+                Err(E::ObjectNotFound(schedule)) => {
+                    ctx.api_backoff.succeeded(
+                        schedule.namespace.as_deref().unwrap_or_default(),
+                        &schedule.name,
+                    );
+                    tracing::debug!(%schedule, "schedule reconcile failed: gone")
+                }
+                Err(e @ E::ReconcilerFailed(ScheduleError::Conflict(_), _)) => {
                     tracing::debug!(error = %e, "schedule reconcile failed")
                 }
                 Err(e) => tracing::warn!(error = %e, "schedule reconcile failed"),
-                Ok(_) => {}
             }
+            futures::future::ready(())
         })
         .await;
 }
 
-fn error_policy(_: Arc<DynamicObject>, error: &ScheduleError, _: Arc<Context>) -> Requeue {
+/// A conflict is retried at once on fresh data; an API error after a delay doubling with the
+/// schedule's consecutive failures (see [`crate::health::api_retry_delay`]).
+fn error_policy(obj: Arc<DynamicObject>, error: &ScheduleError, ctx: Arc<Context>) -> Requeue {
     match error {
         ScheduleError::Conflict(_) => Requeue::requeue(Duration::from_millis(100)),
-        ScheduleError::Api(_) => Requeue::requeue(API_RETRY),
+        ScheduleError::Api(_) => Requeue::requeue(
+            ctx.api_backoff
+                .failed(&obj.namespace().unwrap_or_default(), &obj.name_any()),
+        ),
     }
 }
 
@@ -398,19 +418,23 @@ async fn write_status(
         &schedule.namespace().unwrap_or_default(),
         &ctx.schedules_resource,
     );
-    let mut obj = schedule.clone();
-    obj.metadata.managed_fields = None;
-    if let Some(data) = obj.data.as_object_mut() {
-        data.insert(
-            "status".into(),
-            serde_json::to_value(&decision.status).unwrap_or_default(),
-        );
-    }
-    match Box::pin(api.replace_status(&schedule.name_any(), &PostParams::default(), &obj)).await {
+    let name = schedule.name_any();
+    // The difference to the status as read (fields we do not know included: a PUT of ours
+    // dropped them too), held to the version read. Without a version, read again.
+    let read = schedule
+        .data
+        .get("status")
+        .unwrap_or(&serde_json::Value::Null);
+    let Some(body) = patch::status_patch(
+        schedule.metadata.resource_version.as_deref(),
+        read,
+        &decision.status,
+    ) else {
+        return Err(ScheduleError::Conflict(name));
+    };
+    match Box::pin(api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&body))).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 409 => {
-            Err(ScheduleError::Conflict(schedule.name_any()))
-        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Err(ScheduleError::Conflict(name)),
         Err(e) => Err(e.into()),
     }
 }
