@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{Served, eventually, install_crd, namespace};
+use common::{Served, certs, eventually, install_crd, namespace, state_of, wait_state};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -23,7 +23,6 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use serde_json::{Value, json};
-use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::crd::SparkApplication;
 use spark_webhook::failpoint::{self, FailPoint};
 
@@ -79,13 +78,6 @@ fn names(prefix: &str, range: std::ops::Range<usize>) -> Vec<String> {
     range.map(|i| format!("{prefix}-{i}")).collect()
 }
 
-fn state_of(app: &SparkApplication) -> String {
-    app.status
-        .as_ref()
-        .map(|s| s.application_state.state.to_string())
-        .unwrap_or_default()
-}
-
 /// All apps of the namespace by name.
 async fn apps_by_name(apps: &Api<SparkApplication>) -> BTreeMap<String, SparkApplication> {
     apps.list(&ListParams::default())
@@ -115,20 +107,6 @@ async fn wait_all(
         },
     )
     .await;
-}
-
-async fn wait_state(apps: &Api<SparkApplication>, name: &str, want: &str) -> SparkApplication {
-    eventually(&format!("{name} in state {want}"), WAIT, || async {
-        let app = apps.get_opt(name).await.ok()??;
-        (state_of(&app) == want).then_some(app)
-    })
-    .await
-}
-
-fn certs() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    generate(&CertOptions::new(tmp.path())).expect("certificates");
-    tmp
 }
 
 /// Reconciler-only operator flags for namespace tests.
@@ -414,7 +392,7 @@ async fn an_apiserver_outage_makes_the_operator_unready_and_loses_or_repeats_not
     create_apps(&client, &ns, &before, json!({"type": "Never"})).await;
     wait_all(&apps, &before, &["SUBMITTED"], WAIT).await;
     common::set_driver_phase(&pods, "before-0-driver", "Running", None).await;
-    wait_state(&apps, "before-0", "RUNNING").await;
+    wait_state(&apps, "before-0", "RUNNING", WAIT).await;
 
     step("running app");
     let out = cluster_sh("stop", &cluster.dir);
@@ -463,7 +441,7 @@ async fn an_apiserver_outage_makes_the_operator_unready_and_loses_or_repeats_not
     common::set_driver_phase(&pods, "before-0-driver", "Succeeded", Some(0)).await;
     let after = names("after", 0..10);
     create_apps(&client, &ns, &after, json!({"type": "Never"})).await;
-    wait_state(&apps, "before-0", "COMPLETED").await;
+    wait_state(&apps, "before-0", "COMPLETED", WAIT).await;
     step("completed seen");
     wait_all(&apps, &after, &["SUBMITTED"], WAIT).await;
     step("new apps submitted");
@@ -801,11 +779,11 @@ async fn three_thousand_executors_keep_the_app_object_small() {
         json!({"type": "Never"}),
     )
     .await;
-    let app = wait_state(&apps, "wide", "SUBMITTED").await;
+    let app = wait_state(&apps, "wide", "SUBMITTED", WAIT).await;
     let status = app.status.clone().unwrap_or_default();
     let driver = pods.get("wide-driver").await.expect("driver");
     common::set_driver_phase(&pods, "wide-driver", "Running", None).await;
-    wait_state(&apps, "wide", "RUNNING").await;
+    wait_state(&apps, "wide", "RUNNING", WAIT).await;
 
     let executors = env_count("FAULTS_EXECUTORS", 3000);
     let started = Instant::now();
@@ -902,7 +880,7 @@ async fn a_driver_pending_past_the_start_timeout_fails_the_attempt_and_is_retrie
         pods.get_opt("stuck-driver-2").await.ok()?
     })
     .await;
-    let failed = wait_state(&apps, "stuck", "FAILED").await;
+    let failed = wait_state(&apps, "stuck", "FAILED", WAIT).await;
     let st = failed.status.unwrap_or_default();
     assert!(
         st.application_state.error_message.contains("still Pending")
@@ -937,9 +915,9 @@ async fn a_finished_driver_shows_completed_ahead_of_a_queue_of_submissions() {
         json!({"type": "Never"}),
     )
     .await;
-    wait_state(&apps, "busy", "SUBMITTED").await;
+    wait_state(&apps, "busy", "SUBMITTED", WAIT).await;
     common::set_driver_phase(&pods, "busy-driver", "Running", None).await;
-    wait_state(&apps, "busy", "RUNNING").await;
+    wait_state(&apps, "busy", "RUNNING", WAIT).await;
     served.terminate();
 
     // A queue of apps waiting for submission when the operator comes back.
@@ -1045,9 +1023,9 @@ async fn metrics_start_at_zero_pass_promtool_and_forget_a_deleted_running_app() 
         json!({"type": "Never"}),
     )
     .await;
-    wait_state(&apps, "counted", "SUBMITTED").await;
+    wait_state(&apps, "counted", "SUBMITTED", WAIT).await;
     common::set_driver_phase(&pods, "counted-driver", "Running", None).await;
-    wait_state(&apps, "counted", "RUNNING").await;
+    wait_state(&apps, "counted", "RUNNING", WAIT).await;
     // The gauge is computed at scrape time from the watch cache, which may trail the status
     // write that the wait above already saw.
     let running = eventually("running gauge at 1", WAIT, || async {
@@ -1136,9 +1114,9 @@ async fn kubeflow_metric_names_count_a_running_app_under_kubeflows_names() {
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
     create_apps(&client, &ns, &["kf".to_string()], json!({"type": "Never"})).await;
-    wait_state(&apps, "kf", "SUBMITTED").await;
+    wait_state(&apps, "kf", "SUBMITTED", WAIT).await;
     common::set_driver_phase(&pods, "kf-driver", "Running", None).await;
-    wait_state(&apps, "kf", "RUNNING").await;
+    wait_state(&apps, "kf", "RUNNING", WAIT).await;
     let running = eventually("kubeflow's running gauge at 1", WAIT, || async {
         let text = metrics();
         (common::sample(&text, "spark_application_running_count") == Some(1.0)).then_some(text)
@@ -1277,10 +1255,10 @@ async fn a_panicking_controller_is_logged_counted_and_restarted_while_the_others
     // an app created after the restart is submitted too.
     for ns in [&first, &second] {
         let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
-        wait_state(&apps, "before", "SUBMITTED").await;
+        wait_state(&apps, "before", "SUBMITTED", WAIT).await;
         let after = ["after".to_string()];
         create_apps(&client, ns, &after, json!({"type": "Never"})).await;
-        wait_state(&apps, "after", "SUBMITTED").await;
+        wait_state(&apps, "after", "SUBMITTED", WAIT).await;
         assert_submitted_once(&client, ns, &["before".to_string(), "after".to_string()]).await;
     }
     assert_eq!(

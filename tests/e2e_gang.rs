@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Served, eventually, install_crd, namespace};
+use common::{Served, eventually, install_crd, namespace, wait_pod, wait_state};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -65,22 +65,6 @@ fn pod_groups(client: &kube::Client, ns: &str, group: &str, version: &str) -> Ap
         "podgroups",
     );
     Api::namespaced_with(client.clone(), ns, &resource)
-}
-
-async fn wait_state(api: &Api<SparkApplication>, name: &str, want: &str) -> SparkApplication {
-    eventually(&format!("{name} in state {want}"), WAIT, || async {
-        let app = api.get_opt(name).await.ok()??;
-        let state = app.status.as_ref()?.application_state.state.to_string();
-        (state == want).then_some(app)
-    })
-    .await
-}
-
-async fn wait_pod(pods: &Api<Pod>, name: &str) -> Pod {
-    eventually(&format!("pod {name}"), WAIT, || async {
-        pods.get_opt(name).await.ok()?
-    })
-    .await
 }
 
 /// The executor pod template native submission shipped for the driver.
@@ -157,8 +141,8 @@ async fn the_volcano_pod_group_is_created_with_the_attempt_and_removed_with_it()
                "batchSchedulerOptions": {"queue": "spark", "priorityClassName": "batch-high"}}),
     ))
     .expect("accepted");
-    let driver = wait_pod(&pods, "vc-driver").await;
-    let app = wait_state(&apps, "vc", "SUBMITTED").await;
+    let driver = wait_pod(&pods, "vc-driver", WAIT).await;
+    let app = wait_state(&apps, "vc", "SUBMITTED", WAIT).await;
     let submission_id = app.status.unwrap().submission_id;
     let group = groups.get("spark-vc-pg").await.expect("the PodGroup");
     // Driver 1 core, 1g + 384Mi; two executors alike.
@@ -257,7 +241,7 @@ async fn the_coscheduling_pod_group_needs_its_crd_and_ends_with_the_app() {
         apply(&cs).ok()
     })
     .await;
-    let driver = wait_pod(&pods, "cs-driver").await;
+    let driver = wait_pod(&pods, "cs-driver", WAIT).await;
     let groups = pod_groups(&client, &ns, "scheduling.x-k8s.io", "v1alpha1");
     let group = groups.get("cs-pg").await.expect("the PodGroup");
     assert_eq!(
@@ -286,7 +270,7 @@ async fn the_coscheduling_pod_group_needs_its_crd_and_ends_with_the_app() {
     );
 
     common::set_driver_phase(&pods, "cs-driver", "Succeeded", Some(0)).await;
-    wait_state(&apps, "cs", "COMPLETED").await;
+    wait_state(&apps, "cs", "COMPLETED", WAIT).await;
     eventually("the PodGroup deleted when the app ended", WAIT, || async {
         groups
             .get_opt("cs-pg")
@@ -320,7 +304,7 @@ async fn yunikorn_task_groups_are_on_the_pods_and_unknown_schedulers_are_refused
         json!({"batchSchedulerOptions": {"queue": "root.spark"}}),
     ))
     .expect("accepted");
-    let driver = wait_pod(&pods, "yk-driver").await;
+    let driver = wait_pod(&pods, "yk-driver", WAIT).await;
     let groups: Value = serde_json::from_str(
         annotation(&driver, "yunikorn.apache.org/task-groups").expect("task groups"),
     )
@@ -344,7 +328,7 @@ async fn yunikorn_task_groups_are_on_the_pods_and_unknown_schedulers_are_refused
         driver.spec.as_ref().unwrap().scheduler_name.as_deref(),
         Some("yunikorn")
     );
-    let id = wait_state(&apps, "yk", "SUBMITTED")
+    let id = wait_state(&apps, "yk", "SUBMITTED", WAIT)
         .await
         .status
         .unwrap()

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Served, eventually, install_crd, namespace};
+use common::{Served, eventually, install_crd, namespace, wait_pod, wait_state};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::Api;
 use kube::api::ListParams;
@@ -49,21 +49,6 @@ async fn app_state(api: &Api<SparkApplication>, name: &str) -> Option<(String, S
     Some((state, app))
 }
 
-async fn wait_state(api: &Api<SparkApplication>, name: &str, want: &str) -> SparkApplication {
-    eventually(&format!("{name} in state {want}"), WAIT, || async {
-        let (state, app) = app_state(api, name).await?;
-        (state == want).then_some(app)
-    })
-    .await
-}
-
-async fn wait_pod(pods: &Api<Pod>, name: &str) -> Pod {
-    eventually(&format!("pod {name}"), WAIT, || async {
-        pods.get_opt(name).await.ok()?
-    })
-    .await
-}
-
 fn event_reasons(ns: &str) -> Vec<String> {
     let out = common::kubectl(&["get", "events", "-n", ns, "-o", "json"]);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
@@ -85,7 +70,7 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
-    let app = wait_state(&apps, "spark-pi", "SUBMITTED").await;
+    let app = wait_state(&apps, "spark-pi", "SUBMITTED", WAIT).await;
     let status = app.status.unwrap();
     assert_eq!(status.driver_info.pod_name, "spark-pi-driver");
     assert_eq!(
@@ -95,7 +80,7 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
     assert!(!status.submission_id.is_empty());
 
     // What spark-submit would have created, owned and labelled the same way.
-    let driver = wait_pod(&pods, "spark-pi-driver").await;
+    let driver = wait_pod(&pods, "spark-pi-driver", WAIT).await;
     let spec = driver.spec.as_ref().unwrap();
     let c = &spec.containers[0];
     assert_eq!(c.name, "spark-kubernetes-driver");
@@ -206,9 +191,9 @@ async fn an_applied_app_is_submitted_natively_and_follows_its_driver_to_complete
     );
 
     common::set_driver_phase(&pods, "spark-pi-driver", "Running", None).await;
-    wait_state(&apps, "spark-pi", "RUNNING").await;
+    wait_state(&apps, "spark-pi", "RUNNING", WAIT).await;
     common::set_driver_phase(&pods, "spark-pi-driver", "Succeeded", Some(0)).await;
-    let done = wait_state(&apps, "spark-pi", "COMPLETED").await;
+    let done = wait_state(&apps, "spark-pi", "COMPLETED", WAIT).await;
     assert!(done.status.unwrap().termination_time.is_some());
 
     let reasons = eventually("transition events", WAIT, || async {
@@ -271,12 +256,12 @@ async fn a_failed_driver_is_retried_per_policy_then_the_app_fails() {
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
-    wait_pod(&pods, "flaky-driver").await;
+    wait_pod(&pods, "flaky-driver", WAIT).await;
     common::set_driver_phase(&pods, "flaky-driver", "Failed", Some(1)).await;
     // A new attempt gets a new, deterministic driver name.
-    let second = wait_pod(&pods, "flaky-driver-2").await;
+    let second = wait_pod(&pods, "flaky-driver-2", WAIT).await;
     assert!(second.metadata.deletion_timestamp.is_none());
-    let app = wait_state(&apps, "flaky", "SUBMITTED").await;
+    let app = wait_state(&apps, "flaky", "SUBMITTED", WAIT).await;
     let status = app.status.unwrap();
     assert_eq!(
         (status.submission_attempts, status.execution_attempts),
@@ -285,7 +270,7 @@ async fn a_failed_driver_is_retried_per_policy_then_the_app_fails() {
     assert_eq!(status.driver_info.pod_name, "flaky-driver-2");
 
     common::set_driver_phase(&pods, "flaky-driver-2", "Failed", Some(3)).await;
-    let failed = wait_state(&apps, "flaky", "FAILED").await;
+    let failed = wait_state(&apps, "flaky", "FAILED", WAIT).await;
     let msg = failed.status.unwrap().application_state.error_message;
     assert!(msg.contains("ExitCode: 3"), "{msg}");
     assert!(
@@ -303,9 +288,9 @@ async fn a_spec_change_tears_down_and_resubmits() {
     common::kubectl_apply(&pi(&ns, "changing", json!({"type": "Never"})));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let first = wait_pod(&pods, "changing-driver").await;
+    let first = wait_pod(&pods, "changing-driver", WAIT).await;
     common::set_driver_phase(&pods, "changing-driver", "Running", None).await;
-    wait_state(&apps, "changing", "RUNNING").await;
+    wait_state(&apps, "changing", "RUNNING", WAIT).await;
 
     let mut changed = pi(&ns, "changing", json!({"type": "Never"}));
     changed["spec"]["arguments"] = json!(["20"]);
@@ -321,7 +306,7 @@ async fn a_spec_change_tears_down_and_resubmits() {
         Some("20"),
         "the new driver runs the new spec"
     );
-    let app = wait_state(&apps, "changing", "SUBMITTED").await;
+    let app = wait_state(&apps, "changing", "SUBMITTED", WAIT).await;
     assert_eq!(
         app.status.unwrap().submission_attempts,
         1,
@@ -340,7 +325,7 @@ async fn time_to_live_deletes_a_finished_app_and_unrunnable_apps_say_why() {
     common::kubectl_apply(&app);
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    wait_pod(&pods, "short-driver").await;
+    wait_pod(&pods, "short-driver", WAIT).await;
     common::set_driver_phase(&pods, "short-driver", "Succeeded", Some(0)).await;
     eventually("app deleted after its TTL", WAIT, || async {
         apps.get_opt("short").await.ok()?.is_none().then_some(())
@@ -351,7 +336,7 @@ async fn time_to_live_deletes_a_finished_app_and_unrunnable_apps_say_why() {
     let mut no_image = pi(&ns, "no-image", json!({"type": "Never"}));
     no_image["spec"].as_object_mut().unwrap().remove("image");
     common::kubectl_apply(&no_image);
-    let failed = wait_state(&apps, "no-image", "FAILED").await;
+    let failed = wait_state(&apps, "no-image", "FAILED", WAIT).await;
     let msg = failed.status.unwrap().application_state.error_message;
     assert!(msg.contains("image"), "{msg}");
     assert!(pods.get_opt("no-image-driver").await.unwrap().is_none());
@@ -375,7 +360,7 @@ async fn two_replicas_with_leader_election_submit_each_app_once() {
     }
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     for i in 0..5 {
-        wait_state(&apps, &format!("app-{i}"), "SUBMITTED").await;
+        wait_state(&apps, &format!("app-{i}"), "SUBMITTED", WAIT).await;
     }
     let pods: Vec<Pod> = Api::<Pod>::namespaced(client.clone(), &ns)
         .list(&ListParams::default())
@@ -422,7 +407,7 @@ async fn deleting_an_app_stops_its_driver_even_without_garbage_collection() {
     common::kubectl_apply(&pi(&ns, "doomed", json!({"type": "Never"})));
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let driver = wait_pod(&pods, "doomed-driver").await;
+    let driver = wait_pod(&pods, "doomed-driver", WAIT).await;
     let id = driver.metadata.labels.as_ref().unwrap()["sparkoperator.k8s.io/submission-id"].clone();
     apps.delete("doomed", &Default::default()).await.unwrap();
     // This apiserver runs no garbage collector: only the operator can clean up.
@@ -465,7 +450,7 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
     common::kubectl_apply(&app);
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let app = wait_state(&apps, "spark-pi", "SUBMITTED").await;
+    let app = wait_state(&apps, "spark-pi", "SUBMITTED", WAIT).await;
     let opts = spark_webhook::mutate::MutationOptions::default();
     let nothing_left = |role, pod: &Pod| {
         let json = serde_json::to_value(pod).unwrap();
@@ -473,7 +458,7 @@ async fn without_the_webhook_driver_and_executors_still_carry_every_mutation() {
     };
 
     // The stored driver: the webhook would have nothing to add.
-    let driver = wait_pod(&pods, "spark-pi-driver").await;
+    let driver = wait_pod(&pods, "spark-pi-driver", WAIT).await;
     let patch = nothing_left(spark_webhook::labels::SparkRole::Driver, &driver);
     assert!(patch.0.is_empty(), "driver: {patch:?}");
 
@@ -553,7 +538,7 @@ async fn an_app_without_an_executor_count_gets_kubeflows_one_executor() {
     common::kubectl_apply(&dynamic);
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
 
-    wait_state(&apps, "plain", "SUBMITTED").await;
+    wait_state(&apps, "plain", "SUBMITTED", WAIT).await;
     let props = driver_properties(&client, &ns, "plain-driver").await;
     assert_eq!(
         props.get("spark.executor.instances").map(String::as_str),
@@ -564,7 +549,7 @@ async fn an_app_without_an_executor_count_gets_kubeflows_one_executor() {
     let stored = apps.get("plain").await.unwrap();
     assert_eq!(stored.spec.executor.instances, None);
 
-    wait_state(&apps, "dynamic", "SUBMITTED").await;
+    wait_state(&apps, "dynamic", "SUBMITTED", WAIT).await;
     let props = driver_properties(&client, &ns, "dynamic-driver").await;
     assert_eq!(props.get("spark.executor.instances"), None, "{props:?}");
     assert_eq!(
@@ -591,17 +576,17 @@ async fn a_failed_driver_without_a_retry_interval_waits_five_seconds() {
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
-    let first = wait_state(&apps, "flaky", "SUBMITTED").await;
+    let first = wait_state(&apps, "flaky", "SUBMITTED", WAIT).await;
     let first_at = first
         .status
         .unwrap()
         .last_submission_attempt_time
         .expect("first attempt time")
         .0;
-    wait_pod(&pods, "flaky-driver").await;
+    wait_pod(&pods, "flaky-driver", WAIT).await;
     common::set_driver_phase(&pods, "flaky-driver", "Failed", Some(1)).await;
     let failed_at = std::time::Instant::now();
-    let second = wait_pod(&pods, "flaky-driver-2").await;
+    let second = wait_pod(&pods, "flaky-driver-2", WAIT).await;
     let waited = failed_at.elapsed();
     let second_at = second.metadata.creation_timestamp.expect("creation time").0;
     let gap = second_at.duration_since(first_at).as_secs_f64();
@@ -610,7 +595,7 @@ async fn a_failed_driver_without_a_retry_interval_waits_five_seconds() {
         (5.0..15.0).contains(&gap),
         "second attempt {gap} s after the first (waited {waited:?} after the failure)"
     );
-    let app = wait_state(&apps, "flaky", "SUBMITTED").await;
+    let app = wait_state(&apps, "flaky", "SUBMITTED", WAIT).await;
     let status = app.status.unwrap();
     assert_eq!(status.execution_attempts, 2);
     let second_attempt_at = status.last_submission_attempt_time.unwrap().0;
@@ -637,7 +622,7 @@ async fn namespaces_selected_by_label_are_served_from_when_they_are_labelled() {
     // is submitted by the same cluster-wide controller.
     common::kubectl_apply(&pi(&tenant, "waiting", json!({"type": "Never"})));
     common::kubectl_apply(&pi(&ns, "marker", json!({"type": "Never"})));
-    wait_state(&listed, "marker", "SUBMITTED").await;
+    wait_state(&listed, "marker", "SUBMITTED", WAIT).await;
     assert!(app_state(&tenants, "waiting").await.is_none());
     assert!(
         tenant_pods
@@ -651,8 +636,8 @@ async fn namespaces_selected_by_label_are_served_from_when_they_are_labelled() {
         &["label", "namespace", &tenant, &format!("{key}=spark")],
         None,
     );
-    wait_state(&tenants, "waiting", "SUBMITTED").await;
-    wait_pod(&tenant_pods, "waiting-driver").await;
+    wait_state(&tenants, "waiting", "SUBMITTED", WAIT).await;
+    wait_pod(&tenant_pods, "waiting-driver", WAIT).await;
 
     common::kubectl_ok(&["label", "namespace", &tenant, &format!("{key}-")], None);
     common::kubectl_apply(&pi(&tenant, "late", json!({"type": "Never"})));
@@ -667,6 +652,7 @@ async fn namespaces_selected_by_label_are_served_from_when_they_are_labelled() {
         &Api::namespaced(client.clone(), &other),
         "marker2",
         "SUBMITTED",
+        WAIT,
     )
     .await;
     assert!(app_state(&tenants, "late").await.is_none());
@@ -779,7 +765,7 @@ async fn a_driver_refused_while_the_webhook_is_unreachable_is_retried_without_us
     assert_eq!(status.submission_attempts, 1);
     assert_eq!(status.application_state.error_message, "");
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    wait_pod(&pods, &status.driver_info.pod_name).await;
+    wait_pod(&pods, &status.driver_info.pod_name, WAIT).await;
 }
 
 /// The pods, Services and ConfigMaps labelled with `submission_id`, by name.
@@ -849,7 +835,7 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
     held["spec"]["suspend"] = json!(true);
     common::kubectl_apply(&held);
 
-    let app = wait_state(&apps, "held", "SUSPENDED").await;
+    let app = wait_state(&apps, "held", "SUSPENDED", WAIT).await;
     assert_eq!(app.status.unwrap().submission_attempts, 0);
     // Watched for a while: no pod appears, the app stays SUSPENDED.
     let of_app = ListParams::default().labels("sparkoperator.k8s.io/app-name=held");
@@ -869,11 +855,11 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
 
     // Resumed: submitted as its first attempt.
     set_suspend(&apps, "held", false).await;
-    wait_pod(&pods, "held-driver").await;
-    let app = wait_state(&apps, "held", "SUBMITTED").await;
+    wait_pod(&pods, "held-driver", WAIT).await;
+    let app = wait_state(&apps, "held", "SUBMITTED", WAIT).await;
     let first_id = app.status.unwrap().submission_id;
     common::set_driver_phase(&pods, "held-driver", "Running", None).await;
-    wait_state(&apps, "held", "RUNNING").await;
+    wait_state(&apps, "held", "RUNNING", WAIT).await;
     // The driver pod, its Service and ConfigMap, and the Spark UI Service.
     assert_eq!(
         attempt_objects(&client, &ns, &first_id).await.len(),
@@ -892,7 +878,7 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
     .await
     .unwrap();
     set_suspend(&apps, "held", true).await;
-    wait_state(&apps, "held", "SUSPENDING").await;
+    wait_state(&apps, "held", "SUSPENDING", WAIT).await;
     eventually(
         "the attempt's Service and ConfigMap deleted",
         WAIT,
@@ -916,7 +902,7 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
     )
     .await
     .unwrap();
-    let app = wait_state(&apps, "held", "SUSPENDED").await;
+    let app = wait_state(&apps, "held", "SUSPENDED", WAIT).await;
     let status = app.status.unwrap();
     assert!(status.driver_info.pod_name.is_empty(), "{status:?}");
     assert_eq!(
@@ -926,8 +912,8 @@ async fn a_suspended_app_runs_nothing_until_resumed_and_suspending_deletes_its_a
 
     // Resumed again: a new attempt, new names, a new submission id.
     set_suspend(&apps, "held", false).await;
-    wait_pod(&pods, "held-driver-2").await;
-    let app = wait_state(&apps, "held", "SUBMITTED").await;
+    wait_pod(&pods, "held-driver-2", WAIT).await;
+    let app = wait_state(&apps, "held", "SUBMITTED", WAIT).await;
     let status = app.status.unwrap();
     assert_ne!(status.submission_id, first_id);
     assert_eq!(status.driver_info.pod_name, "held-driver-2");

@@ -13,22 +13,15 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use common::{Served, eventually, install_crd, namespace};
+use common::{Served, certs, eventually, install_crd, namespace, state_of};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
-use spark_webhook::certs::{files::generate, issue::CertOptions};
 use spark_webhook::crd::{ScheduleState, ScheduledSparkApplication, SparkApplication};
 use spark_webhook::labels::SCHEDULED_APP_NAME_LABEL;
 
 const WAIT: Duration = Duration::from_secs(40);
-
-fn certs() -> tempfile::TempDir {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    generate(&CertOptions::new(tmp.path())).expect("certificates");
-    tmp
-}
 
 /// The operator with its webhook (validation) and reconciler, no leader election.
 fn start(ns: &str, dir: &std::path::Path, extra: &[&str]) -> Served {
@@ -84,13 +77,6 @@ fn slot_of(run: &str) -> i64 {
         .next()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("run {run} is not named <schedule>-<slot>"))
-}
-
-fn state_of(app: &SparkApplication) -> String {
-    app.status
-        .as_ref()
-        .map(|s| s.application_state.state.to_string())
-        .unwrap_or_default()
 }
 
 /// Ends a run as its driver would: waits for SUBMITTED, then writes `state`.

@@ -1,6 +1,11 @@
 //! Inputs shared by the benchmarks: the SparkApplication, real Spark pods, AdmissionReview
-//! bodies as the kube-apiserver sends them, and an offline webhook state.
+//! bodies as the kube-apiserver sends them, and an offline webhook state; for the scale runs,
+//! their control plane and process figures.
 #![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use spark_webhook::cache::AppCache;
@@ -301,4 +306,152 @@ fn list_key(field: &str) -> Option<&'static [&'static str]> {
         "volumeMounts" => Some(&["mountPath"]),
         _ => None,
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The scale runs (submit_scale, schedule_scale): their control plane and process figures.
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+const CLUSTER_UP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+const CLUSTER_DOWN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A control plane of its own (tests/cluster/cluster.sh in a temporary folder), stopped when
+/// dropped.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    script: PathBuf,
+    /// The bench's name, for messages and where the apiserver's log is kept.
+    bench: &'static str,
+    /// Removed (with the apiserver's logs and certificates) after `down`.
+    _tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn up(bench: &'static str) -> Result<Cluster, BoxError> {
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{bench}-"))
+            .tempdir()?;
+        let dir = tmp.path().join("cluster");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
+        let stderr_path = tmp.path().join("cluster-up.log");
+        // The guard exists before the start, so a half-started cluster is stopped too.
+        let cluster = Cluster {
+            kubeconfig: dir.join("kubeconfig"),
+            dir,
+            script,
+            bench,
+            _tmp: tmp,
+        };
+        eprintln!(
+            "{bench}: starting etcd + kube-apiserver in {}",
+            cluster.dir.display()
+        );
+        let mut child = Command::new(&cluster.script)
+            .arg("up")
+            .arg(&cluster.dir)
+            .env("WATCH_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr_path)?)
+            .spawn()?;
+        let status = wait_bounded(&mut child, CLUSTER_UP_TIMEOUT);
+        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        match status {
+            Some(s) if s.success() => Ok(cluster),
+            Some(s) => Err(format!("cluster.sh up exited with {s}:\n{log}").into()),
+            None => Err(
+                format!("cluster.sh up did not finish in {CLUSTER_UP_TIMEOUT:?}:\n{log}").into(),
+            ),
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Keep the apiserver's log (its state folder is removed below).
+        let kept = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(self.bench)
+            .join("apiserver.log");
+        if std::fs::create_dir_all(kept.parent().unwrap_or(Path::new("."))).is_ok()
+            && std::fs::copy(self.dir.join("apiserver.log"), &kept).is_ok()
+        {
+            eprintln!(
+                "{}: kube-apiserver log kept in {}",
+                self.bench,
+                kept.display()
+            );
+        }
+        let child = Command::new(&self.script)
+            .arg("down")
+            .arg(&self.dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        if let Ok(mut child) = child
+            && wait_bounded(&mut child, CLUSTER_DOWN_TIMEOUT).is_none()
+        {
+            eprintln!(
+                "{}: cluster.sh down did not finish; the watchdog will stop it",
+                self.bench
+            );
+        }
+    }
+}
+
+/// Waits for `child` at most `timeout`; kills it (by its own pid) if it is still running then.
+pub fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+        }
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// The kernel's clock ticks per second (what /proc/PID/stat counts in).
+pub fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|t| *t > 0.0)
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at field 3 (state).
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or("unexpected /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| -> Result<u64, BoxError> {
+        Ok(fields
+            .get(n - 3)
+            .ok_or("short /proc/PID/stat")?
+            .parse::<u64>()?)
+    };
+    Ok(field(14)? + field(15)?)
 }

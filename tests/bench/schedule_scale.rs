@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -35,7 +35,9 @@ use serde_json::json;
 use spark_webhook::crd::{ScheduledSparkApplication, SparkApplication, crd, scheduled_crd};
 use spark_webhook::labels::SCHEDULED_APP_NAME_LABEL;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+mod common;
+
+use common::{BoxError, Cluster, clock_ticks, cpu_ticks, percentile, wait_bounded};
 
 struct Settings {
     schedules: usize,
@@ -83,7 +85,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let cluster = match Cluster::up() {
+    let cluster = match Cluster::up("schedule_scale") {
         Ok(c) => c,
         Err(e) => {
             eprintln!("schedule_scale: FAILED: starting the control plane: {e}");
@@ -296,35 +298,6 @@ async fn run(cluster: &Cluster, s: &Settings) -> Result<(), BoxError> {
     Ok(())
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // The command name may hold spaces; the fields after its closing parenthesis do not.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or("bad stat")?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Ok(f.get(11).ok_or("no utime")?.parse::<u64>()?
-        + f.get(12).ok_or("no stime")?.parse::<u64>()?)
-}
-
 fn rss_kib(pid: u32, key: &str) -> Result<u64, BoxError> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
@@ -332,77 +305,6 @@ fn rss_kib(pid: u32, key: &str) -> Result<u64, BoxError> {
         .find_map(|l| l.strip_prefix(key))
         .ok_or("no such line in /proc/PID/status")?;
     Ok(line.trim().trim_end_matches("kB").trim().parse()?)
-}
-
-struct Cluster {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    script: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn up() -> Result<Cluster, BoxError> {
-        let tmp = tempfile::Builder::new()
-            .prefix("schedule-scale-")
-            .tempdir()?;
-        let dir = tmp.path().join("cluster");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
-        let stderr_path = tmp.path().join("cluster-up.log");
-        let cluster = Cluster {
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
-            script,
-            _tmp: tmp,
-        };
-        eprintln!("schedule_scale: starting etcd + kube-apiserver");
-        let mut child = Command::new(&cluster.script)
-            .arg("up")
-            .arg(&cluster.dir)
-            .env("WATCH_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path)?)
-            .spawn()?;
-        match wait_bounded(&mut child, Duration::from_secs(15 * 60)) {
-            Some(s) if s.success() => Ok(cluster),
-            other => Err(format!(
-                "cluster.sh up: {other:?}:\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            )
-            .into()),
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if let Ok(mut child) = Command::new(&self.script)
-            .arg("down")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-        {
-            let _ = wait_bounded(&mut child, Duration::from_secs(60));
-        }
-    }
-}
-
-fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
 }
 
 /// The release operator, stopped (SIGTERM, then SIGKILL) when dropped.

@@ -93,6 +93,8 @@ use tokio::sync::mpsc;
 
 mod common;
 
+use common::{BoxError, Cluster, clock_ticks, cpu_ticks, percentile, wait_bounded};
+
 /// The app every submission is a copy of: SparkPi with volumes, env, secrets, tolerations, ...
 const APP_YAML: &str = include_str!("sparkapplication.yaml");
 const CRD_YAML: &str =
@@ -127,16 +129,12 @@ const P99_TARGET_MS: f64 = 30.0;
 /// Peak RSS targets: (up to this many apps, MiB).
 const RSS_TARGETS: [(usize, f64); 2] = [(1000, 40.0), (5000, 100.0)];
 
-const CLUSTER_UP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-const CLUSTER_DOWN_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const SYNC_TIMEOUT: Duration = Duration::from_secs(30);
 const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long the operator may take to become idle after the last app is SUBMITTED.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -162,7 +160,7 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let cluster = match Cluster::up() {
+    let cluster = match Cluster::up("submit_scale") {
         Ok(c) => c,
         Err(e) => {
             eprintln!("submit_scale: FAILED: starting the control plane: {e}");
@@ -1171,26 +1169,6 @@ fn signed_ms(from: Instant, to: Instant) -> f64 {
     }
 }
 
-/// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
-}
-
-fn clock_ticks() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .filter(|t| *t > 0.0)
-        .unwrap_or(100.0)
-}
-
 // ---------------------------------------------------------------------------------------------
 // The operator's log.
 
@@ -1748,95 +1726,7 @@ async fn pod_create_run(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Processes: the control plane and the operator, each stopped when its guard is dropped.
-
-struct Cluster {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    script: PathBuf,
-    /// Removed (with the apiserver's logs and certificates) after `down`.
-    _tmp: tempfile::TempDir,
-}
-
-impl Cluster {
-    fn up() -> Result<Cluster, BoxError> {
-        let tmp = tempfile::Builder::new().prefix("submit-scale-").tempdir()?;
-        let dir = tmp.path().join("cluster");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cluster/cluster.sh");
-        let stderr_path = tmp.path().join("cluster-up.log");
-        // The guard exists before the start, so a half-started cluster is stopped too.
-        let cluster = Cluster {
-            kubeconfig: dir.join("kubeconfig"),
-            dir,
-            script,
-            _tmp: tmp,
-        };
-        eprintln!(
-            "submit_scale: starting etcd + kube-apiserver in {}",
-            cluster.dir.display()
-        );
-        let mut child = Command::new(&cluster.script)
-            .arg("up")
-            .arg(&cluster.dir)
-            .env("WATCH_PID", std::process::id().to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&stderr_path)?)
-            .spawn()?;
-        let status = wait_bounded(&mut child, CLUSTER_UP_TIMEOUT);
-        let log = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        match status {
-            Some(s) if s.success() => Ok(cluster),
-            Some(s) => Err(format!("cluster.sh up exited with {s}:\n{log}").into()),
-            None => Err(
-                format!("cluster.sh up did not finish in {CLUSTER_UP_TIMEOUT:?}:\n{log}").into(),
-            ),
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        // Keep the apiserver's log (its state folder is removed below).
-        let kept = Path::new(env!("CARGO_TARGET_TMPDIR")).join("submit_scale/apiserver.log");
-        if std::fs::create_dir_all(kept.parent().unwrap_or(Path::new("."))).is_ok()
-            && std::fs::copy(self.dir.join("apiserver.log"), &kept).is_ok()
-        {
-            eprintln!(
-                "submit_scale: kube-apiserver log kept in {}",
-                kept.display()
-            );
-        }
-        let child = Command::new(&self.script)
-            .arg("down")
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Ok(mut child) = child
-            && wait_bounded(&mut child, CLUSTER_DOWN_TIMEOUT).is_none()
-        {
-            eprintln!("submit_scale: cluster.sh down did not finish; the watchdog will stop it");
-        }
-    }
-}
-
-/// Waits for `child` at most `timeout`; kills it (by its own pid) if it is still running then.
-fn wait_bounded(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-        }
-    }
-}
+// Processes: the operator, stopped when its guard is dropped (the control plane: common::Cluster).
 
 /// The webhook's certificates and the name of its configurations, for a run with it on.
 struct Registered {
@@ -2079,24 +1969,6 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// utime + stime of `pid`, in clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64, BoxError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the command name (which may hold spaces) start at field 3 (state).
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("unexpected /proc/PID/stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let field = |n: usize| -> Result<u64, BoxError> {
-        Ok(fields
-            .get(n - 3)
-            .ok_or("short /proc/PID/stat")?
-            .parse::<u64>()?)
-    };
-    Ok(field(14)? + field(15)?)
 }
 
 /// Waits until `pid` used no CPU for a second (at most `timeout`); its CPU ticks then, and

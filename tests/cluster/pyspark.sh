@@ -42,32 +42,12 @@ python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3 python3-v
 python3 -c 'import ensurepip, venv' 2>/dev/null || fail "python3 cannot create a venv (no ensurepip)"
 
 # --- pyspark in a venv, done once ---
+# shellcheck source=tests/cluster/venv.sh
+. "$(dirname "$0")/venv.sh"
 spark_home() { "$venv/bin/python" -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))' 2>/dev/null; }
-ready() {
-  [ -f "$venv/.complete" ] || return 1
-  local home; home=$(spark_home) || return 1
-  [ -x "$home/bin/spark-submit" ] && [ -d "$home/jars" ] && echo "$home"
+# Sets home: the installed package folder, with bin/spark-submit and jars/.
+has_spark_submit() {
+  home=$(spark_home) && [ -x "$home/bin/spark-submit" ] && [ -d "$home/jars" ]
 }
-
-mkdir -p "$cache"
-# Parallel test processes wait here and then find the install done.
-exec 9>"$cache/.pyspark-$version.lock"
-flock 9 || fail "locking $cache/.pyspark-$version.lock"
-
-if home=$(ready); then
-  echo "$home"
-  exit 0
-fi
-
-rm -rf "$venv"
-say "creating venv $venv"
-python3 -m venv "$venv" >&2 || fail "python3 -m venv $venv (is python3-venv installed?)"
-say "pip install pyspark==$version (about 280 MB, once)"
-"$venv/bin/python" -m pip install --disable-pip-version-check --no-input --progress-bar off \
-  "pyspark==$version" >&2 || fail "pip install pyspark==$version"
-home=$(spark_home) || fail "import pyspark from $venv"
-[ -x "$home/bin/spark-submit" ] || fail "$home/bin/spark-submit is missing or not executable"
-[ -d "$home/jars" ] || fail "$home/jars is missing"
-touch "$venv/.complete"
-say "installed: SPARK_HOME=$home"
+venv_install "$venv" "pyspark==$version" has_spark_submit "about 280 MB"
 echo "$home"

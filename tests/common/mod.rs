@@ -526,6 +526,50 @@ pub async fn set_driver_phase(
     .unwrap_or_else(|e| panic!("status of pod {name}: {e}"));
 }
 
+/// An app's state as `kubectl get sparkapp` shows it; empty before its first status.
+pub fn state_of(app: &spark_webhook::crd::SparkApplication) -> String {
+    app.status
+        .as_ref()
+        .map(|s| s.application_state.state.to_string())
+        .unwrap_or_default()
+}
+
+/// Waits up to `timeout` for the app `name` to be in state `want`; the app then.
+pub async fn wait_state(
+    api: &Api<spark_webhook::crd::SparkApplication>,
+    name: &str,
+    want: &str,
+    timeout: Duration,
+) -> spark_webhook::crd::SparkApplication {
+    eventually(&format!("{name} in state {want}"), timeout, || async {
+        let app = api.get_opt(name).await.ok()??;
+        (state_of(&app) == want).then_some(app)
+    })
+    .await
+}
+
+/// Waits up to `timeout` for the pod `name` to exist.
+pub async fn wait_pod(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    timeout: Duration,
+) -> k8s_openapi::api::core::v1::Pod {
+    eventually(&format!("pod {name}"), timeout, || async {
+        pods.get_opt(name).await.ok()?
+    })
+    .await
+}
+
+/// Serving certificates in a fresh temporary folder (gone with it).
+pub fn certs() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    spark_webhook::certs::files::generate(&spark_webhook::certs::issue::CertOptions::new(
+        tmp.path(),
+    ))
+    .expect("certificates");
+    tmp
+}
+
 /// The value of an unlabelled series in a Prometheus text exposition.
 pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines().find_map(|l| {
