@@ -29,11 +29,18 @@ use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
 use crate::labels::{APP_NAME_LABEL, LAUNCHED_BY_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL};
 
-/// Submissions in flight at once per controller. Each in-flight reconcile costs ~0.4 MiB
-/// (its connection's buffers, the typed objects sent and read back), and 8 already keep a
-/// 2-core apiserver at its own limit: 1000 apps in one burst (`make bench`) went at 52.7 apps/s
-/// against the apiserver's 54.2 with no logic at all, peak RSS 37.7 MiB; 16 lanes: 55.4 apps/s,
-/// 41.5 MiB; 32: 56.5 apps/s, 47.1 MiB.
+/// Submissions in flight at once per controller: a constant, measured (`make bench`, 1000 apps,
+/// 2 cores). In a burst 8 already hold the apiserver at its own limit: the last app was
+/// SUBMITTED at 1.00x the full floor's time (quiet machine; 1.18-1.28x with the machine loaded
+/// to 5-7 by builds), the floor writing 16 apps at a time, because the apiserver serialises the
+/// Services' cluster-IP allocation (a Service create takes it 55-180 ms in its own metric). More
+/// slots only queue there, at ~0.4 MiB each in flight (16: 55.4 apps/s and 41.5 MiB peak RSS
+/// against 52.7 and 37.7 with 8; 32: 56.5, 47.1 MiB). What the bound costs is latency at a
+/// steady arrival rate while the apiserver stalls: a slot is held for the whole submission (the
+/// pod, its Services and ConfigMap, the status write), so a stall of the Service creates fills
+/// all 8 and new apps wait (20 apps/s on a machine loaded to ~5: p99 1.4-2.9 s waiting for a
+/// slot, p50 0.7 ms; a writer without the bound reached the driver in 190-240 ms p99). A limit
+/// adapted to the apiserver's latency (AIMD) would shrink exactly then, so it is not one.
 const SUBMIT_CONCURRENCY: usize = 8;
 /// Status reconciles (reads, one status write) in flight at once per controller. A lane of
 /// their own: behind a queue of a thousand submissions a finished driver would otherwise wait

@@ -30,7 +30,13 @@
 //!    per app the apiserver also validates the SparkApplication create and its status write,
 //!    which cost it several times the pod, Service and ConfigMap); `BENCH_RATE=50` paces at
 //!    the rate target. Both runs are printed; the ratio to the floor only for the burst (a
-//!    paced run lasts as long as its arrivals).
+//!    paced run lasts as long as its arrivals). Before it, the **paced floor** at the same
+//!    rate: a client with no logic watches the apps and, the moment its watch delivers one,
+//!    writes the full floor's objects for it (Prometheus ConfigMap and driver pod first, as the
+//!    operator), so the latency the apiserver itself gives at that rate is measured the same
+//!    way. Printed beside the operator's: the time to the driver per stage (the operator's from
+//!    its debug line per driver created: reconcile start, submission slot, the pod's POST), and
+//!    the apiserver's and etcd's own p99 per request kind from their histograms.
 //! 4. **operator + webhook**: the burst of 2 once more, with `serve`'s webhook on as a Deployment
 //!    runs it (`BENCH_WEBHOOK=0` skips this run): certificates from `spark-webhook certs`, both
 //!    webhook configurations registered with a URL clientConfig on loopback, so the apiserver
@@ -41,8 +47,10 @@
 //! Besides the targets, the table shows what each phase cost the control plane (requests the
 //! apiserver served by verb, resource and code, from its `apiserver_request_total`; the time it
 //! spent on each kind, from `apiserver_request_duration_seconds`, whose sum over a phase's wall
-//! time is the mean number of requests it had in flight; CPU of kube-apiserver + etcd), the most sockets the operator had open, failed reconciles from its
-//! log (run at `info,spark_webhook::reconciler=debug`), and how the apps and events ended up.
+//! time is the mean number of requests it had in flight; CPU of kube-apiserver + etcd), the most
+//! sockets the operator had open, its peak RssAnon and RssFile (sampled), the machine's load
+//! average over each phase, failed reconciles from its log (run at
+//! `info,spark_webhook::reconciler=debug`), and how the apps and events ended up.
 //!
 //! Clocks: every time is this process's monotonic clock. An app is "created" when the apiserver
 //! answered its create; a driver pod / a SUBMITTED status is "seen" when this process's watch
@@ -706,7 +714,7 @@ async fn write_submitted(
         ui_ingress_name: String::new(),
         ui_ingress_address: String::new(),
     };
-    let decision = state::submitted(&app, 1, Ok(info), Timestamp::now());
+    let decision = state::submitted(app, 1, Ok(info), Timestamp::now());
     // A new app has no status: the patch is the whole status, preconditioned.
     let patch = serde_json::json!({
         "metadata": {"resourceVersion": app.resource_version()},
@@ -776,7 +784,7 @@ async fn paced_floor_run(
 ) -> Result<PacedFloor, BoxError> {
     let ns = create_namespace(client, "submit-scale-pfloor").await?;
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watches = Watches(spawn_watches(client, &ns, tx));
+    let _watches = Watches(spawn_watches(client, &ns, tx).into());
     let mut observed = Observed::default();
     let synced = wait_for(&mut rx, &mut observed, Instant::now() + SYNC_TIMEOUT, |o| {
         o.synced.len() == 2
@@ -786,10 +794,11 @@ async fn paced_floor_run(
         return Err(format!("the bench's watches did not sync in {SYNC_TIMEOUT:?}").into());
     }
     let (wtx, mut written_rx) = mpsc::unbounded_channel();
-    let _writer = Watches([
-        tokio::spawn(floor_writer(client.clone(), ns.clone(), wtx)),
-        tokio::spawn(async {}),
-    ]);
+    let _writer = Watches(vec![tokio::spawn(floor_writer(
+        client.clone(),
+        ns.clone(),
+        wtx,
+    ))]);
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
     // Warm-up, as in the operator run: connections open, the writer's watch live.
     let mut warm_up = app_copy(template, &ns, 0);
@@ -1090,8 +1099,9 @@ fn spawn_watches(
     [pod_watch, app_watch]
 }
 
-/// Aborts the watch tasks when dropped (on every exit path of the run).
-struct Watches([tokio::task::JoinHandle<()>; 2]);
+/// Aborts the watch tasks (and the paced floor's writer) when dropped (on every exit path of
+/// the run).
+struct Watches(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Watches {
     fn drop(&mut self) {
@@ -1172,7 +1182,7 @@ async fn operator_run(
     operator.wait_ready(READY_TIMEOUT)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watches = Watches(spawn_watches(client, &ns, tx));
+    let _watches = Watches(spawn_watches(client, &ns, tx).into());
     let mut observed = Observed::default();
     let synced = wait_for(&mut rx, &mut observed, Instant::now() + SYNC_TIMEOUT, |o| {
         o.synced.len() == 2
