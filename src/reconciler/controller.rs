@@ -4,7 +4,7 @@
 //! subresource. The I/O it delegates: [`super::submit`], [`super::cleanup`].
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::jiff::Timestamp;
@@ -14,13 +14,14 @@ use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
+use tokio::sync::{SemaphorePermit, TryAcquireError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use super::cleanup::{delete_attempt, release_driver, sweep_orphans};
 use super::context::{Context, ContextParts, ReconcileError};
 use super::state::{self, Action, Decision, EventType, Observed};
-use super::submit::{SubmitError, submit};
+use super::submit::{Stages, SubmitError, submit};
 use crate::cache::{AppScope, CompactApp, GuardedApp, SparkPod};
 use crate::crd::{ApplicationStateType as S, SparkApplication, SparkApplicationStatus, patch};
 use crate::events::{self, Event, EventType as KubeEventType};
@@ -28,11 +29,18 @@ use crate::failpoint::{self, FailPoint};
 use crate::health::{NoBackoff, WatchBackoff};
 use crate::labels::{APP_NAME_LABEL, LAUNCHED_BY_LABEL, SPARK_ROLE_LABEL, SUBMISSION_ID_LABEL};
 
-/// Submissions in flight at once per controller. Each in-flight reconcile costs ~0.4 MiB
-/// (its connection's buffers, the typed objects sent and read back), and 8 already keep a
-/// 2-core apiserver at its own limit: 1000 apps in one burst (`make bench`) went at 52.7 apps/s
-/// against the apiserver's 54.2 with no logic at all, peak RSS 37.7 MiB; 16 lanes: 55.4 apps/s,
-/// 41.5 MiB; 32: 56.5 apps/s, 47.1 MiB.
+/// Submissions in flight at once per controller: a constant, measured (`make bench`, 1000 apps,
+/// 2 cores). In a burst 8 already hold the apiserver at its own limit: the last app was
+/// SUBMITTED at 1.00x the full floor's time (quiet machine; 1.18-1.28x with the machine loaded
+/// to 5-7 by builds), the floor writing 16 apps at a time, because the apiserver serialises the
+/// Services' cluster-IP allocation (a Service create takes it 55-180 ms in its own metric). More
+/// slots only queue there, at ~0.4 MiB each in flight (16: 55.4 apps/s and 41.5 MiB peak RSS
+/// against 52.7 and 37.7 with 8; 32: 56.5, 47.1 MiB). What the bound costs is latency at a
+/// steady arrival rate while the apiserver stalls: a slot is held for the whole submission (the
+/// pod, its Services and ConfigMap, the status write), so a stall of the Service creates fills
+/// all 8 and new apps wait (20 apps/s on a machine loaded to ~5: p99 1.4-2.9 s waiting for a
+/// slot, p50 0.7 ms; a writer without the bound reached the driver in 190-240 ms p99). A limit
+/// adapted to the apiserver's latency (AIMD) would shrink exactly then, so it is not one.
 const SUBMIT_CONCURRENCY: usize = 8;
 /// Status reconciles (reads, one status write) in flight at once per controller. A lane of
 /// their own: behind a queue of a thousand submissions a finished driver would otherwise wait
@@ -138,7 +146,7 @@ fn error_policy(obj: Arc<GuardedApp>, error: &ReconcileError, ctx: Arc<Context>)
 
 async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, ReconcileError> {
     failpoint::hit(FailPoint::ControllerPanic);
-    let result = reconcile_guarded(&obj, &ctx).await;
+    let result = reconcile_in_lanes(&obj, &ctx).await;
     if result.is_ok() {
         ctx.api_backoff
             .succeeded(&obj.namespace().unwrap_or_default(), &obj.name_any());
@@ -146,7 +154,50 @@ async fn reconcile(obj: Arc<GuardedApp>, ctx: Arc<Context>) -> Result<Requeue, R
     result
 }
 
-async fn reconcile_guarded(obj: &GuardedApp, ctx: &Context) -> Result<Requeue, ReconcileError> {
+/// The slot a pass of a reconcile holds.
+enum Lane<'a> {
+    Status(SemaphorePermit<'a>),
+    Submit(SemaphorePermit<'a>),
+}
+
+/// How a pass ended.
+enum Pass {
+    Done(Requeue),
+    /// The app is to be submitted and every submission slot is taken: wait for one, then
+    /// decide again (the app may have changed meanwhile).
+    Submit,
+}
+
+/// Runs the reconcile in the status lane, and once more in the submission lane if it submits
+/// and no submission slot was free. A burst queues a reconcile per app (hundreds, each a task):
+/// while it waits for a slot it holds only this small future, and the pass itself (the app
+/// read back from the cache, its decision, spans, requests) is allocated once it runs.
+async fn reconcile_in_lanes(obj: &GuardedApp, ctx: &Context) -> Result<Requeue, ReconcileError> {
+    let started = Instant::now();
+    // Closed only at shutdown; then there is nothing left to do.
+    let Ok(permit) = ctx.status_slots.acquire().await else {
+        return Ok(Requeue::await_change());
+    };
+    let mut lane = Lane::Status(permit);
+    loop {
+        match Box::pin(reconcile_guarded(obj, ctx, lane, started)).await? {
+            Pass::Done(requeue) => return Ok(requeue),
+            Pass::Submit => {
+                let Ok(permit) = ctx.submit_slots.acquire().await else {
+                    return Ok(Requeue::await_change());
+                };
+                lane = Lane::Submit(permit);
+            }
+        }
+    }
+}
+
+async fn reconcile_guarded(
+    obj: &GuardedApp,
+    ctx: &Context,
+    lane: Lane<'_>,
+    started: Instant,
+) -> Result<Pass, ReconcileError> {
     let fresher = match &obj.0 {
         Ok(app) => ctx.newer_than_cache(app),
         Err(_) => None,
@@ -160,11 +211,11 @@ async fn reconcile_guarded(obj: &GuardedApp, ctx: &Context) -> Result<Requeue, R
                 error = %invalid.error,
                 "SparkApplication cannot be read; waiting for a change"
             );
-            return Ok(Requeue::await_change());
+            return Ok(Pass::Done(Requeue::await_change()));
         }
     };
     if cached.metadata.deletion_timestamp.is_some() {
-        return Ok(Requeue::await_change());
+        return Ok(Pass::Done(Requeue::await_change()));
     }
     // Triggered through a cluster-wide watch (`--namespace-selector`) for a namespace that is
     // not served: left alone, as kubeflow does; the namespace's apps are announced again when
@@ -173,27 +224,35 @@ async fn reconcile_guarded(obj: &GuardedApp, ctx: &Context) -> Result<Requeue, R
         .namespaces
         .contains(&cached.namespace().unwrap_or_default())
     {
-        return Ok(Requeue::await_change());
+        return Ok(Pass::Done(Requeue::await_change()));
     }
     let span = tracing::info_span!("reconcile", namespace = %cached.namespace().unwrap_or_default(), app = %cached.name_any());
     // Instrumented, not entered: a guard held across an await stays entered while other
     // reconciles run on the thread, so their spans nested under it, thousands deep under a
     // burst, until closing that chain overflowed a worker's stack (5000 apps at once).
-    reconcile_app(cached, ctx).instrument(span).await
+    reconcile_app(cached, ctx, lane, started)
+        .instrument(span)
+        .await
 }
 
 /// The reconcile of a readable app that is not being deleted.
-async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, ReconcileError> {
+async fn reconcile_app(
+    cached: &CompactApp,
+    ctx: &Context,
+    lane: Lane<'_>,
+    started: Instant,
+) -> Result<Pass, ReconcileError> {
     let ns = cached.namespace().unwrap_or_default();
     let name = cached.name_any();
-    // Closed only at shutdown; then there is nothing left to do.
-    let Ok(status_permit) = ctx.status_slots.acquire().await else {
-        return Ok(Requeue::await_change());
-    };
+    // Waited for a submission slot: the app may have changed or gone meanwhile; then decide on
+    // the newer version (the change has queued another reconcile).
+    if matches!(lane, Lane::Submit(_)) && ctx.changed_since(cached) {
+        return Ok(Pass::Done(Requeue::requeue(Duration::from_millis(50))));
+    }
     // The cache keeps the spec as text; only a reconcile holding a slot reads it back (boxed),
     // so a queue of apps waiting for one holds no full copies.
-    let Some(mut expanded) = expand(cached) else {
-        return Ok(Requeue::await_change());
+    let Some(expanded) = expand(cached) else {
+        return Ok(Pass::Done(Requeue::await_change()));
     };
     let app = &*expanded;
     let status = app.status.clone().unwrap_or_default();
@@ -254,27 +313,22 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
         .actions
         .iter()
         .any(|a| matches!(a, Action::Submit { .. }));
-    // Submissions take the other lane: status work never queues behind them.
-    let _permit = if submits {
-        drop(status_permit);
-        drop(expanded);
-        let Ok(permit) = ctx.submit_slots.acquire().await else {
-            return Ok(Requeue::await_change());
-        };
-        // While this app waited for a slot it may have changed or gone: decide again then
-        // (the change has queued another reconcile).
-        if ctx.changed_since(cached) {
-            return Ok(Requeue::requeue(Duration::from_millis(50)));
-        }
-        let Some(again) = expand(cached) else {
-            return Ok(Requeue::await_change());
-        };
-        expanded = again;
-        permit
-    } else {
-        status_permit
+    // Submissions take the other lane: status work never queues behind them. A free slot is
+    // taken at once, going on with what was just decided; with none free, the pass ends and the
+    // reconcile waits for one holding nothing (see `reconcile_in_lanes`).
+    let _permit = match lane {
+        Lane::Submit(permit) => permit,
+        Lane::Status(permit) if !submits => permit,
+        Lane::Status(status_permit) => match ctx.submit_slots.try_acquire() {
+            Ok(permit) => {
+                drop(status_permit);
+                permit
+            }
+            Err(TryAcquireError::NoPermits) => return Ok(Pass::Submit),
+            Err(TryAcquireError::Closed) => return Ok(Pass::Done(Requeue::await_change())),
+        },
     };
-    let app = &*expanded;
+    let in_lane = Instant::now();
 
     // Set when a webhook could not be called: the status says so, then the reconcile ends as
     // an error so the retry backs off (error_policy) instead of starting over at 1 s.
@@ -282,7 +336,15 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
     for action in std::mem::take(&mut decision.actions) {
         match action {
             Action::Submit { attempt } => {
-                let outcome = match Box::pin(submit(ctx, app, attempt, &spec_hash)).await {
+                let outcome = match Box::pin(submit(
+                    ctx,
+                    app,
+                    attempt,
+                    &spec_hash,
+                    Stages { started, in_lane },
+                ))
+                .await
+                {
                     Ok(info) => Ok(info),
                     Err(SubmitError::Failed(msg)) => {
                         tracing::warn!(attempt, error = %msg, "submission failed");
@@ -332,7 +394,7 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => return Err(e.into()),
                 }
-                return Ok(Requeue::await_change());
+                return Ok(Pass::Done(Requeue::await_change()));
             }
         }
     }
@@ -353,10 +415,10 @@ async fn reconcile_app(cached: &CompactApp, ctx: &Context) -> Result<Requeue, Re
     if let Some(msg) = admission_unavailable {
         return Err(ReconcileError::AdmissionUnavailable(msg));
     }
-    Ok(match decision.requeue_after {
+    Ok(Pass::Done(match decision.requeue_after {
         Some(d) => Requeue::requeue(d.max(Duration::from_millis(50))),
         None => Requeue::await_change(),
-    })
+    }))
 }
 
 /// What a reconcile saw, for the state machine.
@@ -531,11 +593,14 @@ mod tests {
         std::mem::size_of::<Fut>()
     }
 
-    /// Every app waiting for a lane slot holds one reconcile future: its submission and API
-    /// calls are boxed, or each would hold ~14 KiB (5000 queued apps: ~70 MiB).
+    /// Every app waiting for a lane slot holds one reconcile future (a burst of a thousand apps
+    /// queues hundreds): it holds the pass that runs in a slot only boxed, so what waits is a
+    /// few hundred bytes; the pass (~3 KiB) exists only while it runs. And a pass boxes its
+    /// submission and API calls, or each would hold ~14 KiB while it runs.
     #[test]
     fn a_queued_reconcile_stays_small() {
         let size = future_size(reconcile);
-        assert!(size < 4096, "reconcile future is {size} bytes");
+        eprintln!("reconcile future: {size} bytes");
+        assert!(size < 512, "reconcile future is {size} bytes");
     }
 }

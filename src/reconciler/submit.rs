@@ -6,6 +6,8 @@
 //! second driver, and an API error is sorted into the app's fault (a failed submission) or the
 //! cluster's (retry, no attempt used).
 
+use std::time::Instant;
+
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -49,6 +51,14 @@ pub(super) fn classify_api(what: &str, e: kube::Error) -> SubmitError {
     }
 }
 
+/// When the reconcile that submits began and when it held a submission slot: with the driver
+/// pod's create, logged (at debug) per submission, so the time from an app's arrival to its
+/// driver shows per stage.
+pub(super) struct Stages {
+    pub started: Instant,
+    pub in_lane: Instant,
+}
+
 /// Creates the driver pod, then its Service and ConfigMap owned by it, as spark-submit does.
 /// Every name is deterministic per attempt, so a repeat after a crash finds its own objects
 /// (AlreadyExists with our submission id is success) and never starts a second driver.
@@ -57,6 +67,7 @@ pub(super) async fn submit(
     app: &SparkApplication,
     attempt: u32,
     spec_hash: &str,
+    stages: Stages,
 ) -> Result<SubmittedInfo, SubmitError> {
     if let Some(errors) = validation::validate(app).error_message() {
         return Err(SubmitError::Failed(format!(
@@ -82,8 +93,19 @@ pub(super) async fn submit(
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
     let pod_name = sub.driver_pod.name_any();
+    let sent = Instant::now();
     let pod = match pods.create(&PostParams::default(), &sub.driver_pod).await {
-        Ok(pod) => pod,
+        Ok(pod) => {
+            let micros = |from: Instant, to: Instant| to.duration_since(from).as_micros() as u64;
+            tracing::debug!(
+                pod = %pod_name,
+                lane_us = micros(stages.started, stages.in_lane),
+                build_us = micros(stages.in_lane, sent),
+                create_us = micros(sent, Instant::now()),
+                "driver pod created"
+            );
+            pod
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let existing = pods.get(&pod_name).await.map_err(SubmitError::Transient)?;
             if existing.labels().get(SUBMISSION_ID_LABEL) != Some(&sub.submission_id) {

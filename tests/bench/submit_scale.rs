@@ -30,7 +30,13 @@
 //!    per app the apiserver also validates the SparkApplication create and its status write,
 //!    which cost it several times the pod, Service and ConfigMap); `BENCH_RATE=50` paces at
 //!    the rate target. Both runs are printed; the ratio to the floor only for the burst (a
-//!    paced run lasts as long as its arrivals).
+//!    paced run lasts as long as its arrivals). Before it, the **paced floor** at the same
+//!    rate: a client with no logic watches the apps and, the moment its watch delivers one,
+//!    writes the full floor's objects for it (Prometheus ConfigMap and driver pod first, as the
+//!    operator), so the latency the apiserver itself gives at that rate is measured the same
+//!    way. Printed beside the operator's: the time to the driver per stage (the operator's from
+//!    its debug line per driver created: reconcile start, submission slot, the pod's POST), and
+//!    the apiserver's and etcd's own p99 per request kind from their histograms.
 //! 4. **operator + webhook**: the burst of 2 once more, with `serve`'s webhook on as a Deployment
 //!    runs it (`BENCH_WEBHOOK=0` skips this run): certificates from `spark-webhook certs`, both
 //!    webhook configurations registered with a URL clientConfig on loopback, so the apiserver
@@ -41,8 +47,10 @@
 //! Besides the targets, the table shows what each phase cost the control plane (requests the
 //! apiserver served by verb, resource and code, from its `apiserver_request_total`; the time it
 //! spent on each kind, from `apiserver_request_duration_seconds`, whose sum over a phase's wall
-//! time is the mean number of requests it had in flight; CPU of kube-apiserver + etcd), the most sockets the operator had open, failed reconciles from its
-//! log (run at `info,spark_webhook::reconciler=debug`), and how the apps and events ended up.
+//! time is the mean number of requests it had in flight; CPU of kube-apiserver + etcd), the most
+//! sockets the operator had open, its peak RssAnon and RssFile (sampled), the machine's load
+//! average over each phase, failed reconciles from its log (run at
+//! `info,spark_webhook::reconciler=debug`), and how the apps and events ended up.
 //!
 //! Clocks: every time is this process's monotonic clock. An app is "created" when the apiserver
 //! answered its create; a driver pod / a SUBMITTED status is "seen" when this process's watch
@@ -284,6 +292,8 @@ struct Results {
     floor: Floor,
     /// The floor with the app's create, its status write and its Event.
     full_floor: Floor,
+    /// A paced run's floor at the same rate (see [`PacedFloor`]).
+    paced_floor: Option<PacedFloor>,
     op: OperatorRun,
 }
 
@@ -316,6 +326,12 @@ struct ApiLoad {
     /// Time the apiserver spent on requests (apiserver_request_duration_seconds) by "VERB
     /// resource", watches excluded: (key, requests, seconds), most seconds first.
     durations: Vec<(String, u64, f64)>,
+    /// By "VERB resource" (apiserver_request_duration_seconds) and "etcd operation type"
+    /// (etcd_request_duration_seconds): (requests, p99 ms, requests over the first bucket,
+    /// first bucket ms), see [`histogram_p99`].
+    p99: HashMap<String, (u64, f64, u64, f64)>,
+    /// The machine's 1-minute load average at the start and at the end of the phase.
+    load_average: (f64, f64),
 }
 
 impl ApiLoad {
@@ -353,6 +369,10 @@ struct OperatorRun {
     /// Whether the operator became idle within SETTLE_TIMEOUT after the last SUBMITTED.
     settled: bool,
     peak_rss_kib: u64,
+    /// Peak RssAnon and RssFile (kiB), sampled every 100 ms.
+    rss_split: (usize, usize),
+    /// Where the time from each app's create to its driver went.
+    stages: StageTimes,
     /// Most sockets the operator had open at once (its connections to the apiserver: the
     /// client speaks HTTP/1.1, one request per connection at a time).
     peak_sockets: usize,
@@ -410,7 +430,13 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
             .chain(s.rate.map(|r| (Some(r), false)))
             .chain(s.webhook.then_some((None, true)));
         for (rate, webhook) in runs {
+            let mut paced_floor = None;
             if let Some(r) = rate {
+                eprintln!("submit_scale: N={n}: paced floor at {r} apps/s");
+                paced_floor = match paced_floor_run(&client, cluster, &template, n, r, s).await {
+                    Ok(f) => Some(f),
+                    Err(e) => return (results, Some(format!("N={n}: paced floor: {e}").into())),
+                };
                 eprintln!("submit_scale: N={n}: operator run, paced at {r} apps/s");
             }
             if webhook {
@@ -427,6 +453,7 @@ async fn run(cluster: &Cluster, s: &Settings) -> (Vec<Results>, Option<BoxError>
                 webhook,
                 floor: floor.clone(),
                 full_floor: full_floor.clone(),
+                paced_floor,
                 op,
             };
             let label = r.label();
@@ -645,53 +672,7 @@ async fn full_floor_run(
                     spark_webhook::reconciler::spec_hash(&app),
                 );
                 create_objects(pods, services, config_maps, pp, &mut sub).await?;
-                let info = SubmittedInfo {
-                    submission_id: sub.submission_id.clone(),
-                    driver_pod_name: sub.driver_pod.name_any(),
-                    app_id: sub.app_id.clone(),
-                    ui_service_name: sub
-                        .web_ui
-                        .service
-                        .as_ref()
-                        .map(|s| s.name_any())
-                        .unwrap_or_default(),
-                    ui_port: 4040,
-                    ui_address: String::new(),
-                    ui_ingress_name: String::new(),
-                    ui_ingress_address: String::new(),
-                };
-                let decision = state::submitted(&app, 1, Ok(info), Timestamp::now());
-                // A new app has no status: the patch is the whole status, preconditioned.
-                let patch = serde_json::json!({
-                    "metadata": {"resourceVersion": app.resource_version()},
-                    "status": decision.status,
-                });
-                let app = apps
-                    .patch_status(
-                        &app.name_any(),
-                        &PatchParams::default(),
-                        &Patch::Merge(&patch),
-                    )
-                    .await?;
-                for note in &decision.events {
-                    let now = Timestamp::now();
-                    let event = events_v1::Event {
-                        metadata: ObjectMeta {
-                            name: Some(format!("{}.{:x}", app.name_any(), now.as_nanosecond())),
-                            ..ObjectMeta::default()
-                        },
-                        event_time: Some(MicroTime(now)),
-                        reporting_controller: Some("spark-webhook".into()),
-                        reporting_instance: Some("spark-webhook".into()),
-                        regarding: Some(app.object_ref(&())),
-                        note: Some(note.message.clone()),
-                        type_: Some("Normal".into()),
-                        action: Some("Reconcile".into()),
-                        reason: Some(note.reason.into()),
-                        ..events_v1::Event::default()
-                    };
-                    events.create(pp, &event).await?;
-                }
+                write_submitted(apps, events, pp, &app, &sub).await?;
                 Ok::<_, BoxError>(Instant::now())
             }
         })
@@ -704,6 +685,266 @@ async fn full_floor_run(
         objects: (OBJECTS_PER_APP + 3) * n,
         total: last.duration_since(start),
         load,
+    })
+}
+
+/// What an operator writes once an app's objects exist: the SUBMITTED status as a merge patch
+/// preconditioned on the app's resourceVersion, and one events.k8s.io Event.
+async fn write_submitted(
+    apps: &Api<SparkApplication>,
+    events: &Api<events_v1::Event>,
+    pp: &PostParams,
+    app: &SparkApplication,
+    sub: &Submission,
+) -> Result<(), BoxError> {
+    let info = SubmittedInfo {
+        submission_id: sub.submission_id.clone(),
+        driver_pod_name: sub.driver_pod.name_any(),
+        app_id: sub.app_id.clone(),
+        ui_service_name: sub
+            .web_ui
+            .service
+            .as_ref()
+            .map(|s| s.name_any())
+            .unwrap_or_default(),
+        ui_port: 4040,
+        ui_address: String::new(),
+        ui_ingress_name: String::new(),
+        ui_ingress_address: String::new(),
+    };
+    let decision = state::submitted(app, 1, Ok(info), Timestamp::now());
+    // A new app has no status: the patch is the whole status, preconditioned.
+    let patch = serde_json::json!({
+        "metadata": {"resourceVersion": app.resource_version()},
+        "status": decision.status,
+    });
+    let app = apps
+        .patch_status(
+            &app.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    for note in &decision.events {
+        let now = Timestamp::now();
+        let event = events_v1::Event {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", app.name_any(), now.as_nanosecond())),
+                ..ObjectMeta::default()
+            },
+            event_time: Some(MicroTime(now)),
+            reporting_controller: Some("spark-webhook".into()),
+            reporting_instance: Some("spark-webhook".into()),
+            regarding: Some(app.object_ref(&())),
+            note: Some(note.message.clone()),
+            type_: Some("Normal".into()),
+            action: Some("Reconcile".into()),
+            reason: Some(note.reason.into()),
+            ..events_v1::Event::default()
+        };
+        events.create(pp, &event).await?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The paced floor.
+
+/// The paced floor: what a writer with no logic needs from an app's create to its driver pod
+/// on this apiserver at the paced rate. A client watches the namespace's SparkApplications and,
+/// the moment its watch delivers a new one, writes what the full floor writes for it (the
+/// Prometheus ConfigMap and the driver pod first, as the operator, then the driver's Service,
+/// ConfigMap, UI Service, the SUBMITTED merge patch and the Event); the apps arrive as in the
+/// paced operator run and the latency is measured the same way, by this process's watches.
+struct PacedFloor {
+    driver_ms: Vec<f64>,
+    status_ms: Vec<f64>,
+    stages: StageTimes,
+    load: ApiLoad,
+}
+
+/// One app the floor's writer wrote: when its watch had the app, sent the pod's POST and had
+/// the answer.
+struct Written {
+    app: String,
+    seen: Instant,
+    sent: Instant,
+    answered: Instant,
+}
+
+async fn paced_floor_run(
+    client: &Client,
+    cluster: &Cluster,
+    template: &SparkApplication,
+    n: usize,
+    rate: f64,
+    s: &Settings,
+) -> Result<PacedFloor, BoxError> {
+    let ns = create_namespace(client, "submit-scale-pfloor").await?;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let _watches = Watches(spawn_watches(client, &ns, tx).into());
+    let mut observed = Observed::default();
+    let synced = wait_for(&mut rx, &mut observed, Instant::now() + SYNC_TIMEOUT, |o| {
+        o.synced.len() == 2
+    })
+    .await;
+    if !synced {
+        return Err(format!("the bench's watches did not sync in {SYNC_TIMEOUT:?}").into());
+    }
+    let (wtx, mut written_rx) = mpsc::unbounded_channel();
+    let _writer = Watches(vec![tokio::spawn(floor_writer(
+        client.clone(),
+        ns.clone(),
+        wtx,
+    ))]);
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    // Warm-up, as in the operator run: connections open, the writer's watch live.
+    let mut warm_up = app_copy(template, &ns, 0);
+    warm_up.metadata.name = Some("warm-up".into());
+    apps.create(&PostParams::default(), &warm_up).await?;
+    let warm = wait_for(
+        &mut rx,
+        &mut observed,
+        Instant::now() + WARM_UP_TIMEOUT,
+        |o| o.submitted.contains_key("warm-up") && o.driver.contains_key("warm-up"),
+    )
+    .await;
+    if !warm {
+        return Err(
+            format!("the floor's warm-up app was not written in {WARM_UP_TIMEOUT:?}").into(),
+        );
+    }
+    let objects: Vec<SparkApplication> = (0..n).map(|i| app_copy(template, &ns, i)).collect();
+    let names: Vec<String> = (0..n).map(app_name).collect();
+    let load_before = LoadMark::take(client, cluster).await?;
+    let start = Instant::now();
+    let creating = spawn_creates(apps, objects, Some(rate), s.concurrency, start);
+    let deadline = start + s.timeout;
+    let created = tokio::select! {
+        created = creating => created.map_err(|e| format!("create task: {e}"))??,
+        _ = wait_for(&mut rx, &mut observed, deadline, |_| false) => {
+            return Err(format!("the apps were not all created in {:?}", s.timeout).into());
+        }
+    };
+    let all = |o: &Observed| {
+        names
+            .iter()
+            .all(|a| o.driver.contains_key(a) && o.submitted.contains_key(a))
+    };
+    if !wait_for(&mut rx, &mut observed, deadline, all).await {
+        return Err(format!("the floor did not write every app in {:?}", s.timeout).into());
+    }
+    let load = load_before.since(client, cluster).await?;
+    let mut written = HashMap::with_capacity(n);
+    while let Ok(w) = written_rx.try_recv() {
+        let w: Written = w?;
+        written.insert(w.app.clone(), w);
+    }
+    let created_at: HashMap<String, Instant> = created
+        .into_iter()
+        .map(|(name, _sent, ack)| (name, ack))
+        .collect();
+    let millis = |seen: &HashMap<String, Instant>| {
+        let mut v: Vec<f64> = names
+            .iter()
+            .filter_map(|a| Some(signed_ms(*created_at.get(a)?, *seen.get(a)?)))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let mut stages = StageTimes::default();
+    for app in &names {
+        let (Some(ack), Some(w), Some(seen)) = (
+            created_at.get(app),
+            written.get(app),
+            observed.driver.get(app),
+        ) else {
+            continue;
+        };
+        stages.add([
+            signed_ms(*ack, w.seen),
+            0.0,
+            signed_ms(w.seen, w.sent),
+            signed_ms(w.sent, w.answered),
+            signed_ms(w.answered, *seen),
+        ]);
+    }
+    stages.sort();
+    Ok(PacedFloor {
+        driver_ms: millis(&observed.driver),
+        status_ms: millis(&observed.submitted),
+        stages,
+        load,
+    })
+}
+
+/// The floor's writer: every new app its watch delivers is written at once, in a task of its
+/// own; what each write took goes to `out` (an error ends the run).
+async fn floor_writer(
+    client: Client,
+    ns: String,
+    out: mpsc::UnboundedSender<Result<Written, String>>,
+) {
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let mut events = std::pin::pin!(
+        watcher(apps, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+    );
+    let mut handled = HashSet::new();
+    while let Some(event) = events.next().await {
+        let seen = Instant::now();
+        // A failed watch call is retried by the backoff; the wait for every app bounds the run.
+        let Ok(app) = event else { continue };
+        if app.status.is_some() || !handled.insert(app.name_any()) {
+            continue;
+        }
+        let (client, ns, out) = (client.clone(), ns.clone(), out.clone());
+        tokio::spawn(async move {
+            let name = app.name_any();
+            let result = floor_write(&client, &ns, app, seen)
+                .await
+                .map_err(|e| format!("the floor writing {name}: {e}"));
+            let _ = out.send(result);
+        });
+    }
+}
+
+async fn floor_write(
+    client: &Client,
+    ns: &str,
+    app: SparkApplication,
+    seen: Instant,
+) -> Result<Written, BoxError> {
+    let pp = PostParams::default();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let mut sub = submission::build(&app, 1, &SubmitOptions::default())?;
+    sub.driver_pod.annotations_mut().insert(
+        SPEC_HASH_ANNOTATION.into(),
+        spark_webhook::reconciler::spec_hash(&app),
+    );
+    if let Some(prometheus) = &sub.prometheus_config_map {
+        config_maps.create(&pp, prometheus).await?;
+    }
+    let sent = Instant::now();
+    let pod = pods.create(&pp, &sub.driver_pod).await?;
+    let answered = Instant::now();
+    submission::owned_by_driver(&mut sub, &pod.metadata.uid.unwrap_or_default());
+    services.create(&pp, &sub.service).await?;
+    config_maps.create(&pp, &sub.config_map).await?;
+    if let Some(ui) = &sub.web_ui.service {
+        services.create(&pp, ui).await?;
+    }
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), ns);
+    let events: Api<events_v1::Event> = Api::namespaced(client.clone(), ns);
+    write_submitted(&apps, &events, &pp, &app, &sub).await?;
+    Ok(Written {
+        app: app.name_any(),
+        seen,
+        sent,
+        answered,
     })
 }
 
@@ -856,13 +1097,46 @@ fn spawn_watches(
     [pod_watch, app_watch]
 }
 
-/// Aborts the watch tasks when dropped (on every exit path of the run).
-struct Watches([tokio::task::JoinHandle<()>; 2]);
+/// Aborts the watch tasks (and the paced floor's writer) when dropped (on every exit path of
+/// the run).
+struct Watches(Vec<tokio::task::JoinHandle<()>>);
 
 impl Drop for Watches {
     fn drop(&mut self) {
         for task in &self.0 {
             task.abort();
+        }
+    }
+}
+
+/// Per app, where the time from its create (the apiserver's answer) to its driver pod seen by
+/// this process's watch went, in ms, each sorted; 5 stages, see [`STAGES`].
+#[derive(Default)]
+struct StageTimes([Vec<f64>; 5]);
+
+/// The stages of [`StageTimes`]. The operator's come from its debug line per driver created
+/// ("driver pod created": the microseconds from its reconcile's start to a submission slot, to
+/// the pod's POST, and of the POST; the line's wall-clock timestamp is the POST's answer); the
+/// paced floor's from its own clock. Both include the Prometheus ConfigMap's create, which goes
+/// before the driver (it mounts it).
+const STAGES: [&str; 5] = [
+    "created -> writer has it (watch, queue)",
+    "-> decided, submission slot held",
+    "-> pod POST sent (build, prom ConfigMap)",
+    "pod POST (client's view)",
+    "POST answered -> bench watch sees pod",
+];
+
+impl StageTimes {
+    fn add(&mut self, ms: [f64; 5]) {
+        for (v, x) in self.0.iter_mut().zip(ms) {
+            v.push(x);
+        }
+    }
+
+    fn sort(&mut self) {
+        for v in &mut self.0 {
+            v.sort_by(f64::total_cmp);
         }
     }
 }
@@ -906,7 +1180,7 @@ async fn operator_run(
     operator.wait_ready(READY_TIMEOUT)?;
 
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let _watches = Watches(spawn_watches(client, &ns, tx));
+    let _watches = Watches(spawn_watches(client, &ns, tx).into());
     let mut observed = Observed::default();
     let synced = wait_for(&mut rx, &mut observed, Instant::now() + SYNC_TIMEOUT, |o| {
         o.synced.len() == 2
@@ -958,30 +1232,9 @@ async fn operator_run(
     let load_before = LoadMark::take(client, cluster).await?;
     let cpu_before = operator.cpu_ticks()?;
     let start = Instant::now();
-    let concurrency = s.concurrency;
-    let creating = tokio::spawn(async move {
-        let pp = PostParams::default();
-        stream::iter(objects.into_iter().enumerate())
-            .map(|(i, app)| {
-                let (apps, pp) = (&apps, &pp);
-                async move {
-                    // Paced: app i is due i/rate seconds after the start.
-                    if let Some(r) = rate {
-                        let due = start + Duration::from_secs_f64(i as f64 / r);
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    let name = app.name_any();
-                    let sent = Instant::now();
-                    match apps.create(pp, &app).await {
-                        Ok(_) => Ok((name, sent, Instant::now())),
-                        Err(e) => Err(format!("creating {name}: {e}")),
-                    }
-                }
-            })
-            .buffer_unordered(concurrency)
-            .try_collect::<Vec<_>>()
-            .await
-    });
+    // This clock against the wall clock of the operator's log lines.
+    let wall_start = Timestamp::now();
+    let creating = spawn_creates(apps, objects, rate, s.concurrency, start);
     let deadline = start + s.timeout;
     // Every app either has its driver and SUBMITTED, or has failed (a failure is an error of
     // the run, reported after the figures of the others).
@@ -1042,6 +1295,7 @@ async fn operator_run(
     let (cpu_after, settled) = operator.settle(SETTLE_TIMEOUT).await?;
     let peak_rss_kib = operator.peak_rss_kib()?;
     let peak_sockets = sockets.peak();
+    let rss_split = sockets.peak_rss_split();
     let load = load_before.since(client, cluster).await?;
 
     // Exactly one driver pod (and one Service, one ConfigMap) per app, the warm-up included.
@@ -1121,6 +1375,30 @@ async fn operator_run(
         last_ack = last_ack.max(ack);
         created_at.insert(name, ack);
     }
+    // Where each app's time to its driver went, from the operator's line per driver created.
+    let wall_us = |at: Instant| wall_start.as_microsecond() + (signed_ms(start, at) * 1e3) as i64;
+    let mut stages = StageTimes::default();
+    for app in &names {
+        let (Some(ack), Some(seen), Some(pods)) = (
+            created_at.get(app),
+            observed.driver.get(app),
+            observed.driver_pods.get(app),
+        ) else {
+            continue;
+        };
+        let Some(line) = pods.iter().find_map(|p| log.drivers.get(p)) else {
+            continue;
+        };
+        let began = line.at_us - line.create_us - line.build_us - line.lane_us;
+        stages.add([
+            (began - wall_us(*ack)) as f64 / 1e3,
+            line.lane_us as f64 / 1e3,
+            line.build_us as f64 / 1e3,
+            line.create_us as f64 / 1e3,
+            (wall_us(*seen) - line.at_us) as f64 / 1e3,
+        ]);
+    }
+    stages.sort();
     // Over the apps that got there (all of them unless some failed).
     let millis = |seen: &HashMap<String, Instant>| {
         let mut v: Vec<f64> = names
@@ -1148,7 +1426,9 @@ async fn operator_run(
         cpu_seconds: cpu_after.saturating_sub(cpu_before) as f64 / clock_ticks(),
         settled,
         peak_rss_kib,
+        rss_split,
         peak_sockets,
+        stages,
         load,
         log,
         log_path,
@@ -1158,6 +1438,40 @@ async fn operator_run(
         end_states,
         event_reasons,
         failures,
+    })
+}
+
+/// Creates `objects` at most `concurrency` at a time (paced: app i is due i/rate seconds after
+/// `start`): the name, send and answer time of each.
+#[allow(clippy::type_complexity)]
+fn spawn_creates(
+    apps: Api<SparkApplication>,
+    objects: Vec<SparkApplication>,
+    rate: Option<f64>,
+    concurrency: usize,
+    start: Instant,
+) -> tokio::task::JoinHandle<Result<Vec<(String, Instant, Instant)>, String>> {
+    tokio::spawn(async move {
+        let pp = PostParams::default();
+        stream::iter(objects.into_iter().enumerate())
+            .map(|(i, app)| {
+                let (apps, pp) = (&apps, &pp);
+                async move {
+                    if let Some(r) = rate {
+                        let due = start + Duration::from_secs_f64(i as f64 / r);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let name = app.name_any();
+                    let sent = Instant::now();
+                    match apps.create(pp, &app).await {
+                        Ok(_) => Ok((name, sent, Instant::now())),
+                        Err(e) => Err(format!("creating {name}: {e}")),
+                    }
+                }
+            })
+            .buffer_unordered(concurrency)
+            .try_collect::<Vec<_>>()
+            .await
     })
 }
 
@@ -1182,6 +1496,16 @@ struct LogSummary {
     /// Warnings, errors and failed reconciles, grouped after replacing names and numbers.
     groups: Vec<(usize, String)>,
     unparsed: Vec<String>,
+    /// The operator's "driver pod created" lines, by pod name.
+    drivers: HashMap<String, DriverLine>,
+}
+
+/// One "driver pod created" line: its wall-clock time (µs since the epoch) and its stages (µs).
+struct DriverLine {
+    at_us: i64,
+    lane_us: i64,
+    build_us: i64,
+    create_us: i64,
 }
 
 impl LogSummary {
@@ -1201,6 +1525,29 @@ impl LogSummary {
             let message = v["message"].as_str().unwrap_or("");
             let error = v["error"].as_str().unwrap_or("");
             *summary.by_level.entry(level.clone()).or_default() += 1;
+            if message == "driver pod created" {
+                let at = v["timestamp"]
+                    .as_str()
+                    .and_then(|t| t.parse::<Timestamp>().ok());
+                let us = |k: &str| v[k].as_i64();
+                if let (Some(at), Some(pod), Some(lane_us), Some(build_us), Some(create_us)) = (
+                    at,
+                    v["pod"].as_str(),
+                    us("lane_us"),
+                    us("build_us"),
+                    us("create_us"),
+                ) {
+                    summary.drivers.insert(
+                        pod.to_string(),
+                        DriverLine {
+                            at_us: at.as_microsecond(),
+                            lane_us,
+                            build_us,
+                            create_us,
+                        },
+                    );
+                }
+            }
             let failed = message == "reconcile failed";
             if failed {
                 if error.contains("changed meanwhile") {
@@ -1323,6 +1670,31 @@ fn print_table(results: &[Results], s: &Settings) {
             &target,
             v,
         );
+        if let Some(pf) = &r.paced_floor {
+            let floor_p99 = percentile(&pf.driver_ms, 0.99);
+            row(
+                "paced floor: created -> driver pod, p50 / p99",
+                format!("{:.1} / {floor_p99:.1} ms", percentile(&pf.driver_ms, 0.5)),
+                "",
+                "",
+            );
+            row(
+                "  operator p99 - paced floor p99",
+                format!("{:+.1} ms", p99 - floor_p99),
+                "",
+                "",
+            );
+            row(
+                "  paced floor status lag, p50 / p99",
+                format!(
+                    "{:.1} / {:.1} ms",
+                    percentile(&pf.status_ms, 0.5),
+                    percentile(&pf.status_ms, 0.99)
+                ),
+                "",
+                "",
+            );
+        }
         row(
             "status lag (created -> SUBMITTED), p50 / p99",
             format!(
@@ -1355,6 +1727,23 @@ fn print_table(results: &[Results], s: &Settings) {
             &target,
             v,
         );
+        row(
+            "  peak RssAnon / RssFile (sampled every 100 ms)",
+            format!(
+                "{:.1} / {:.1} MiB",
+                op.rss_split.0 as f64 / 1024.0,
+                op.rss_split.1 as f64 / 1024.0
+            ),
+            "",
+            "",
+        );
+        let (l0, l1) = op.load.load_average;
+        row(
+            "machine load (1-min avg), run start / end",
+            format!("{l0:.2} / {l1:.2}"),
+            "",
+            "",
+        );
         let floor_s = r.floor.total.as_secs_f64();
         row(
             "objects floor: pod, Service, ConfigMap, UI svc",
@@ -1369,6 +1758,18 @@ fn print_table(results: &[Results], s: &Settings) {
         row(
             "full floor: + app, status merge patch, Event",
             format!("{:.1} apps/s ({full_s:.2} s)", n as f64 / full_s),
+            "",
+            "",
+        );
+        row(
+            "  machine load: floor / full floor (start-end)",
+            format!(
+                "{:.2}-{:.2} / {:.2}-{:.2}",
+                r.floor.load.load_average.0,
+                r.floor.load.load_average.1,
+                r.full_floor.load.load_average.0,
+                r.full_floor.load.load_average.1
+            ),
             "",
             "",
         );
@@ -1535,6 +1936,7 @@ fn print_table(results: &[Results], s: &Settings) {
             r.label(),
             times(&r.full_floor.load)
         );
+        print_stages(r);
         println!(
             "  apps at the end: {:?}; events by reason: {:?}",
             r.op.end_states, r.op.event_reasons
@@ -1546,6 +1948,90 @@ fn print_table(results: &[Results], s: &Settings) {
             println!("  unparsed: {line}");
         }
     }
+}
+
+/// Where the time to the driver pod went, per stage, and what the apiserver and etcd took per
+/// request kind (their own histograms), the operator beside the paced floor when there is one.
+fn print_stages(r: &Results) {
+    let op = &r.op;
+    let pf = r.paced_floor.as_ref();
+    let cell = |v: &[f64]| match v.is_empty() {
+        true => "-".to_string(),
+        false => format!("{:.1} / {:.1}", percentile(v, 0.5), percentile(v, 0.99)),
+    };
+    println!(
+        "N={}: created -> driver pod seen, by stage (ms p50 / p99 over {} apps){}:",
+        r.label(),
+        op.stages.0[0].len(),
+        if pf.is_some() {
+            "; operator | paced floor"
+        } else {
+            ""
+        }
+    );
+    for (i, stage) in STAGES.iter().enumerate() {
+        let floor = pf.map(|f| format!(" | {:>15}", cell(&f.stages.0[i])));
+        println!(
+            "  {stage:<42} {:>15}{}",
+            cell(&op.stages.0[i]),
+            floor.unwrap_or_default()
+        );
+    }
+    let Some(pf) = pf else { return };
+    let p99 = |load: &ApiLoad, key: &str| match load.p99.get(key) {
+        Some((count, p99, over, first)) => {
+            format!("{count} x p99 {p99:.1} ms ({over} over {first:.0} ms)")
+        }
+        None => "-".to_string(),
+    };
+    println!(
+        "N={}: the apiserver's and etcd's own histograms (apiserver_request_duration_seconds, \
+         first bucket 50 ms; etcd_request_duration_seconds, first 5 ms; p99 interpolated as \
+         histogram_quantile does), operator | paced floor:",
+        r.label()
+    );
+    let mut keys: Vec<&String> = op
+        .load
+        .durations
+        .iter()
+        .filter(|(_, n, _)| *n >= 100)
+        .map(|(k, _, _)| k)
+        .collect();
+    let mut etcd: Vec<(&String, u64)> = op
+        .load
+        .p99
+        .iter()
+        .filter(|(k, (n, ..))| k.starts_with("etcd ") && *n >= 100)
+        .map(|(k, (n, ..))| (k, *n))
+        .collect();
+    etcd.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    keys.extend(etcd.into_iter().map(|(k, _)| k).take(10));
+    let mean = |load: &ApiLoad, key: &str| {
+        load.durations
+            .iter()
+            .find(|(k, _, _)| k == key)
+            .map(|(_, n, secs)| format!("mean {:.1} ms, ", secs * 1e3 / *n as f64))
+            .unwrap_or_default()
+    };
+    for key in keys {
+        println!(
+            "  {key:<40} {}{} | {}{}",
+            mean(&op.load, key),
+            p99(&op.load, key),
+            mean(&pf.load, key),
+            p99(&pf.load, key)
+        );
+    }
+    println!(
+        "  apiserver+etcd CPU: operator {:.1} s | paced floor {:.1} s; machine load (1-min) \
+         {:.2}-{:.2} | {:.2}-{:.2}",
+        op.load.cpu_seconds,
+        pf.load.cpu_seconds,
+        op.load.load_average.0,
+        op.load.load_average.1,
+        pf.load.load_average.0,
+        pf.load.load_average.1
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2008,28 +2494,30 @@ impl Cluster {
 /// The control plane's counters at the start of a phase.
 struct LoadMark {
     ticks: u64,
-    requests: HashMap<String, f64>,
-    durations: HashMap<String, (f64, f64)>,
+    scrape: Scrape,
+    load_average: f64,
 }
 
 impl LoadMark {
     async fn take(client: &Client, cluster: &Cluster) -> Result<LoadMark, BoxError> {
-        let (requests, durations) = apiserver_requests(client).await?;
+        let scrape = apiserver_requests(client).await?;
         Ok(LoadMark {
             ticks: cluster.cpu_ticks()?,
-            requests,
-            durations,
+            scrape,
+            load_average: load_average(),
         })
     }
 
     /// What the control plane did since the mark (the scrape itself included).
     async fn since(self, client: &Client, cluster: &Cluster) -> Result<ApiLoad, BoxError> {
         let ticks = cluster.cpu_ticks()?;
-        let (after, after_durations) = apiserver_requests(client).await?;
-        let mut durations: Vec<(String, u64, f64)> = after_durations
+        let after = apiserver_requests(client).await?;
+        let before = self.scrape;
+        let mut durations: Vec<(String, u64, f64)> = after
+            .durations
             .into_iter()
             .map(|(k, (sum, count))| {
-                let (sum0, count0) = self.durations.get(&k).copied().unwrap_or((0.0, 0.0));
+                let (sum0, count0) = before.durations.get(&k).copied().unwrap_or((0.0, 0.0));
                 let n = (count - count0).round().max(0.0) as u64;
                 (k, n, (sum - sum0).max(0.0))
             })
@@ -2037,40 +2525,78 @@ impl LoadMark {
             .collect();
         durations.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
         let mut requests: Vec<(String, u64)> = after
+            .totals
             .into_iter()
             .map(|(k, v)| {
-                let d = v - self.requests.get(&k).copied().unwrap_or(0.0);
+                let d = v - before.totals.get(&k).copied().unwrap_or(0.0);
                 (k, d.round().max(0.0) as u64)
             })
             .filter(|(_, d)| *d > 0)
             .collect();
         requests.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        let p99 = after
+            .buckets
+            .into_iter()
+            .filter_map(|(k, buckets)| {
+                let old = before.buckets.get(&k);
+                let delta: BTreeMap<u64, f64> = buckets
+                    .into_iter()
+                    .map(|(le, c)| {
+                        let c0 = old.and_then(|o| o.get(&le)).copied().unwrap_or(0.0);
+                        (le, (c - c0).max(0.0))
+                    })
+                    .collect();
+                Some((k, histogram_p99(&delta)?))
+            })
+            .collect();
         Ok(ApiLoad {
             cpu_seconds: ticks.saturating_sub(self.ticks) as f64 / clock_ticks(),
             requests,
             durations,
+            p99,
+            load_average: (self.load_average, load_average()),
         })
     }
 }
 
-/// Request counts and times summed by "VERB resource code" / "VERB resource".
-type Scrape = (HashMap<String, f64>, HashMap<String, (f64, f64)>);
+/// The machine's 1-minute load average.
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// What one scrape of the apiserver's /metrics gave.
+#[derive(Default)]
+struct Scrape {
+    /// `apiserver_request_total` summed by "VERB resource code".
+    totals: HashMap<String, f64>,
+    /// `apiserver_request_duration_seconds` (sum, count) by "VERB resource".
+    durations: HashMap<String, (f64, f64)>,
+    /// Cumulative histogram buckets (upper bound in µs, u64::MAX for +Inf -> count): of
+    /// `apiserver_request_duration_seconds` by "VERB resource", and of
+    /// `etcd_request_duration_seconds` by "etcd operation type".
+    buckets: HashMap<String, BTreeMap<u64, f64>>,
+}
 
 /// From the apiserver's /metrics: `apiserver_request_total` summed by "VERB resource code", and
-/// `apiserver_request_duration_seconds` (sum, count) by "VERB resource", watches and proxied
-/// connections excluded (they last as long as they are open). Resources carry their
-/// subresource, e.g. `sparkapplications/status`.
+/// `apiserver_request_duration_seconds` (sum, count, buckets) by "VERB resource", watches and
+/// proxied connections excluded (they last as long as they are open), and the buckets of
+/// `etcd_request_duration_seconds`. Resources carry their subresource, e.g.
+/// `sparkapplications/status`.
 async fn apiserver_requests(client: &Client) -> Result<Scrape, BoxError> {
     let request = axum::http::Request::get("/metrics").body(Vec::new())?;
     let text = client.request_text(request).await?;
-    let mut totals = HashMap::new();
-    let mut durations: HashMap<String, (f64, f64)> = HashMap::new();
+    let mut scrape = Scrape::default();
     for line in text.lines() {
         let (metric, rest) = match line.split_once('{') {
             Some((
                 m @ ("apiserver_request_total"
                 | "apiserver_request_duration_seconds_sum"
-                | "apiserver_request_duration_seconds_count"),
+                | "apiserver_request_duration_seconds_count"
+                | "apiserver_request_duration_seconds_bucket"
+                | "etcd_request_duration_seconds_bucket"),
                 rest,
             )) => (m, rest),
             _ => continue,
@@ -2087,6 +2613,22 @@ async fn apiserver_requests(client: &Client) -> Result<Scrape, BoxError> {
             .map(|(k, v)| (k, v.trim_matches('"')))
             .collect();
         let get = |k: &str| labels.get(k).copied().unwrap_or("");
+        let le = || match get("le") {
+            "+Inf" => Some(u64::MAX),
+            le => le.parse::<f64>().ok().map(|s| (s * 1e6).round() as u64),
+        };
+        if metric == "etcd_request_duration_seconds_bucket" {
+            if let Some(le) = le() {
+                let key = format!("etcd {} {}", get("operation"), get("type"));
+                *scrape
+                    .buckets
+                    .entry(key)
+                    .or_default()
+                    .entry(le)
+                    .or_default() += value;
+            }
+            continue;
+        }
         let resource = match get("subresource") {
             "" => get("resource").to_string(),
             sub => format!("{}/{sub}", get("resource")),
@@ -2094,13 +2636,28 @@ async fn apiserver_requests(client: &Client) -> Result<Scrape, BoxError> {
         let verb = get("verb");
         match metric {
             "apiserver_request_total" => {
-                *totals
+                *scrape
+                    .totals
                     .entry(format!("{verb} {resource} {}", get("code")))
                     .or_insert(0.0) += value;
             }
             _ if matches!(verb, "WATCH" | "WATCHLIST" | "CONNECT") => {}
+            "apiserver_request_duration_seconds_bucket" => {
+                if let Some(le) = le() {
+                    let key = format!("{verb} {resource}");
+                    *scrape
+                        .buckets
+                        .entry(key)
+                        .or_default()
+                        .entry(le)
+                        .or_default() += value;
+                }
+            }
             m => {
-                let entry = durations.entry(format!("{verb} {resource}")).or_default();
+                let entry = scrape
+                    .durations
+                    .entry(format!("{verb} {resource}"))
+                    .or_default();
                 if m.ends_with("_sum") {
                     entry.0 += value;
                 } else {
@@ -2109,21 +2666,57 @@ async fn apiserver_requests(client: &Client) -> Result<Scrape, BoxError> {
             }
         }
     }
-    Ok((totals, durations))
+    Ok(scrape)
 }
 
-/// Samples how many sockets a process has open, every 100 ms, until dropped.
+/// The p99 of a cumulative histogram (bound in µs -> count) as Prometheus'
+/// `histogram_quantile` estimates it: linear within the bucket holding it (from 0 in the
+/// first); in the +Inf bucket, the largest finite bound. With the requests counted and how
+/// many took longer than the first bound: (count, p99 ms, over the first bound, first bound ms).
+fn histogram_p99(buckets: &BTreeMap<u64, f64>) -> Option<(u64, f64, u64, f64)> {
+    let count = *buckets.get(&u64::MAX)?;
+    if count < 1.0 {
+        return None;
+    }
+    let (&first, &in_first) = buckets.iter().next()?;
+    let rank = 0.99 * count;
+    let mut lower = (0u64, 0.0f64);
+    for (&bound, &cumulative) in buckets {
+        if cumulative >= rank {
+            let p99_us = if bound == u64::MAX {
+                lower.0 as f64
+            } else {
+                let share = (rank - lower.1) / (cumulative - lower.1).max(1e-9);
+                lower.0 as f64 + (bound - lower.0) as f64 * share
+            };
+            return Some((
+                count.round() as u64,
+                p99_us / 1e3,
+                (count - in_first).round().max(0.0) as u64,
+                first as f64 / 1e3,
+            ));
+        }
+        lower = (bound, cumulative);
+    }
+    None
+}
+
+/// Samples, every 100 ms until dropped, how many sockets a process has open and its resident
+/// memory split as the kernel counts it (`RssAnon`: its heap and stacks; `RssFile`: the pages
+/// of its binary and libraries mapped in), keeping the peak of each.
 struct SocketSampler {
-    peak: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Peak sockets, RssAnon kiB, RssFile kiB.
+    peaks: std::sync::Arc<[std::sync::atomic::AtomicUsize; 3]>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl SocketSampler {
     fn start(pid: u32) -> SocketSampler {
-        let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let max = peak.clone();
+        let peaks: std::sync::Arc<[std::sync::atomic::AtomicUsize; 3]> = Default::default();
+        let max = peaks.clone();
         let task = tokio::spawn(async move {
             let dir = PathBuf::from(format!("/proc/{pid}/fd"));
+            let status = PathBuf::from(format!("/proc/{pid}/status"));
             loop {
                 let sockets = std::fs::read_dir(&dir)
                     .map(|entries| {
@@ -2134,15 +2727,31 @@ impl SocketSampler {
                             .count()
                     })
                     .unwrap_or(0);
-                max.fetch_max(sockets, std::sync::atomic::Ordering::Relaxed);
+                let text = std::fs::read_to_string(&status).unwrap_or_default();
+                let kib = |field: &str| -> usize {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix(field))
+                        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                        .unwrap_or(0)
+                };
+                let now = [sockets, kib("RssAnon:"), kib("RssFile:")];
+                for (peak, value) in max.iter().zip(now) {
+                    peak.fetch_max(value, std::sync::atomic::Ordering::Relaxed);
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         });
-        SocketSampler { peak, task }
+        SocketSampler { peaks, task }
     }
 
     fn peak(&self) -> usize {
-        self.peak.load(std::sync::atomic::Ordering::Relaxed)
+        self.peaks[0].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Peak RssAnon and RssFile (kiB) sampled.
+    fn peak_rss_split(&self) -> (usize, usize) {
+        let get = |i: usize| self.peaks[i].load(std::sync::atomic::Ordering::Relaxed);
+        (get(1), get(2))
     }
 }
 
