@@ -66,7 +66,7 @@ macro_rules! spec_fields {
                 visitor: &mut impl FieldVisitor,
             ) -> Result<(), serde_json::Error> {
                 $(if let Some(old) = &self.$field {
-                    visitor.field($json, old, &spec.$field)?;
+                    <$ty as SpecField>::visit(visitor, $json, old, &spec.$field)?;
                 })*
                 Ok(())
             }
@@ -102,15 +102,70 @@ spec_fields! {
     tolerations: Vec<Toleration> => "tolerations",
 }
 
-/// What [`SavedSpec::each_field`] hands every plain spec field written to.
+/// What [`SavedSpec::each_field`] hands every plain spec field written to: a list (diffed
+/// element by element, so appending a toleration is one operation) or a single value.
 pub(crate) trait FieldVisitor {
-    fn field<T: Serialize + PartialEq>(
+    fn one<T: Serialize + PartialEq>(
         &mut self,
         json_name: &str,
         old: &Option<T>,
         new: &Option<T>,
     ) -> Result<(), serde_json::Error>;
+
+    fn list<T: Serialize + PartialEq>(
+        &mut self,
+        json_name: &str,
+        old: &Option<Vec<T>>,
+        new: &Option<Vec<T>>,
+    ) -> Result<(), serde_json::Error>;
 }
+
+/// A plain spec field's type, which says how [`FieldVisitor`] compares it.
+pub(crate) trait SpecField: Sized {
+    fn visit(
+        visitor: &mut impl FieldVisitor,
+        json_name: &str,
+        old: &Option<Self>,
+        new: &Option<Self>,
+    ) -> Result<(), serde_json::Error>;
+}
+
+impl<T: Serialize + PartialEq> SpecField for Vec<T> {
+    fn visit(
+        visitor: &mut impl FieldVisitor,
+        json_name: &str,
+        old: &Option<Self>,
+        new: &Option<Self>,
+    ) -> Result<(), serde_json::Error> {
+        visitor.list(json_name, old, new)
+    }
+}
+
+macro_rules! single_spec_fields {
+    ($($ty:ty),* $(,)?) => {$(
+        impl SpecField for $ty {
+            fn visit(
+                visitor: &mut impl FieldVisitor,
+                json_name: &str,
+                old: &Option<Self>,
+                new: &Option<Self>,
+            ) -> Result<(), serde_json::Error> {
+                visitor.one(json_name, old, new)
+            }
+        }
+    )*};
+}
+
+single_spec_fields!(
+    Affinity,
+    PodDNSConfig,
+    String,
+    bool,
+    BTreeMap<String, String>,
+    i32,
+    i64,
+    PodSecurityContext,
+);
 
 /// Original values of the Spark container's fields written so far.
 #[derive(Default)]

@@ -13,23 +13,18 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
-use serde::ser::SerializeStruct as _;
-use serde_json::value::RawValue;
 
 use k8s_openapi::api::core::v1::Pod;
 
 use super::edit::{FieldVisitor, Saved};
 
-/// A JSON Patch (RFC 6902) of add, remove and replace operations; values already JSON text.
+/// A JSON Patch (RFC 6902) of add, remove and replace operations, kept as the JSON text the
+/// answer carries: every operation is written there as it is found, values serialised once.
 #[derive(Clone, Debug, Default)]
-pub struct PodPatch(Vec<Op>);
-
-#[derive(Clone, Debug)]
-struct Op {
-    kind: OpKind,
-    /// A JSON Pointer, escaped.
-    path: String,
-    value: Option<Box<RawValue>>,
+pub struct PodPatch {
+    /// The JSON array; empty (not `[]`) when there is no operation.
+    json: Vec<u8>,
+    ops: usize,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -39,46 +34,27 @@ enum OpKind {
     Replace,
 }
 
-impl Serialize for Op {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut op = s.serialize_struct("Op", if self.value.is_some() { 3 } else { 2 })?;
-        let kind = match self.kind {
-            OpKind::Add => "add",
-            OpKind::Remove => "remove",
-            OpKind::Replace => "replace",
-        };
-        op.serialize_field("op", kind)?;
-        op.serialize_field("path", &self.path)?;
-        if let Some(value) = &self.value {
-            op.serialize_field("value", value)?;
-        }
-        op.end()
-    }
-}
-
-impl Serialize for PodPatch {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(s)
-    }
-}
-
 impl PodPatch {
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ops == 0
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ops
     }
 
-    /// The patch as a JSON array.
-    pub fn to_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
+    /// The patch as a JSON array (`[]` when empty).
+    pub fn json(&self) -> &[u8] {
+        if self.json.is_empty() {
+            b"[]"
+        } else {
+            &self.json
+        }
     }
 
     /// The same operations as a [`json_patch::Patch`] (to apply it, or inspect its operations).
     pub fn to_json_patch(&self) -> Result<json_patch::Patch, serde_json::Error> {
-        serde_json::from_slice(&self.to_json()?)
+        serde_json::from_slice(self.json())
     }
 }
 
@@ -93,10 +69,10 @@ pub(crate) fn from_saved(
     if let Some(s) = &saved.spec {
         let spec = pod.spec.as_ref();
         if s.absent {
-            ops.add("/spec".to_string(), &spec)?;
+            ops.add("/spec", &spec)?;
         } else if let Some(spec) = spec {
             if let Some(c) = spec.containers.get(container) {
-                let at = format!("/spec/containers/{container}");
+                let at = indexed("/spec/containers", container);
                 let saved = &s.spark;
                 ops.list(&at, "env", &saved.env, &c.env)?;
                 ops.list(&at, "envFrom", &saved.env_from, &c.env_from)?;
@@ -108,7 +84,7 @@ pub(crate) fn from_saved(
                 ops.member(&at, "securityContext", sc, &c.security_context)?;
             }
             for (i, added) in spec.containers.iter().enumerate().skip(s.containers) {
-                ops.add(format!("/spec/containers/{i}"), added)?;
+                ops.add(&indexed("/spec/containers", i), added)?;
             }
             let init = &s.init_containers;
             ops.list("/spec", "initContainers", init, &spec.init_containers)?;
@@ -121,14 +97,14 @@ pub(crate) fn from_saved(
     ops.strings("annotations", &saved.annotations, &meta.annotations)?;
     let refs = &saved.owner_references;
     ops.list("/metadata", "ownerReferences", refs, &meta.owner_references)?;
-    Ok(PodPatch(ops.0))
+    Ok(ops.finish())
 }
 
 /// The spec's plain fields, each diffed as a member of `/spec`.
 struct SpecFields<'a>(&'a mut Ops);
 
 impl FieldVisitor for SpecFields<'_> {
-    fn field<T: Serialize + PartialEq>(
+    fn one<T: Serialize + PartialEq>(
         &mut self,
         json_name: &str,
         old: &Option<T>,
@@ -136,33 +112,66 @@ impl FieldVisitor for SpecFields<'_> {
     ) -> Result<(), serde_json::Error> {
         self.0.member("/spec", json_name, &Some(old), new)
     }
+
+    fn list<T: Serialize + PartialEq>(
+        &mut self,
+        json_name: &str,
+        old: &Option<Vec<T>>,
+        new: &Option<Vec<T>>,
+    ) -> Result<(), serde_json::Error> {
+        self.0.list("/spec", json_name, &Some(old), new)
+    }
 }
 
+/// The operations written so far, as the JSON array's text without its closing bracket.
 #[derive(Default)]
-struct Ops(Vec<Op>);
+struct Ops {
+    json: Vec<u8>,
+    count: usize,
+}
 
 impl Ops {
     fn push(
         &mut self,
         kind: OpKind,
-        path: String,
+        path: &str,
         value: Option<&impl Serialize>,
     ) -> Result<(), serde_json::Error> {
-        let value = value.map(serde_json::value::to_raw_value).transpose()?;
-        self.0.push(Op { kind, path, value });
+        if self.json.is_empty() {
+            self.json.reserve(1024);
+        }
+        self.json.push(if self.count == 0 { b'[' } else { b',' });
+        self.json.extend_from_slice(match kind {
+            OpKind::Add => br#"{"op":"add","path":"#,
+            OpKind::Remove => br#"{"op":"remove","path":"#,
+            OpKind::Replace => br#"{"op":"replace","path":"#,
+        });
+        serde_json::to_writer(&mut self.json, path)?;
+        if let Some(value) = value {
+            self.json.extend_from_slice(br#","value":"#);
+            serde_json::to_writer(&mut self.json, value)?;
+        }
+        self.json.push(b'}');
+        self.count += 1;
         Ok(())
     }
 
-    fn add(&mut self, path: String, value: &impl Serialize) -> Result<(), serde_json::Error> {
+    fn add(&mut self, path: &str, value: &impl Serialize) -> Result<(), serde_json::Error> {
         self.push(OpKind::Add, path, Some(value))
     }
 
-    fn remove(&mut self, path: String) {
-        self.0.push(Op {
-            kind: OpKind::Remove,
-            path,
-            value: None,
-        });
+    fn remove(&mut self, path: &str) -> Result<(), serde_json::Error> {
+        self.push(OpKind::Remove, path, None::<&()>)
+    }
+
+    fn finish(mut self) -> PodPatch {
+        if self.count > 0 {
+            self.json.push(b']');
+        }
+        PodPatch {
+            json: self.json,
+            ops: self.count,
+        }
     }
 
     /// Member `name` of the object at `at`, written when `saved` is `Some` (holding the
@@ -177,11 +186,8 @@ impl Ops {
         let Some(old) = saved else { return Ok(()) };
         match (old.borrow(), new) {
             (None, None) => Ok(()),
-            (Some(_), None) => {
-                self.remove(child(at, name));
-                Ok(())
-            }
-            (None, Some(n)) => self.add(child(at, name), n),
+            (Some(_), None) => self.remove(&child(at, name)),
+            (None, Some(n)) => self.add(&child(at, name), n),
             (Some(o), Some(n)) => self.whole(&child(at, name), o, n),
         }
     }
@@ -189,15 +195,15 @@ impl Ops {
     /// List `name` of the object at `at`, written when `saved` is `Some`: element by element
     /// when both sides have one (changed elements diffed, old extra ones removed from the end,
     /// new ones appended).
-    fn list<T: Serialize + PartialEq>(
+    fn list<T: Serialize + PartialEq, O: std::borrow::Borrow<Option<Vec<T>>>>(
         &mut self,
         at: &str,
         name: &str,
-        saved: &Option<Option<Vec<T>>>,
+        saved: &Option<O>,
         new: &Option<Vec<T>>,
     ) -> Result<(), serde_json::Error> {
         let Some(old) = saved else { return Ok(()) };
-        let (Some(o), Some(n)) = (old, new) else {
+        let (Some(o), Some(n)) = (old.borrow(), new) else {
             return self.member(at, name, saved, new);
         };
         if o == n {
@@ -207,14 +213,14 @@ impl Ops {
         let common = o.len().min(n.len());
         for (i, (o, n)) in o.iter().zip(n).enumerate() {
             if o != n {
-                self.whole(&format!("{at}/{i}"), o, n)?;
+                self.whole(&indexed(&at, i), o, n)?;
             }
         }
         for i in (common..o.len()).rev() {
-            self.remove(format!("{at}/{i}"));
+            self.remove(&indexed(&at, i))?;
         }
         for (i, value) in n.iter().enumerate().skip(common) {
-            self.add(format!("{at}/{i}"), value)?;
+            self.add(&indexed(&at, i), value)?;
         }
         Ok(())
     }
@@ -237,10 +243,10 @@ impl Ops {
                 Some(_) => OpKind::Replace,
                 None => OpKind::Add,
             };
-            self.push(kind, child(&at, key), Some(value))?;
+            self.push(kind, &child(&at, key), Some(value))?;
         }
         for key in o.keys().filter(|k| !n.contains_key(*k)) {
-            self.remove(child(&at, key));
+            self.remove(&child(&at, key))?;
         }
         Ok(())
     }
@@ -267,10 +273,24 @@ impl Ops {
                     )));
                 }
             };
-            self.push(kind, format!("{at}{path}"), value.as_ref())?;
+            let mut full = String::with_capacity(at.len() + path.len());
+            full.push_str(at);
+            full.push_str(path.as_str());
+            self.push(kind, &full, value.as_ref())?;
         }
         Ok(())
     }
+}
+
+/// `at` extended by a list index.
+fn indexed(at: &str, index: usize) -> String {
+    let mut buf = itoa::Buffer::new();
+    let index = buf.format(index);
+    let mut path = String::with_capacity(at.len() + index.len() + 1);
+    path.push_str(at);
+    path.push('/');
+    path.push_str(index);
+    path
 }
 
 /// `at` extended by one member name, escaped as JSON Pointer requires (`~` and `/`).
@@ -304,12 +324,14 @@ mod tests {
     #[test]
     fn operations_serialise_as_rfc_6902() {
         let mut ops = Ops::default();
-        ops.add("/a".into(), &serde_json::json!({"x": 1})).unwrap();
-        ops.remove("/b".into());
-        let json = serde_json::to_string(&PodPatch(ops.0)).unwrap();
+        ops.add("/a", &serde_json::json!({"x": 1})).unwrap();
+        ops.remove("/b\"c").unwrap();
+        let patch = ops.finish();
+        assert_eq!(patch.len(), 2);
         assert_eq!(
-            json,
-            r#"[{"op":"add","path":"/a","value":{"x":1}},{"op":"remove","path":"/b"}]"#
+            std::str::from_utf8(patch.json()).unwrap(),
+            r#"[{"op":"add","path":"/a","value":{"x":1}},{"op":"remove","path":"/b\"c"}]"#
         );
+        assert_eq!(Ops::default().finish().json(), b"[]");
     }
 }

@@ -281,10 +281,21 @@ where
     // must never make us answer after the apiserver stopped listening.
     let left = budget.saturating_sub(started.elapsed());
     match tokio::time::timeout(left, work).await {
-        Ok(Ok((resp, outcome))) => {
-            metrics.observe(kind, outcome, started.elapsed().as_secs_f64());
-            (StatusCode::OK, axum::Json(resp)).into_response()
-        }
+        Ok(Ok((resp, outcome))) => match resp.to_body() {
+            Ok(body) => {
+                metrics.observe(kind, outcome, started.elapsed().as_secs_f64());
+                (
+                    StatusCode::OK,
+                    [(header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
+                    .into_response()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "answer not serialised");
+                text(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n"))
+            }
+        },
         Ok(Err(review::ReviewError::OverBudget(e))) => {
             metrics.unanswered(UnansweredReason::live_read_budget);
             tracing::warn!(error = %e, "review refused: live read budget spent");

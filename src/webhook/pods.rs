@@ -120,7 +120,7 @@ pub async fn review(
                 Outcome::Patched
             };
             tracing::debug!(ops = patch.len(), "pod mutated");
-            Ok((ReviewResponse::patched(uid, &patch)?, outcome))
+            Ok((ReviewResponse::patched(uid, patch.json()), outcome))
         }
         Err(e) => {
             let message = e.to_string();

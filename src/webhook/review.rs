@@ -142,28 +142,19 @@ pub fn parse<'a, O: Deserialize<'a>>(body: &'a [u8]) -> Result<Request<'a, O>, R
     review.request.ok_or(ReviewError::NoRequest)
 }
 
-/// An AdmissionReview v1 response.
-#[derive(Debug, Serialize)]
+/// An AdmissionReview v1 response; [`ReviewResponse::to_body`] writes it.
+#[derive(Debug)]
 pub struct ReviewResponse {
-    #[serde(rename = "apiVersion")]
-    api_version: &'static str,
-    kind: &'static str,
     response: Response,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug)]
 struct Response {
     uid: String,
     allowed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     status: Option<Status>,
-    /// Base64 of a JSON patch array, as the v1 API specifies; never set without `patch_type`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// The JSON patch array, sent base64-encoded as the v1 API specifies (with `patchType`).
+    patch: Option<Vec<u8>>,
     warnings: Vec<String>,
 }
 
@@ -178,14 +169,11 @@ struct Status {
 impl ReviewResponse {
     fn new(uid: &str, allowed: bool) -> Self {
         ReviewResponse {
-            api_version: API_VERSION,
-            kind: "AdmissionReview",
             response: Response {
                 uid: uid.to_string(),
                 allowed,
                 status: None,
                 patch: None,
-                patch_type: None,
                 warnings: Vec::new(),
             },
         }
@@ -196,15 +184,13 @@ impl ReviewResponse {
         Self::new(uid, true)
     }
 
-    /// Allowed with a JSON patch; an empty patch sends none.
-    pub fn patched(uid: &str, patch: &impl Serialize) -> Result<Self, serde_json::Error> {
+    /// Allowed with a JSON patch (the array's JSON text); an empty patch sends none.
+    pub fn patched(uid: &str, patch_json: &[u8]) -> Self {
         let mut r = Self::new(uid, true);
-        let bytes = serde_json::to_vec(patch)?;
-        if bytes.as_slice() != b"[]" {
-            r.response.patch = Some(base64::engine::general_purpose::STANDARD.encode(bytes));
-            r.response.patch_type = Some("JSONPatch");
+        if patch_json != b"[]" {
+            r.response.patch = Some(patch_json.to_vec());
         }
-        Ok(r)
+        r
     }
 
     /// Refused with a message the user sees in `kubectl` (HTTP-like `code`, e.g. 403 or 422).
@@ -234,6 +220,44 @@ impl ReviewResponse {
 
     pub fn has_patch(&self) -> bool {
         self.response.patch.is_some()
+    }
+
+    /// The answer's JSON body, written once into a buffer sized for it. The patch's base64 is
+    /// encoded straight into the body: a heavy pod's patch is ~10 KiB of base64, which a
+    /// serialiser would copy and scan for characters to escape that base64 never has.
+    pub fn to_body(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let r = &self.response;
+        let patch = r.patch.as_deref().unwrap_or_default();
+        let mut body = Vec::with_capacity(256 + patch.len().div_ceil(3) * 4);
+        body.extend_from_slice(br#"{"apiVersion":"#);
+        serde_json::to_writer(&mut body, API_VERSION)?;
+        body.extend_from_slice(br#","kind":"AdmissionReview","response":{"uid":"#);
+        serde_json::to_writer(&mut body, &r.uid)?;
+        body.extend_from_slice(if r.allowed {
+            br#","allowed":true"#
+        } else {
+            br#","allowed":false"#
+        });
+        if let Some(status) = &r.status {
+            body.extend_from_slice(br#","status":"#);
+            serde_json::to_writer(&mut body, status)?;
+        }
+        if r.patch.is_some() {
+            body.extend_from_slice(br#","patch":""#);
+            let at = body.len();
+            body.resize(at + patch.len().div_ceil(3) * 4, 0);
+            let written = base64::engine::general_purpose::STANDARD
+                .encode_slice(patch, &mut body[at..])
+                .map_err(serde::ser::Error::custom)?;
+            body.truncate(at + written);
+            body.extend_from_slice(br#"","patchType":"JSONPatch""#);
+        }
+        if !r.warnings.is_empty() {
+            body.extend_from_slice(br#","warnings":"#);
+            serde_json::to_writer(&mut body, &r.warnings)?;
+        }
+        body.extend_from_slice(b"}}");
+        Ok(body)
     }
 }
 
@@ -276,10 +300,10 @@ mod tests {
 
     #[test]
     fn patch_is_base64_of_the_json_patch_and_absent_when_empty() {
-        let patch: json_patch::Patch =
-            serde_json::from_value(json!([{"op": "add", "path": "/metadata/labels", "value": {}}]))
+        let patch = br#"[{"op":"add","path":"/metadata/labels","value":{}}]"#;
+        let v: serde_json::Value =
+            serde_json::from_slice(&ReviewResponse::patched("u", patch).to_body().unwrap())
                 .unwrap();
-        let v = serde_json::to_value(ReviewResponse::patched("u", &patch).unwrap()).unwrap();
         let b64 = v["response"]["patch"].as_str().unwrap();
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -291,18 +315,25 @@ mod tests {
         assert_eq!(v["response"]["patchType"], "JSONPatch");
         assert_eq!(v["response"]["uid"], "u");
 
-        let empty =
-            serde_json::to_value(ReviewResponse::patched("u", &json_patch::Patch(vec![])).unwrap())
+        let empty: serde_json::Value =
+            serde_json::from_slice(&ReviewResponse::patched("u", b"[]").to_body().unwrap())
                 .unwrap();
+        assert_eq!(empty["apiVersion"], API_VERSION);
+        assert_eq!(empty["kind"], "AdmissionReview");
+        assert_eq!(empty["response"]["allowed"], true);
         assert!(empty["response"].get("patch").is_none());
         assert!(empty["response"].get("patchType").is_none());
     }
 
     #[test]
     fn deny_carries_code_and_message() {
-        let v = serde_json::to_value(ReviewResponse::deny("u", 422, "bad")).unwrap();
+        let resp = ReviewResponse::deny("u", 422, "bad \"quoted\"").with_warning("w\n1");
+        let v: serde_json::Value = serde_json::from_slice(&resp.to_body().unwrap()).unwrap();
+        assert_eq!(v["response"]["warnings"], json!(["w\n1"]));
         assert_eq!(v["response"]["allowed"], false);
         assert_eq!(v["response"]["status"]["code"], 422);
-        assert_eq!(v["response"]["status"]["message"], "bad");
+        assert_eq!(v["response"]["status"]["message"], "bad \"quoted\"");
+        assert_eq!(v["response"]["status"]["reason"], "Invalid");
+        assert!(v["response"].get("patch").is_none());
     }
 }

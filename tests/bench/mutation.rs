@@ -118,12 +118,48 @@ fn bench_json_floor(c: &mut Criterion) {
     group.finish();
 }
 
+/// The heavy driver review's cost by stage: reading the pod typed out of the review, the rules
+/// with their patch (on a fresh copy of the read pod, whose clone is measured alone), and the
+/// answer (base64 of the patch inside the AdmissionReview JSON).
+fn bench_review_stages(c: &mut Criterion) {
+    use spark_webhook::mutate::{PodParts, patch_pod};
+    use spark_webhook::webhook::review::{self, ReviewResponse};
+    let app = common::app();
+    let opts = MutationOptions::default();
+    let body = common::driver_review_8k().0;
+    let mut group = c.benchmark_group("review-stages");
+    group.bench_function("parse-typed-8KiB", |b| {
+        b.iter(|| review::parse::<PodParts>(black_box(&body)).expect("review"))
+    });
+    let pod = review::parse::<PodParts>(&body)
+        .expect("review")
+        .object
+        .expect("object")
+        .into_pod();
+    group.bench_function("clone-pod", |b| b.iter(|| black_box(&pod).clone()));
+    group.bench_function("rules-and-patch+clone", |b| {
+        b.iter(|| {
+            let mut p = black_box(&pod).clone();
+            patch_pod(&app, SparkRole::Driver, &mut p, &opts).expect("mutated")
+        })
+    });
+    let patch = patch_pod(&app, SparkRole::Driver, &mut pod.clone(), &opts).expect("mutated");
+    group.bench_function("answer", |b| {
+        b.iter(|| {
+            ReviewResponse::patched("9a1b7c3d-2e4f", black_box(patch.json()))
+                .to_body()
+                .expect("JSON")
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sample_size(30);
-    targets = bench_pod_patch, bench_review, bench_json_floor
+    targets = bench_pod_patch, bench_review, bench_json_floor, bench_review_stages
 }
 criterion_main!(benches);
