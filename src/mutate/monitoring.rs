@@ -78,13 +78,13 @@ pub(crate) fn prometheus(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mut
         ctx,
         pod,
         config_map_volume(&config_map, &volume_name),
-        field,
+        &|| field.to_string(),
     )?;
     ensure_mount(
         ctx,
         pod,
         mount(&volume_name, PROMETHEUS_CONFIG_MOUNT_PATH, true),
-        field,
+        &|| field.to_string(),
     )
 }
 

@@ -51,6 +51,10 @@ pub(crate) fn same_object<T: Serialize + PartialEq>(wanted: &T, have: &T) -> boo
     }
 }
 
+/// The app field a volume or mount comes from, for the error message: formatted only when
+/// there is an error, not on every review.
+pub(crate) type FieldName<'a> = &'a dyn Fn() -> String;
+
 /// Adds `volume` to the pod unless a volume of that name is already there. The pod's volume
 /// wins when it is the same one (possibly server-defaulted); a different volume of the same
 /// name is an error, since the API server would reject the duplicate name anyway.
@@ -58,7 +62,7 @@ pub(crate) fn ensure_volume(
     ctx: &Ctx<'_>,
     pod: &mut PodEdit<'_>,
     volume: Volume,
-    field: &str,
+    field: FieldName<'_>,
 ) -> Result<(), MutateError> {
     let volumes = pod.volumes();
     match volumes.iter().find(|v| v.name == volume.name) {
@@ -70,7 +74,7 @@ pub(crate) fn ensure_volume(
         Some(_) => Err(MutateError::VolumeConflict {
             app: ctx.app_ref.clone(),
             role: ctx.role,
-            field: field.to_string(),
+            field: field(),
             name: volume.name,
         }),
     }
@@ -82,7 +86,7 @@ pub(crate) fn ensure_mount(
     ctx: &Ctx<'_>,
     pod: &mut PodEdit<'_>,
     mount: VolumeMount,
-    field: &str,
+    field: FieldName<'_>,
 ) -> Result<(), MutateError> {
     let mut container = spark_container(ctx, pod)?;
     let mounts = container.volume_mounts();
@@ -99,7 +103,7 @@ pub(crate) fn ensure_mount(
         Some(existing) => Err(MutateError::DuplicateMountPath {
             app: ctx.app_ref.clone(),
             role: ctx.role,
-            field: field.to_string(),
+            field: field(),
             volume: mount.name,
             path: mount.mount_path,
             existing: existing.name.clone(),

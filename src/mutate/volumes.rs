@@ -31,7 +31,7 @@ const MAX_NAME_LENGTH: usize = 63;
 /// the role's `env` (applied later).
 pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     for (i, secret) in ctx.spec.pod.secrets.iter().enumerate() {
-        let field = format!("{}.secrets[{i}]", ctx.role);
+        let field = || format!("{}.secrets[{i}]", ctx.role);
         let volume_name = format!("{}-volume", secret.name);
         let volume = Volume {
             name: volume_name.clone(),
@@ -98,8 +98,9 @@ fn config_dir(
     env_name: &str,
     field: &str,
 ) -> Result<(), MutateError> {
-    ensure_volume(ctx, pod, config_map_volume(config_map, volume_name), field)?;
-    ensure_mount(ctx, pod, mount(volume_name, dir, true), field)?;
+    let field = || field.to_string();
+    ensure_volume(ctx, pod, config_map_volume(config_map, volume_name), &field)?;
+    ensure_mount(ctx, pod, mount(volume_name, dir, true), &field)?;
     upsert_env(spark_container(ctx, pod)?.env(), env_var(env_name, dir));
     Ok(())
 }
@@ -108,7 +109,7 @@ fn config_dir(
 /// hashed when the ConfigMap name is not a valid volume name, see [`config_map_volume_name`]).
 pub(crate) fn role_config_maps(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     for (i, entry) in ctx.spec.pod.config_maps.iter().enumerate() {
-        let field = format!("{}.configMaps[{i}]", ctx.role);
+        let field = || format!("{}.configMaps[{i}]", ctx.role);
         let volume_name = config_map_volume_name(&entry.name);
         ensure_volume(
             ctx,
@@ -126,20 +127,25 @@ pub(crate) fn role_config_maps(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(
 /// `spark-local-dir-*` mounts are validated but left to Spark, as in kubeflow.
 pub(crate) fn app_volumes(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let volumes = &ctx.app.spec.volumes;
-    for (i, m) in ctx.spec.pod.volume_mounts.iter().enumerate() {
-        let field = format!("{}.volumeMounts[{i}]", ctx.role);
+    let mounts = &ctx.spec.pod.volume_mounts;
+    if !mounts.is_empty() {
+        // Volumes are large structs: grow the list once, not once per volume.
+        pod.volumes().reserve(mounts.len());
+    }
+    for (i, m) in mounts.iter().enumerate() {
+        let field = || format!("{}.volumeMounts[{i}]", ctx.role);
         let Some((j, volume)) = volumes.iter().enumerate().find(|(_, v)| v.name == m.name) else {
             return Err(MutateError::UnknownVolume {
                 app: ctx.app_ref.clone(),
                 role: ctx.role,
-                field,
+                field: field(),
                 volume: m.name.clone(),
             });
         };
         if m.name.starts_with(SPARK_LOCAL_DIR_PREFIX) {
             continue;
         }
-        ensure_volume(ctx, pod, volume.clone(), &format!("spec.volumes[{j}]"))?;
+        ensure_volume(ctx, pod, volume.clone(), &|| format!("spec.volumes[{j}]"))?;
         ensure_mount(ctx, pod, m.clone(), &field)?;
     }
     Ok(())
