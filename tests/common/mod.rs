@@ -191,22 +191,7 @@ pub fn kubectl_ok(args: &[&str], input: Option<&str>) -> String {
 /// (idempotent), and waits until all are served: the operator's schedule and SparkConnect
 /// controllers watch the last two.
 pub fn install_crd() {
-    let dir = repo_root().join("manifests/crd");
-    let path = dir.to_str().expect("utf-8 path");
-    // Parallel tests race to create them on a fresh apiserver: the loser retries as an update.
-    let mut last = None;
-    for _ in 0..5 {
-        let out = kubectl(&["apply", "-f", path]);
-        if out.status.success() {
-            last = None;
-            break;
-        }
-        last = Some(String::from_utf8_lossy(&out.stderr).into_owned());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    if let Some(err) = last {
-        panic!("kubectl apply of the CRDs failed:\n{err}");
-    }
+    apply_retried(&repo_root().join("manifests/crd"));
     for crd in [
         "crd/sparkapplications.sparkoperator.k8s.io",
         "crd/scheduledsparkapplications.sparkoperator.k8s.io",
@@ -219,21 +204,28 @@ pub fn install_crd() {
 /// Installs the CRD in the repo file `path` (idempotent, retried as [`install_crd`] is) and
 /// waits until `crd` (`crd/<plural>.<group>`) is served.
 pub fn install_crd_file(path: &str, crd: &str) {
-    let path = repo_root().join(path);
+    apply_retried(&repo_root().join(path));
+    wait_established(crd);
+}
+
+/// `kubectl apply -f path`, retried: parallel tests race to create the same CRDs on a fresh
+/// apiserver, and the loser retries as an update.
+fn apply_retried(path: &Path) {
+    let file = path.to_str().expect("utf-8 path");
     let mut last = None;
     for _ in 0..5 {
-        let out = kubectl(&["apply", "-f", path.to_str().expect("utf-8 path")]);
+        let out = kubectl(&["apply", "-f", file]);
         if out.status.success() {
-            last = None;
-            break;
+            return;
         }
         last = Some(String::from_utf8_lossy(&out.stderr).into_owned());
         std::thread::sleep(Duration::from_millis(200));
     }
-    if let Some(err) = last {
-        panic!("kubectl apply of {} failed:\n{err}", path.display());
-    }
-    wait_established(crd);
+    panic!(
+        "kubectl apply of {} failed:\n{}",
+        path.display(),
+        last.unwrap_or_default()
+    );
 }
 
 fn wait_established(crd: &str) {
