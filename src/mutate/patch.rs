@@ -52,6 +52,15 @@ impl PodPatch {
         }
     }
 
+    /// The patch as a JSON array (`[]` when empty), without a copy.
+    pub fn into_json(self) -> Vec<u8> {
+        if self.json.is_empty() {
+            b"[]".to_vec()
+        } else {
+            self.json
+        }
+    }
+
     /// The same operations as a [`json_patch::Patch`] (to apply it, or inspect its operations).
     pub fn to_json_patch(&self) -> Result<json_patch::Patch, serde_json::Error> {
         serde_json::from_slice(self.json())

@@ -120,7 +120,7 @@ pub async fn review(
                 Outcome::Patched
             };
             tracing::debug!(ops = patch.len(), "pod mutated");
-            Ok((ReviewResponse::patched(uid, patch.json()), outcome))
+            Ok((ReviewResponse::patched(uid, patch.into_json()), outcome))
         }
         Err(e) => {
             let message = e.to_string();

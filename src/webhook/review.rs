@@ -185,10 +185,10 @@ impl ReviewResponse {
     }
 
     /// Allowed with a JSON patch (the array's JSON text); an empty patch sends none.
-    pub fn patched(uid: &str, patch_json: &[u8]) -> Self {
+    pub fn patched(uid: &str, patch_json: Vec<u8>) -> Self {
         let mut r = Self::new(uid, true);
         if patch_json != b"[]" {
-            r.response.patch = Some(patch_json.to_vec());
+            r.response.patch = Some(patch_json);
         }
         r
     }
@@ -301,9 +301,12 @@ mod tests {
     #[test]
     fn patch_is_base64_of_the_json_patch_and_absent_when_empty() {
         let patch = br#"[{"op":"add","path":"/metadata/labels","value":{}}]"#;
-        let v: serde_json::Value =
-            serde_json::from_slice(&ReviewResponse::patched("u", patch).to_body().unwrap())
-                .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(
+            &ReviewResponse::patched("u", patch.to_vec())
+                .to_body()
+                .unwrap(),
+        )
+        .unwrap();
         let b64 = v["response"]["patch"].as_str().unwrap();
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -315,9 +318,12 @@ mod tests {
         assert_eq!(v["response"]["patchType"], "JSONPatch");
         assert_eq!(v["response"]["uid"], "u");
 
-        let empty: serde_json::Value =
-            serde_json::from_slice(&ReviewResponse::patched("u", b"[]").to_body().unwrap())
-                .unwrap();
+        let empty: serde_json::Value = serde_json::from_slice(
+            &ReviewResponse::patched("u", b"[]".to_vec())
+                .to_body()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(empty["apiVersion"], API_VERSION);
         assert_eq!(empty["kind"], "AdmissionReview");
         assert_eq!(empty["response"]["allowed"], true);
