@@ -72,9 +72,9 @@ impl Kind {
 impl BatchOptions {
     /// The batch scheduler `app` uses: `spec.batchScheduler`, else the default. `None`: plain
     /// scheduling (`spec.batchScheduler` then only names the pods' scheduler, as before).
-    /// Refused, with the reason: Volcano or YuniKorn named while batch scheduling is off (the
-    /// pods would wait for a group nobody creates), or a name that is not an enabled batch
-    /// scheduler (kubeflow fails the submission then).
+    /// Refused, with the reason about `spec.batchScheduler`: Volcano or YuniKorn named while
+    /// batch scheduling is off (the pods would wait for a group nobody creates), or a name that
+    /// is not an enabled batch scheduler (kubeflow fails the submission then).
     pub fn choose(&self, app: &SparkApplication) -> Result<Option<Batch>, String> {
         let named = app
             .spec
@@ -84,7 +84,7 @@ impl BatchOptions {
         if !self.enabled {
             return match named {
                 Some(name @ (VOLCANO | YUNIKORN)) => Err(format!(
-                    "spec.batchScheduler: {name:?} needs batch scheduling, which is not enabled in this operator (--enable-batch-scheduler): no {} would be created for the app's pods; remove the field or enable batch scheduling",
+                    "{name:?} needs batch scheduling, which is not enabled in this operator (--enable-batch-scheduler): no {} would be created for the app's pods; remove the field or enable batch scheduling",
                     if name == VOLCANO {
                         "PodGroup"
                     } else {
@@ -106,7 +106,7 @@ impl BatchOptions {
                 let mut enabled = vec![VOLCANO.to_string(), YUNIKORN.to_string()];
                 enabled.extend(self.kube_scheduler_names.iter().cloned());
                 return Err(format!(
-                    "spec.batchScheduler: {name:?} is not an enabled batch scheduler (enabled: {}; --kube-scheduler-names adds scheduler-plugins schedulers)",
+                    "{name:?} is not an enabled batch scheduler (enabled: {}; --kube-scheduler-names adds scheduler-plugins schedulers)",
                     enabled.join(", ")
                 ));
             }

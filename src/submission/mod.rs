@@ -108,14 +108,10 @@ fn effective(
         value: app.spec.batch_scheduler.clone().unwrap_or_default(),
         reason,
     };
-    // The reason already names the field: keep it once in the message.
-    let batch = opts.batch.choose(&app).map_err(|e| {
-        let reason = e
-            .split_once(": ")
-            .map_or(e.as_str(), |(_, r)| r)
-            .to_string();
-        invalid("spec.batchScheduler", reason)
-    })?;
+    let batch = opts
+        .batch
+        .choose(&app)
+        .map_err(|reason| invalid("spec.batchScheduler", reason))?;
     match batch {
         None => Ok((app, None)),
         Some(b) => {

@@ -66,10 +66,7 @@ async fn cluster_checks(
     let batch = match state.batch.choose(app) {
         Ok(b) => b,
         Err(why) => {
-            let (field, message) = why
-                .split_once(": ")
-                .unwrap_or(("spec.batchScheduler", &why));
-            errors.push((field.to_string(), message.to_string()));
+            errors.push(("spec.batchScheduler".to_string(), why));
             None
         }
     };
