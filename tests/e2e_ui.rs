@@ -173,6 +173,47 @@ async fn kubeflows_prometheus_example_gets_its_config_map_ui_service_and_ingress
     .await;
 }
 
+/// The Prometheus ConfigMap is written beside the driver's create: when it cannot be (here an
+/// immutable ConfigMap of that name is in the way), the submission fails naming it, and the
+/// driver, which could never start, does not stay behind.
+#[tokio::test]
+async fn a_prometheus_config_map_that_cannot_be_written_fails_the_submission_and_leaves_no_driver()
+{
+    let client = common::client().await;
+    install_crd();
+    let ns = namespace(&client, "ui-prom-refused").await;
+    let (_served, _certs) = start(&ns, &[]);
+    common::kubectl_apply(&json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "spark-pi-prom-conf", "namespace": ns},
+        "immutable": true,
+        "data": {"metrics.properties": "someone else's"}}));
+    common::kubectl_apply(&example("spark-pi-prometheus.yaml", &ns));
+    let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);
+    let failed = common::wait_state(&apps, "spark-pi", "FAILED", WAIT).await;
+    let message = failed.status.unwrap().application_state.error_message;
+    assert!(
+        message.contains("Prometheus ConfigMap"),
+        "the error names what failed: {message}"
+    );
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    eventually("no driver left", WAIT, || async {
+        pods.list(&Default::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let kept = config_maps.get("spark-pi-prom-conf").await.unwrap();
+    assert_eq!(
+        kept.data.unwrap()["metrics.properties"],
+        "someone else's",
+        "the ConfigMap in the way is not changed"
+    );
+}
+
 #[tokio::test]
 async fn ui_options_a_moved_ui_port_and_driver_ingress_options_on_the_servlet_example() {
     let client = common::client().await;
@@ -330,7 +371,6 @@ async fn the_driver_pdb_is_created_where_policy_v1_is_served_and_refused_loudly_
     let (_served, _certs) = start(&ns, &["--enable-driver-pdb"]);
     let mut app = example("spark-pi-prometheus-servlet.yaml", &ns);
     app["spec"]["driverPodDisruptionBudget"] = json!(true);
-    app["spec"]["restartPolicy"] = json!({"type": "Never"});
     common::kubectl_apply(&app);
     let name = "spark-pi-python";
     let apps: Api<SparkApplication> = Api::namespaced(client.clone(), &ns);

@@ -389,7 +389,7 @@ const JOB_NAMESPACE_RULES: &str = r#"# SparkApplications: the webhook's cache an
   resources: ["services"]
   verbs: ["create", "get", "list", "delete"]
 # The driver's spark.properties ConfigMap: created at submission, deleted with its attempt. The
-# Prometheus ConfigMap <app>-prom-conf (spec.monitoring.prometheus): created before the driver,
+# Prometheus ConfigMap <app>-prom-conf (spec.monitoring.prometheus): created beside the driver,
 # replaced when an earlier one is in the way (as kubeflow updates it), deleted with its attempt.
 - apiGroups: [""]
   resources: ["configmaps"]
