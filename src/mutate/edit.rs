@@ -2,8 +2,10 @@
 //! that keeps the field's original value the first time it is written, so the JSON patch is
 //! the difference of those fields alone ([`super::patch`]), never of two whole pods.
 //!
-//! Lists the rules only append to (the pod's containers) record their original length instead
-//! of a copy. Reading goes through [`PodEdit::pod`], which records nothing.
+//! Lists the rules only append to (containers, volumes, mounts, ports, tolerations, ...) record
+//! their original length instead of a copy, and are handed out as an [`Appender`], which can
+//! read and append but not change what was there. Reading goes through [`PodEdit::pod`], which
+//! records nothing.
 
 use std::collections::BTreeMap;
 
@@ -22,6 +24,44 @@ fn keep<'a, T: Clone>(slot: &mut Option<T>, field: &'a mut T) -> &'a mut T {
     }
     field
 }
+
+/// Records `list`'s original length in `slot` (`Some(None)`: it was absent) unless recorded
+/// already; returns it, created empty when absent, to append to.
+fn keep_len<'a, T>(
+    slot: &mut Option<Option<usize>>,
+    list: &'a mut Option<Vec<T>>,
+) -> Appender<'a, T> {
+    if slot.is_none() {
+        *slot = Some(list.as_ref().map(Vec::len));
+    }
+    Appender(list.get_or_insert_with(Vec::new))
+}
+
+/// A list the rules may read and append to, never change in place: its patch is the
+/// elements after its original length.
+pub(crate) struct Appender<'a, T>(&'a mut Vec<T>);
+
+impl<T> Appender<'_, T> {
+    pub fn push(&mut self, value: T) {
+        self.0.push(value);
+    }
+
+    /// Room for `additional` more, so large elements are moved once.
+    pub fn reserve(&mut self, additional: usize) {
+        self.0.reserve(additional);
+    }
+}
+
+impl<T> std::ops::Deref for Appender<'_, T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        self.0
+    }
+}
+
+/// The original length of an appended list: `None` untouched, `Some(None)` absent.
+pub(crate) type SavedLen = Option<Option<usize>>;
 
 /// The pod being mutated, and the original values of what the rules have written so far.
 pub(crate) struct PodEdit<'p> {
@@ -53,8 +93,10 @@ macro_rules! spec_fields {
             /// `spec.containers` held this many containers (later ones were appended).
             pub containers: usize,
             pub spark: SavedContainer,
-            pub init_containers: Option<Option<Vec<Container>>>,
-            pub volumes: Option<Option<Vec<Volume>>>,
+            pub init_containers: SavedLen,
+            pub volumes: SavedLen,
+            pub host_aliases: SavedLen,
+            pub tolerations: SavedLen,
             $(pub $field: Option<Option<$ty>>,)*
         }
 
@@ -66,7 +108,7 @@ macro_rules! spec_fields {
                 visitor: &mut impl FieldVisitor,
             ) -> Result<(), serde_json::Error> {
                 $(if let Some(old) = &self.$field {
-                    <$ty as SpecField>::visit(visitor, $json, old, &spec.$field)?;
+                    visitor.field($json, old, &spec.$field)?;
                 })*
                 Ok(())
             }
@@ -89,7 +131,6 @@ spec_fields! {
     dns_config: PodDNSConfig => "dnsConfig",
     dns_policy: String => "dnsPolicy",
     enable_service_links: bool => "enableServiceLinks",
-    host_aliases: Vec<HostAlias> => "hostAliases",
     host_network: bool => "hostNetwork",
     node_selector: BTreeMap<String, String> => "nodeSelector",
     preemption_policy: String => "preemptionPolicy",
@@ -99,81 +140,25 @@ spec_fields! {
     security_context: PodSecurityContext => "securityContext",
     share_process_namespace: bool => "shareProcessNamespace",
     termination_grace_period_seconds: i64 => "terminationGracePeriodSeconds",
-    tolerations: Vec<Toleration> => "tolerations",
 }
 
-/// What [`SavedSpec::each_field`] hands every plain spec field written to: a list (diffed
-/// element by element, so appending a toleration is one operation) or a single value.
+/// What [`SavedSpec::each_field`] hands every plain spec field written to.
 pub(crate) trait FieldVisitor {
-    fn one<T: Serialize + PartialEq>(
+    fn field<T: Serialize + PartialEq>(
         &mut self,
         json_name: &str,
         old: &Option<T>,
         new: &Option<T>,
     ) -> Result<(), serde_json::Error>;
-
-    fn list<T: Serialize + PartialEq>(
-        &mut self,
-        json_name: &str,
-        old: &Option<Vec<T>>,
-        new: &Option<Vec<T>>,
-    ) -> Result<(), serde_json::Error>;
 }
-
-/// A plain spec field's type, which says how [`FieldVisitor`] compares it.
-pub(crate) trait SpecField: Sized {
-    fn visit(
-        visitor: &mut impl FieldVisitor,
-        json_name: &str,
-        old: &Option<Self>,
-        new: &Option<Self>,
-    ) -> Result<(), serde_json::Error>;
-}
-
-impl<T: Serialize + PartialEq> SpecField for Vec<T> {
-    fn visit(
-        visitor: &mut impl FieldVisitor,
-        json_name: &str,
-        old: &Option<Self>,
-        new: &Option<Self>,
-    ) -> Result<(), serde_json::Error> {
-        visitor.list(json_name, old, new)
-    }
-}
-
-macro_rules! single_spec_fields {
-    ($($ty:ty),* $(,)?) => {$(
-        impl SpecField for $ty {
-            fn visit(
-                visitor: &mut impl FieldVisitor,
-                json_name: &str,
-                old: &Option<Self>,
-                new: &Option<Self>,
-            ) -> Result<(), serde_json::Error> {
-                visitor.one(json_name, old, new)
-            }
-        }
-    )*};
-}
-
-single_spec_fields!(
-    Affinity,
-    PodDNSConfig,
-    String,
-    bool,
-    BTreeMap<String, String>,
-    i32,
-    i64,
-    PodSecurityContext,
-);
 
 /// Original values of the Spark container's fields written so far.
 #[derive(Default)]
 pub(crate) struct SavedContainer {
     pub env: Option<Option<Vec<EnvVar>>>,
-    pub env_from: Option<Option<Vec<EnvFromSource>>>,
-    pub volume_mounts: Option<Option<Vec<VolumeMount>>>,
-    pub ports: Option<Option<Vec<ContainerPort>>>,
+    pub env_from: SavedLen,
+    pub volume_mounts: SavedLen,
+    pub ports: SavedLen,
     pub lifecycle: Option<Option<Lifecycle>>,
     pub resources: Option<Option<ResourceRequirements>>,
     pub security_context: Option<Option<SecurityContext>>,
@@ -231,14 +216,24 @@ impl<'p> PodEdit<'p> {
         (self.pod.spec.get_or_insert_with(PodSpec::default), saved)
     }
 
-    pub fn volumes(&mut self) -> &mut Vec<Volume> {
+    pub fn volumes(&mut self) -> Appender<'_, Volume> {
         let (spec, saved) = self.spec();
-        keep(&mut saved.volumes, &mut spec.volumes).get_or_insert_with(Vec::new)
+        keep_len(&mut saved.volumes, &mut spec.volumes)
     }
 
-    pub fn init_containers(&mut self) -> &mut Vec<Container> {
+    pub fn init_containers(&mut self) -> Appender<'_, Container> {
         let (spec, saved) = self.spec();
-        keep(&mut saved.init_containers, &mut spec.init_containers).get_or_insert_with(Vec::new)
+        keep_len(&mut saved.init_containers, &mut spec.init_containers)
+    }
+
+    pub fn host_aliases(&mut self) -> Appender<'_, HostAlias> {
+        let (spec, saved) = self.spec();
+        keep_len(&mut saved.host_aliases, &mut spec.host_aliases)
+    }
+
+    pub fn tolerations(&mut self) -> Appender<'_, Toleration> {
+        let (spec, saved) = self.spec();
+        keep_len(&mut saved.tolerations, &mut spec.tolerations)
     }
 
     /// Appends a container after the existing ones (the Spark container keeps its index).
@@ -272,20 +267,19 @@ impl SparkContainer<'_> {
         keep(&mut self.saved.env, &mut self.container.env).get_or_insert_with(Vec::new)
     }
 
-    pub fn env_from(&mut self) -> &mut Vec<EnvFromSource> {
-        keep(&mut self.saved.env_from, &mut self.container.env_from).get_or_insert_with(Vec::new)
+    pub fn env_from(&mut self) -> Appender<'_, EnvFromSource> {
+        keep_len(&mut self.saved.env_from, &mut self.container.env_from)
     }
 
-    pub fn volume_mounts(&mut self) -> &mut Vec<VolumeMount> {
-        keep(
+    pub fn volume_mounts(&mut self) -> Appender<'_, VolumeMount> {
+        keep_len(
             &mut self.saved.volume_mounts,
             &mut self.container.volume_mounts,
         )
-        .get_or_insert_with(Vec::new)
     }
 
-    pub fn ports(&mut self) -> &mut Vec<ContainerPort> {
-        keep(&mut self.saved.ports, &mut self.container.ports).get_or_insert_with(Vec::new)
+    pub fn ports(&mut self) -> Appender<'_, ContainerPort> {
+        keep_len(&mut self.saved.ports, &mut self.container.ports)
     }
 
     pub fn lifecycle(&mut self) -> &mut Option<Lifecycle> {

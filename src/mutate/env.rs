@@ -75,7 +75,7 @@ pub(crate) fn env_from(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mutat
         return Ok(());
     }
     let mut container = spark_container(ctx, pod)?;
-    let list = container.env_from();
+    let mut list = container.env_from();
     for source in sources {
         if !list.iter().any(|have| same_object(source, have)) {
             list.push(source.clone());

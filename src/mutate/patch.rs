@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::edit::{FieldVisitor, Saved};
+use super::edit::{FieldVisitor, Saved, SavedLen};
 
 /// A JSON Patch (RFC 6902) of add, remove and replace operations, kept as the JSON text the
 /// answer carries: every operation is written there as it is found, values serialised once.
@@ -84,9 +84,9 @@ pub(crate) fn from_saved(
                 let at = indexed("/spec/containers", container);
                 let saved = &s.spark;
                 ops.list(&at, "env", &saved.env, &c.env)?;
-                ops.list(&at, "envFrom", &saved.env_from, &c.env_from)?;
-                ops.list(&at, "volumeMounts", &saved.volume_mounts, &c.volume_mounts)?;
-                ops.list(&at, "ports", &saved.ports, &c.ports)?;
+                ops.appended(&at, "envFrom", saved.env_from, &c.env_from)?;
+                ops.appended(&at, "volumeMounts", saved.volume_mounts, &c.volume_mounts)?;
+                ops.appended(&at, "ports", saved.ports, &c.ports)?;
                 ops.member(&at, "lifecycle", &saved.lifecycle, &c.lifecycle)?;
                 ops.member(&at, "resources", &saved.resources, &c.resources)?;
                 let sc = &saved.security_context;
@@ -95,9 +95,11 @@ pub(crate) fn from_saved(
             for (i, added) in spec.containers.iter().enumerate().skip(s.containers) {
                 ops.add(&indexed("/spec/containers", i), added)?;
             }
-            let init = &s.init_containers;
-            ops.list("/spec", "initContainers", init, &spec.init_containers)?;
-            ops.list("/spec", "volumes", &s.volumes, &spec.volumes)?;
+            let init = s.init_containers;
+            ops.appended("/spec", "initContainers", init, &spec.init_containers)?;
+            ops.appended("/spec", "volumes", s.volumes, &spec.volumes)?;
+            ops.appended("/spec", "hostAliases", s.host_aliases, &spec.host_aliases)?;
+            ops.appended("/spec", "tolerations", s.tolerations, &spec.tolerations)?;
             s.each_field(spec, &mut SpecFields(&mut ops))?;
         }
     }
@@ -113,22 +115,13 @@ pub(crate) fn from_saved(
 struct SpecFields<'a>(&'a mut Ops);
 
 impl FieldVisitor for SpecFields<'_> {
-    fn one<T: Serialize + PartialEq>(
+    fn field<T: Serialize + PartialEq>(
         &mut self,
         json_name: &str,
         old: &Option<T>,
         new: &Option<T>,
     ) -> Result<(), serde_json::Error> {
         self.0.member("/spec", json_name, &Some(old), new)
-    }
-
-    fn list<T: Serialize + PartialEq>(
-        &mut self,
-        json_name: &str,
-        old: &Option<Vec<T>>,
-        new: &Option<Vec<T>>,
-    ) -> Result<(), serde_json::Error> {
-        self.0.list("/spec", json_name, &Some(old), new)
     }
 }
 
@@ -234,6 +227,30 @@ impl Ops {
         Ok(())
     }
 
+    /// List `name` of the object at `at`, which was only appended to (`saved`: its original
+    /// length, `Some(None)` when absent): added whole, or its new elements one by one.
+    fn appended<T: Serialize>(
+        &mut self,
+        at: &str,
+        name: &str,
+        saved: SavedLen,
+        new: &Option<Vec<T>>,
+    ) -> Result<(), serde_json::Error> {
+        let (Some(original), Some(new)) = (saved, new) else {
+            return Ok(());
+        };
+        let Some(kept) = original else {
+            return self.add(&child(at, name), new);
+        };
+        if new.len() > kept {
+            let at = child(at, name);
+            for (i, value) in new.iter().enumerate().skip(kept) {
+                self.add(&indexed(&at, i), value)?;
+            }
+        }
+        Ok(())
+    }
+
     /// A string map of the metadata (labels, annotations), key by key.
     fn strings(
         &mut self,
@@ -307,6 +324,10 @@ fn child(at: &str, name: &str) -> String {
     let mut path = String::with_capacity(at.len() + name.len() + 1);
     path.push_str(at);
     path.push('/');
+    if !name.contains(['~', '/']) {
+        path.push_str(name);
+        return path;
+    }
     for c in name.chars() {
         match c {
             '~' => path.push_str("~0"),

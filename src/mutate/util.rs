@@ -64,7 +64,7 @@ pub(crate) fn ensure_volume(
     volume: Volume,
     field: FieldName<'_>,
 ) -> Result<(), MutateError> {
-    let volumes = pod.volumes();
+    let mut volumes = pod.volumes();
     match volumes.iter().find(|v| v.name == volume.name) {
         None => {
             volumes.push(volume);
@@ -89,7 +89,7 @@ pub(crate) fn ensure_mount(
     field: FieldName<'_>,
 ) -> Result<(), MutateError> {
     let mut container = spark_container(ctx, pod)?;
-    let mounts = container.volume_mounts();
+    let mut mounts = container.volume_mounts();
     let path = normalize_path(&mount.mount_path);
     match mounts
         .iter()
@@ -158,7 +158,7 @@ pub(crate) fn ensure_port(
     field: &str,
 ) -> Result<(), MutateError> {
     let mut container = spark_container(ctx, pod)?;
-    let ports = container.ports();
+    let mut ports = container.ports();
     let wanted = describe_port(&port);
     let name = port.name.as_deref().filter(|n| !n.is_empty());
     if let Some(existing) = name.and_then(|n| ports.iter().find(|p| p.name.as_deref() == Some(n))) {
