@@ -373,6 +373,7 @@ async fn the_reconciler_submits_through_spark_submit_when_asked() {
             ca.to_str().unwrap(),
             "--spark-master",
             &master,
+            "--enable-driver-pdb",
         ],
     );
     let mut app = serde_json::to_value(spark_pi(&ns, "via-submit")).unwrap();
@@ -407,4 +408,38 @@ async fn the_reconciler_submits_through_spark_submit_when_asked() {
         annotations.contains_key("sparkoperator.k8s.io/spec-hash"),
         "{annotations:?}"
     );
+
+    // An object around Spark's driver that cannot be created (the driver's PDB where
+    // policy/v1 is not served) fails the submission, and the driver spark-submit made, which
+    // the next attempt would not use, does not stay behind (as in native submission).
+    let served = common::kubectl(&["api-versions"]);
+    let policy_v1 = String::from_utf8_lossy(&served.stdout)
+        .lines()
+        .any(|l| l.trim() == "policy/v1");
+    let mut app = serde_json::to_value(spark_pi(&ns, "pdb")).unwrap();
+    app["metadata"] = serde_json::json!({"name": "pdb", "namespace": ns});
+    app["spec"]["driverPodDisruptionBudget"] = json!(true);
+    let out = common::kubectl_stdin(&["apply", "-f", "-"], Some(&app.to_string()));
+    assert!(out.status.success());
+    let want = if policy_v1 { "SUBMITTED" } else { "FAILED" };
+    let st = common::eventually(&format!("pdb {want}"), SUBMIT_TIMEOUT, || async {
+        let st = apps.get("pdb").await.ok()?.status?.application_state;
+        (st.state.as_str() == want).then_some(st)
+    })
+    .await;
+    if !policy_v1 {
+        assert!(
+            st.error_message.contains("policy/v1"),
+            "{}",
+            st.error_message
+        );
+        common::eventually("no driver left", SUBMIT_TIMEOUT, || async {
+            pods.get_opt("pdb-driver")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        })
+        .await;
+    }
 }

@@ -382,14 +382,21 @@ async fn submit_with_spark_submit(
         }
     };
     around.owned_by_driver(&pod);
-    let ui = create_around_driver(
+    let ui = match create_around_driver(
         ctx,
         &ns,
         &around.web_ui,
         around.driver_pdb.as_ref(),
         &submission_id,
     )
-    .await?;
+    .await
+    {
+        Err(e @ SubmitError::Failed(_)) => {
+            delete_driver(&pods, &pod_name).await;
+            return Err(e);
+        }
+        ui => ui?,
+    };
     Ok(SubmittedInfo {
         submission_id,
         driver_pod_name: pod_name,
