@@ -7,10 +7,10 @@
 //! (the CRD preserves unknown fields in some subtrees) must not stall the watch for every other
 //! app; its pods are refused with the reason, and the reconciler leaves it until it changes.
 //!
-//! Apps are cached compact (the spec as JSON text, see `cache::compact`): every app sits here for
-//! its whole life, and as a type a spec takes about ten times its text. A review reads the spec
-//! back into its type; the few apps decoded last are kept, because an app's pods arrive together
-//! (its driver, then a batch of executors).
+//! Apps are cached compact (the spec as packed JSON text, see `cache::compact`): every app sits
+//! here for its whole life, and as a type a spec takes about ten times its text. A review reads
+//! the spec back into its type; the few apps decoded last are kept, because an app's pods arrive
+//! together (its driver, then a batch of executors).
 //!
 //! The watch lives as long as the process (or, without the webhook, a leader term); controllers
 //! come and go with the leader Lease. So a controller does not take over the watch's stream: it

@@ -12,9 +12,9 @@
 //!
 //! Compact, because of that lifetime: k8s-openapi's types keep every optional field inline, so a
 //! typed SparkApplication spec takes about ten times its JSON text and a typed Pod several KiB
-//! however little is set. [`compact::CompactApp`] keeps the spec as text, [`pod::SparkPod`] only
-//! what the reconciler and the metrics read of a pod; both stand in for their API type through
-//! [`resource_as!`].
+//! however little is set. [`compact::CompactApp`] keeps the spec as packed text,
+//! [`pod::SparkPod`] only what the reconciler and the metrics read of a pod; both stand in for
+//! their API type through [`resource_as!`].
 
 pub mod apps;
 pub mod compact;

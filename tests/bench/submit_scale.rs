@@ -66,6 +66,12 @@
 //! and the operator's JSON log and the apiserver's log are kept in `target/tmp/submit_scale/`.
 //! Under a test harness (no `--bench` argument) it prints one line and exits 0.
 //!
+//! `BENCH_OPERATOR_WRAP` runs every operator under a command, split at whitespace, e.g. a heap
+//! profiler: `BENCH_OPERATOR_WRAP="heaptrack -o target/tmp/op"` with the operator built with
+//! `--features system-allocator` (heaptrack sees only malloc); `heaptrack_print -f FILE -p`
+//! then names the peak's consumers. The operator's figures (CPU, RSS, sockets) are still its
+//! own process's, found under the wrapper by its executable, though slowed by the wrapper.
+//!
 //! `BENCH_POD_CREATES=N` (e.g. 2000) runs something else instead: the latency of a pod create
 //! through the apiserver with the pod webhook against without it. In a fresh namespace holding
 //! the plain SparkApplication (`sparkapplication-plain.yaml`), N Spark 3.5.3 driver pods
@@ -117,6 +123,8 @@ const TIMEOUT_ENV: &str = "BENCH_TIMEOUT_SECS";
 const RATE_ENV: &str = "BENCH_RATE";
 const WEBHOOK_ENV: &str = "BENCH_WEBHOOK";
 const POD_CREATES_ENV: &str = "BENCH_POD_CREATES";
+/// A command the operator runs under (a heap profiler), split at whitespace.
+const OPERATOR_WRAP_ENV: &str = "BENCH_OPERATOR_WRAP";
 /// Pods created before the measured ones in each pod-create run (connections, caches).
 const POD_WARM_UP: usize = 50;
 /// Arrivals per second of the paced run: below what the pipeline takes (see the doc comment).
@@ -2293,6 +2301,9 @@ fn gone(r: kube::Result<()>) -> Result<(), BoxError> {
 /// `spark-webhook serve` as a child: the reconciler, and the webhook for a [`Registered`] run.
 struct Operator {
     child: Child,
+    /// The operator's own process: the child, or under `BENCH_OPERATOR_WRAP` the wrapper's
+    /// descendant running the binary (found once it is ready).
+    pid: u32,
     /// Sends SIGTERM to the operator should this process die without dropping the guard.
     watchdog: Option<Child>,
     admin_port: u16,
@@ -2336,7 +2347,21 @@ impl Operator {
                 ]);
             }
         }
-        let child = Command::new(env!("CARGO_BIN_EXE_spark-webhook"))
+        let wrap: Vec<String> = std::env::var(OPERATOR_WRAP_ENV)
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
+        let binary = env!("CARGO_BIN_EXE_spark-webhook");
+        let mut command = match wrap.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let child = command
             .env("KUBECONFIG", kubeconfig)
             // As manifests/operator/deployment.yaml runs it (freed memory returned at once, no
             // transparent huge pages).
@@ -2360,6 +2385,7 @@ impl Operator {
         let pid = child.id();
         let mut operator = Operator {
             child,
+            pid,
             watchdog: None,
             admin_port,
             log: log.to_path_buf(),
@@ -2382,7 +2408,34 @@ impl Operator {
     }
 
     fn pid(&self) -> u32 {
-        self.child.id()
+        self.pid
+    }
+
+    /// Under a wrapper, the descendant of the child whose executable is the operator's binary.
+    fn find_wrapped(&self) -> Option<u32> {
+        let binary = std::fs::canonicalize(env!("CARGO_BIN_EXE_spark-webhook")).ok()?;
+        let mut parents = vec![self.child.id()];
+        while let Some(parent) = parents.pop() {
+            for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+                let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                // "pid (comm) state ppid ...": comm may hold spaces, so split after its ')'.
+                let ppid = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                if ppid != Some(parent) {
+                    continue;
+                }
+                if std::fs::read_link(entry.path().join("exe")).ok().as_ref() == Some(&binary) {
+                    return Some(pid);
+                }
+                parents.push(pid);
+            }
+        }
+        None
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), BoxError> {
@@ -2396,6 +2449,13 @@ impl Operator {
                 .into());
             }
             if self.admin_get("/readyz") == Some(200) {
+                if self.pid == self.child.id()
+                    && std::env::var_os(OPERATOR_WRAP_ENV).is_some_and(|w| !w.is_empty())
+                {
+                    self.pid = self
+                        .find_wrapped()
+                        .ok_or("the operator's process under the wrapper not found")?;
+                }
                 return Ok(());
             }
             if Instant::now() > deadline {
