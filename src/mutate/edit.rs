@@ -27,10 +27,7 @@ fn keep<'a, T: Clone>(slot: &mut Option<T>, field: &'a mut T) -> &'a mut T {
 
 /// Records `list`'s original length in `slot` (`Some(None)`: it was absent) unless recorded
 /// already; returns it, created empty when absent, to append to.
-fn keep_len<'a, T>(
-    slot: &mut Option<Option<usize>>,
-    list: &'a mut Option<Vec<T>>,
-) -> Appender<'a, T> {
+fn keep_len<'a, T>(slot: &mut SavedLen, list: &'a mut Option<Vec<T>>) -> Appender<'a, T> {
     if slot.is_none() {
         *slot = Some(list.as_ref().map(Vec::len));
     }
