@@ -128,12 +128,7 @@ pub(super) async fn submit(
         }
         Err(e) => return Err(classify_api("creating the driver pod", e)),
     };
-    if let Err(e) = prometheus {
-        if matches!(e, SubmitError::Failed(_)) {
-            delete_driver(&pods, &pod_name).await;
-        }
-        return Err(e);
-    }
+    without_driver_if_failed(prometheus, &pods, &pod_name).await?;
     failpoint::hit(FailPoint::AfterDriver);
     submission::owned_by_driver(&mut sub, pod.metadata.uid.as_deref().unwrap_or_default());
     // The driver's Service and ConfigMap, and beside them the objects around the driver (the
@@ -169,10 +164,7 @@ pub(super) async fn submit(
     let children = futures::future::try_join(driver_objects, around)
         .await
         .map(|((), ui)| ui);
-    if let Err(SubmitError::Failed(_)) = &children {
-        delete_driver(&pods, &pod_name).await;
-    }
-    let ui = children?;
+    let ui = without_driver_if_failed(children, &pods, &pod_name).await?;
     Ok(SubmittedInfo {
         submission_id: sub.submission_id.clone(),
         driver_pod_name: pod_name,
@@ -185,12 +177,21 @@ pub(super) async fn submit(
     })
 }
 
-/// As spark-submit does: a driver without the objects it needs never starts, and the next
-/// attempt has other names, so this one is not left behind.
-async fn delete_driver(pods: &Api<Pod>, pod_name: &str) {
-    if let Err(e) = pods.delete(pod_name, &DeleteParams::background()).await {
+/// `result` of writing what the driver needs, with the driver deleted first when it is the
+/// submission's failure: as spark-submit does, a driver without those objects never starts, and
+/// the next attempt has other names, so this one is not left behind. Any other error keeps it:
+/// the retry of the same attempt adopts it.
+async fn without_driver_if_failed<T>(
+    result: Result<T, SubmitError>,
+    pods: &Api<Pod>,
+    pod_name: &str,
+) -> Result<T, SubmitError> {
+    if let Err(SubmitError::Failed(_)) = &result
+        && let Err(e) = pods.delete(pod_name, &DeleteParams::background()).await
+    {
         tracing::warn!(error = %e, pod = %pod_name, "driver of a failed submission not deleted");
     }
+    result
 }
 
 /// What the status reports of the UI objects created.
@@ -382,21 +383,15 @@ async fn submit_with_spark_submit(
         }
     };
     around.owned_by_driver(&pod);
-    let ui = match create_around_driver(
+    let around_driver = create_around_driver(
         ctx,
         &ns,
         &around.web_ui,
         around.driver_pdb.as_ref(),
         &submission_id,
     )
-    .await
-    {
-        Err(e @ SubmitError::Failed(_)) => {
-            delete_driver(&pods, &pod_name).await;
-            return Err(e);
-        }
-        ui => ui?,
-    };
+    .await;
+    let ui = without_driver_if_failed(around_driver, &pods, &pod_name).await?;
     Ok(SubmittedInfo {
         submission_id,
         driver_pod_name: pod_name,
