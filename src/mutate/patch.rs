@@ -92,9 +92,7 @@ pub(crate) fn from_saved(
                 let sc = &saved.security_context;
                 ops.member(&at, "securityContext", sc, &c.security_context)?;
             }
-            for (i, added) in spec.containers.iter().enumerate().skip(s.containers) {
-                ops.add(&indexed("/spec/containers", i), added)?;
-            }
+            ops.elements_after("/spec/containers", s.containers, &spec.containers)?;
             let init = s.init_containers;
             ops.appended("/spec", "initContainers", init, &spec.init_containers)?;
             ops.appended("/spec", "volumes", s.volumes, &spec.volumes)?;
@@ -221,10 +219,7 @@ impl Ops {
         for i in (common..o.len()).rev() {
             self.remove(&indexed(&at, i))?;
         }
-        for (i, value) in n.iter().enumerate().skip(common) {
-            self.add(&indexed(&at, i), value)?;
-        }
-        Ok(())
+        self.elements_after(&at, common, n)
     }
 
     /// List `name` of the object at `at`, which was only appended to (`saved`: its original
@@ -239,14 +234,22 @@ impl Ops {
         let (Some(original), Some(new)) = (saved, new) else {
             return Ok(());
         };
-        let Some(kept) = original else {
-            return self.add(&child(at, name), new);
-        };
-        if new.len() > kept {
-            let at = child(at, name);
-            for (i, value) in new.iter().enumerate().skip(kept) {
-                self.add(&indexed(&at, i), value)?;
-            }
+        match original {
+            None => self.add(&child(at, name), new),
+            Some(kept) if new.len() > kept => self.elements_after(&child(at, name), kept, new),
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// The elements of the list at `at` from index `from` on, each added at its index.
+    fn elements_after<T: Serialize>(
+        &mut self,
+        at: &str,
+        from: usize,
+        list: &[T],
+    ) -> Result<(), serde_json::Error> {
+        for (i, value) in list.iter().enumerate().skip(from) {
+            self.add(&indexed(at, i), value)?;
         }
         Ok(())
     }
