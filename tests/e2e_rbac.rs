@@ -788,13 +788,12 @@ async fn without_configmaps_create_the_submission_fails_loudly_and_the_operator_
 
     // No driver is left behind without its ConfigMap (it could never start).
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    eventually("the half-submitted driver deleted", WAIT, || async {
-        pods.get_opt("spark-pi-driver")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
+    common::wait_pod_gone(
+        &pods,
+        "spark-pi-driver",
+        "the half-submitted driver deleted",
+        WAIT,
+    )
     .await;
 
     // Degraded, not down: still running and ready.

@@ -433,13 +433,6 @@ async fn the_reconciler_submits_through_spark_submit_when_asked() {
             "{}",
             st.error_message
         );
-        common::eventually("no driver left", SUBMIT_TIMEOUT, || async {
-            pods.get_opt("pdb-driver")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        common::wait_pod_gone(&pods, "pdb-driver", "no driver left", SUBMIT_TIMEOUT).await;
     }
 }

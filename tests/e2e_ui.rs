@@ -411,13 +411,6 @@ async fn the_driver_pdb_is_created_where_policy_v1_is_served_and_refused_loudly_
         );
         // The driver of the failed submission does not linger.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        eventually("no driver", WAIT, || async {
-            pods.get_opt(&format!("{name}-driver"))
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        })
-        .await;
+        common::wait_pod_gone(&pods, &format!("{name}-driver"), "no driver", WAIT).await;
     }
 }

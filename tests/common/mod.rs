@@ -552,6 +552,19 @@ pub async fn wait_pod(
     .await
 }
 
+/// Waits up to `timeout` until the pod `name` no longer exists; `what` names it in a timeout.
+pub async fn wait_pod_gone(
+    pods: &Api<k8s_openapi::api::core::v1::Pod>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+) {
+    eventually(what, timeout, || async {
+        pods.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await
+}
+
 /// Serving certificates in a fresh temporary folder (gone with it).
 pub fn certs() -> tempfile::TempDir {
     let tmp = tempfile::tempdir().expect("temp dir");
