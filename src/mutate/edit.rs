@@ -66,6 +66,8 @@ pub(crate) struct PodEdit<'p> {
     /// Index of the Spark container in `spec.containers`.
     container: usize,
     saved: Saved,
+    /// Room to reserve in `spec.volumes` when the rules first take it.
+    volume_room: usize,
 }
 
 /// Original values of the fields written (`Some` once written; the inner value is the
@@ -149,10 +151,80 @@ pub(crate) trait FieldVisitor {
     ) -> Result<(), serde_json::Error>;
 }
 
+/// The original of the Spark container's env. The rules only set variables (replacing one in
+/// place, or appending), so the original is its length and the few elements replaced, not a
+/// copy of a list that can hold a hundred variables; a copy is taken only when a rule drops
+/// an original element (a duplicate that would shadow the one it sets).
+pub(crate) enum SavedEnv {
+    /// Only replaced in place and appended to: the original length (`None`: absent) and the
+    /// originals of the elements replaced, by index.
+    Edited {
+        len: Option<usize>,
+        replaced: BTreeMap<usize, EnvVar>,
+    },
+    /// An original element was dropped: the whole original list.
+    Whole(Option<Vec<EnvVar>>),
+}
+
+impl SavedEnv {
+    /// The original list, rebuilt from `current` (for [`SavedEnv::Edited`]).
+    fn original(&self, current: &[EnvVar]) -> Option<Vec<EnvVar>> {
+        match self {
+            SavedEnv::Whole(original) => original.clone(),
+            SavedEnv::Edited { len, replaced } => len.map(|len| {
+                let mut original = current[..len].to_vec();
+                for (&i, old) in replaced {
+                    original[i] = old.clone();
+                }
+                original
+            }),
+        }
+    }
+}
+
+/// The Spark container's env, to set variables on.
+pub(crate) struct EnvEditor<'a> {
+    list: &'a mut Vec<EnvVar>,
+    saved: &'a mut SavedEnv,
+}
+
+impl EnvEditor<'_> {
+    /// Sets `var`, replacing a variable of the same name in place (the app wins, as it does
+    /// at runtime in kubeflow, whose appended duplicate shadows the earlier one). Later
+    /// duplicates of that name, which would shadow it, are dropped.
+    pub fn upsert(&mut self, var: EnvVar) {
+        let env = &mut *self.list;
+        let Some(first) = env.iter().position(|e| e.name == var.name) else {
+            env.push(var);
+            return;
+        };
+        if env[first + 1..].iter().any(|e| e.name == var.name) {
+            if let SavedEnv::Edited { .. } = self.saved {
+                *self.saved = SavedEnv::Whole(self.saved.original(env));
+            }
+            let mut index = 0;
+            env.retain(|e| {
+                let keep = index <= first || e.name != var.name;
+                index += 1;
+                keep
+            });
+        }
+        if let SavedEnv::Edited {
+            len: Some(len),
+            replaced,
+        } = self.saved
+            && first < *len
+        {
+            replaced.entry(first).or_insert_with(|| env[first].clone());
+        }
+        env[first] = var;
+    }
+}
+
 /// Original values of the Spark container's fields written so far.
 #[derive(Default)]
 pub(crate) struct SavedContainer {
-    pub env: Option<Option<Vec<EnvVar>>>,
+    pub env: Option<SavedEnv>,
     pub env_from: SavedLen,
     pub volume_mounts: SavedLen,
     pub ports: SavedLen,
@@ -162,12 +234,14 @@ pub(crate) struct SavedContainer {
 }
 
 impl<'p> PodEdit<'p> {
-    /// `container`: the Spark container's index in `spec.containers`.
-    pub fn new(pod: &'p mut Pod, container: usize) -> Self {
+    /// `container`: the Spark container's index in `spec.containers`; `volume_room`: the most
+    /// volumes the rules may add (the list grows once, when first taken).
+    pub fn new(pod: &'p mut Pod, container: usize, volume_room: usize) -> Self {
         PodEdit {
             pod,
             container,
             saved: Saved::default(),
+            volume_room,
         }
     }
 
@@ -214,8 +288,11 @@ impl<'p> PodEdit<'p> {
     }
 
     pub fn volumes(&mut self) -> Appender<'_, Volume> {
+        let room = std::mem::take(&mut self.volume_room);
         let (spec, saved) = self.spec();
-        keep_len(&mut saved.volumes, &mut spec.volumes)
+        let mut volumes = keep_len(&mut saved.volumes, &mut spec.volumes);
+        volumes.reserve(room);
+        volumes
     }
 
     pub fn init_containers(&mut self) -> Appender<'_, Container> {
@@ -260,8 +337,16 @@ impl SparkContainer<'_> {
         self.container
     }
 
-    pub fn env(&mut self) -> &mut Vec<EnvVar> {
-        keep(&mut self.saved.env, &mut self.container.env).get_or_insert_with(Vec::new)
+    pub fn env(&mut self) -> EnvEditor<'_> {
+        let list = &mut self.container.env;
+        let saved = self.saved.env.get_or_insert_with(|| SavedEnv::Edited {
+            len: list.as_ref().map(Vec::len),
+            replaced: BTreeMap::new(),
+        });
+        EnvEditor {
+            list: list.get_or_insert_with(Vec::new),
+            saved,
+        }
     }
 
     pub fn env_from(&mut self) -> Appender<'_, EnvFromSource> {
@@ -292,5 +377,51 @@ impl SparkContainer<'_> {
             &mut self.saved.security_context,
             &mut self.container.security_context,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn var(name: &str, value: &str) -> EnvVar {
+        EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        }
+    }
+
+    fn pairs(env: &[EnvVar]) -> Vec<(&str, &str)> {
+        env.iter()
+            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn env_upserts_replace_in_place_drop_shadows_and_keep_the_original() {
+        let original = vec![var("A", "1"), var("B", "2"), var("A", "3"), var("C", "4")];
+        let mut list = original.clone();
+        let mut saved = SavedEnv::Edited {
+            len: Some(original.len()),
+            replaced: BTreeMap::new(),
+        };
+        let mut env = EnvEditor {
+            list: &mut list,
+            saved: &mut saved,
+        };
+        env.upsert(var("B", "9"));
+        env.upsert(var("D", "5"));
+        env.upsert(var("D", "6"));
+        assert!(matches!(env.saved, SavedEnv::Edited { .. }));
+        assert_eq!(env.saved.original(env.list), Some(original.clone()));
+        // A=3 would shadow the A set here: dropped, and the original is then kept whole.
+        env.upsert(var("A", "7"));
+        assert_eq!(
+            pairs(&list),
+            [("A", "7"), ("B", "9"), ("C", "4"), ("D", "6")]
+        );
+        assert!(matches!(saved, SavedEnv::Whole(_)));
+        assert_eq!(saved.original(&list), Some(original));
     }
 }

@@ -9,7 +9,7 @@
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 
 use super::edit::PodEdit;
-use super::util::{env_var, same_object, spark_container, upsert_env};
+use super::util::{env_var, same_object, spark_container};
 use super::{Ctx, MutateError};
 
 /// Deprecated `envVars` (name → value): set on the Spark container, replacing the pod's value.
@@ -19,9 +19,9 @@ pub(crate) fn env_vars(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mutat
         return Ok(());
     }
     let mut container = spark_container(ctx, pod)?;
-    let env = container.env();
+    let mut env = container.env();
     for (name, value) in vars {
-        upsert_env(env, env_var(name, value.as_str()));
+        env.upsert(env_var(name, value.as_str()));
     }
     Ok(())
 }
@@ -34,7 +34,7 @@ pub(crate) fn env_secret_key_refs(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Resul
         return Ok(());
     }
     let mut container = spark_container(ctx, pod)?;
-    let env = container.env();
+    let mut env = container.env();
     for (name, secret) in refs {
         let var = EnvVar {
             name: name.clone(),
@@ -48,7 +48,7 @@ pub(crate) fn env_secret_key_refs(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Resul
                 ..EnvVarSource::default()
             }),
         };
-        upsert_env(env, var);
+        env.upsert(var);
     }
     Ok(())
 }
@@ -61,9 +61,9 @@ pub(crate) fn env(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateErro
         return Ok(());
     }
     let mut container = spark_container(ctx, pod)?;
-    let env = container.env();
+    let mut env = container.env();
     for var in vars {
-        upsert_env(env, var.clone());
+        env.upsert(var.clone());
     }
     Ok(())
 }

@@ -172,7 +172,7 @@ fn run_rules(
         opts,
         container: spark_container_index(pod, app, role)?,
     };
-    let mut edit = edit::PodEdit::new(pod, ctx.container);
+    let mut edit = edit::PodEdit::new(pod, ctx.container, volumes::most_added(&ctx));
     RULES.iter().try_for_each(|rule| rule(&ctx, &mut edit))?;
     let (saved, _, container) = edit.finish();
     Ok((saved, container))

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use k8s_openapi::api::core::v1::Pod;
 
-use super::edit::{FieldVisitor, Saved, SavedLen};
+use k8s_openapi::api::core::v1::EnvVar;
+
+use super::edit::{FieldVisitor, Saved, SavedEnv, SavedLen};
 
 /// A JSON Patch (RFC 6902) of add, remove and replace operations, kept as the JSON text the
 /// answer carries: every operation is written there as it is found, values serialised once.
@@ -83,7 +85,7 @@ pub(crate) fn from_saved(
             if let Some(c) = spec.containers.get(container) {
                 let at = indexed("/spec/containers", container);
                 let saved = &s.spark;
-                ops.list(&at, "env", &saved.env, &c.env)?;
+                ops.env(&at, saved.env.as_ref(), &c.env)?;
                 ops.appended(&at, "envFrom", saved.env_from, &c.env_from)?;
                 ops.appended(&at, "volumeMounts", saved.volume_mounts, &c.volume_mounts)?;
                 ops.appended(&at, "ports", saved.ports, &c.ports)?;
@@ -220,6 +222,31 @@ impl Ops {
             self.remove(&indexed(&at, i))?;
         }
         self.elements_after(&at, common, n)
+    }
+
+    /// The env of the container at `at`: the elements replaced, diffed, then those appended.
+    fn env(
+        &mut self,
+        at: &str,
+        saved: Option<&SavedEnv>,
+        new: &Option<Vec<EnvVar>>,
+    ) -> Result<(), serde_json::Error> {
+        match saved {
+            None => Ok(()),
+            Some(SavedEnv::Whole(original)) => self.list(at, "env", &Some(original), new),
+            Some(SavedEnv::Edited { len, replaced }) => {
+                // The editor leaves a list whenever it was handed out.
+                let Some(new) = new else { return Ok(()) };
+                let Some(len) = len else {
+                    return self.add(&child(at, "env"), new);
+                };
+                let at = child(at, "env");
+                for (&i, old) in replaced {
+                    self.whole(&indexed(&at, i), old, &new[i])?;
+                }
+                self.elements_after(&at, *len, new)
+            }
+        }
     }
 
     /// List `name` of the object at `at`, which was only appended to (`saved`: its original

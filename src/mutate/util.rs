@@ -119,26 +119,6 @@ fn normalize_path(path: &str) -> &str {
     }
 }
 
-/// Sets `var` on the container, replacing a variable of the same name in place (the app
-/// wins, as it does at runtime in kubeflow, whose appended duplicate shadows the earlier one).
-/// Later duplicates of that name, which would shadow it, are dropped.
-pub(crate) fn upsert_env(env: &mut Vec<EnvVar>, var: EnvVar) {
-    match env.iter().position(|e| e.name == var.name) {
-        None => env.push(var),
-        Some(first) => {
-            let mut index = 0;
-            env.retain(|e| {
-                let keep = index <= first || e.name != var.name;
-                index += 1;
-                keep
-            });
-            if let Some(slot) = env.get_mut(first) {
-                *slot = var;
-            }
-        }
-    }
-}
-
 /// A plain `name=value` environment variable.
 pub(crate) fn env_var(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
@@ -203,17 +183,6 @@ mod tests {
         assert!(is_subset(&wanted, &have));
         assert!(!is_subset(&have, &wanted));
         assert!(!is_subset(&json!({"a": [1, 2]}), &json!({"a": [1]})));
-    }
-
-    #[test]
-    fn upsert_env_replaces_in_place_and_drops_shadows() {
-        let mut env = vec![env_var("A", "1"), env_var("B", "2"), env_var("A", "3")];
-        upsert_env(&mut env, env_var("A", "9"));
-        let pairs: Vec<_> = env
-            .iter()
-            .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or("")))
-            .collect();
-        assert_eq!(pairs, [("A", "9"), ("B", "2")]);
     }
 
     #[test]

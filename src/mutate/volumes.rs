@@ -9,7 +9,7 @@
 use k8s_openapi::api::core::v1::{ConfigMapVolumeSource, SecretVolumeSource, Volume, VolumeMount};
 
 use super::edit::PodEdit;
-use super::util::{ensure_mount, ensure_volume, env_var, spark_container, upsert_env};
+use super::util::{ensure_mount, ensure_volume, env_var, spark_container};
 use super::{Ctx, MutateError};
 
 /// Where `sparkConfigMap` is mounted, and what SPARK_CONF_DIR then points at.
@@ -45,10 +45,9 @@ pub(crate) fn secrets(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mutate
         ensure_mount(ctx, pod, mount(&volume_name, &secret.path, false), &field)?;
         if let Some((name, file)) = secret.secret_type.env_var() {
             let mut container = spark_container(ctx, pod)?;
-            upsert_env(
-                container.env(),
-                env_var(name, join_path(&secret.path, file)),
-            );
+            container
+                .env()
+                .upsert(env_var(name, join_path(&secret.path, file)));
         }
     }
     Ok(())
@@ -101,7 +100,9 @@ fn config_dir(
     let field = || field.to_string();
     ensure_volume(ctx, pod, config_map_volume(config_map, volume_name), &field)?;
     ensure_mount(ctx, pod, mount(volume_name, dir, true), &field)?;
-    upsert_env(spark_container(ctx, pod)?.env(), env_var(env_name, dir));
+    spark_container(ctx, pod)?
+        .env()
+        .upsert(env_var(env_name, dir));
     Ok(())
 }
 
@@ -128,10 +129,6 @@ pub(crate) fn role_config_maps(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(
 pub(crate) fn app_volumes(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateError> {
     let volumes = &ctx.app.spec.volumes;
     let mounts = &ctx.spec.pod.volume_mounts;
-    if !mounts.is_empty() {
-        // Volumes are large structs: grow the list once, not once per volume.
-        pod.volumes().reserve(mounts.len());
-    }
     for (i, m) in mounts.iter().enumerate() {
         let field = || format!("{}.volumeMounts[{i}]", ctx.role);
         let Some((j, volume)) = volumes.iter().enumerate().find(|(_, v)| v.name == m.name) else {
@@ -152,6 +149,20 @@ pub(crate) fn app_volumes(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mu
 }
 
 /// A ConfigMap volume.
+/// The most volumes the rules can add to a pod of `ctx`'s role: secrets, config maps, the
+/// role's `volumeMounts`, the Prometheus configuration. Volumes are large structs (every
+/// volume source inline), moved whole each time their list grows: it grows once, by this.
+pub(crate) fn most_added(ctx: &Ctx<'_>) -> usize {
+    let pod = ctx.spec.pod;
+    let spec = &ctx.app.spec;
+    pod.secrets.len()
+        + pod.config_maps.len()
+        + pod.volume_mounts.len()
+        + usize::from(spec.hadoop_config_map.is_some())
+        + usize::from(spec.spark_config_map.is_some())
+        + usize::from(spec.monitoring.is_some())
+}
+
 pub(crate) fn config_map_volume(config_map: &str, volume_name: &str) -> Volume {
     Volume {
         name: volume_name.to_string(),
