@@ -4,8 +4,9 @@
 //!
 //! Lists the rules only append to (containers, volumes, mounts, ports, tolerations, ...) record
 //! their original length instead of a copy, and are handed out as an [`Appender`], which can
-//! read and append but not change what was there. Reading goes through [`PodEdit::pod`], which
-//! records nothing.
+//! read and append but not change what was there; the Spark container's env, which the rules
+//! only set variables on, records its length and the elements replaced ([`EnvEditor`]).
+//! Reading goes through [`PodEdit::pod`], which records nothing.
 
 use std::collections::BTreeMap;
 

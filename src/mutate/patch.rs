@@ -14,9 +14,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use k8s_openapi::api::core::v1::Pod;
-
-use k8s_openapi::api::core::v1::EnvVar;
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 
 use super::edit::{FieldVisitor, Saved, SavedEnv, SavedLen};
 
