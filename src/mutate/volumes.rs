@@ -148,7 +148,6 @@ pub(crate) fn app_volumes(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mu
     Ok(())
 }
 
-/// A ConfigMap volume.
 /// The most volumes the rules can add to a pod of `ctx`'s role: secrets, config maps, the
 /// role's `volumeMounts`, the Prometheus configuration. Volumes are large structs (every
 /// volume source inline), moved whole each time their list grows: it grows once, by this.
@@ -163,6 +162,7 @@ pub(crate) fn most_added(ctx: &Ctx<'_>) -> usize {
         + usize::from(spec.monitoring.is_some())
 }
 
+/// A ConfigMap volume.
 pub(crate) fn config_map_volume(config_map: &str, volume_name: &str) -> Volume {
     Volume {
         name: volume_name.to_string(),
