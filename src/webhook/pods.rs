@@ -5,6 +5,7 @@ use kube::Resource;
 use kube::api::Api;
 use kube::core::admission::Operation;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -17,118 +18,198 @@ use crate::labels::{LAUNCHED_BY_LABEL, SparkRole, classify_labels};
 use crate::metrics::Outcome;
 use crate::mutate::{self, PodParts};
 use crate::scheduling;
+use k8s_openapi::api::core::v1::Pod;
 
 /// Answers one pod review. Only a body that is not an AdmissionReview is an error; anything
 /// about the pod itself becomes an allowed or denied answer.
+///
+/// The common case, an app in the cache, runs through without an await: this future then
+/// holds no pod and no API request, so the few times it is moved on its way to the executor
+/// cost little. Only a cache miss suspends, on a boxed live read.
 pub async fn review(
     state: &WebhookState,
     body: &[u8],
 ) -> Result<(ReviewResponse, Outcome), ReviewError> {
+    match from_cache(state, body)? {
+        Step::Answered(answer) => Ok(answer),
+        Step::NotCached(review) => {
+            let found = Box::pin(read_live(state, &review.namespace, &review.app)).await?;
+            Ok(review.finish(state, found))
+        }
+    }
+}
+
+/// A review that got as far as its app: answered, or waiting for the app to be read live.
+enum Step<'a> {
+    Answered((ReviewResponse, Outcome)),
+    NotCached(Box<SparkPodReview<'a>>),
+}
+
+/// A Spark pod of a job namespace, read from its review, and whose app it names.
+struct SparkPodReview<'a> {
+    uid: Cow<'a, str>,
+    dry_run: bool,
+    role: SparkRole,
+    namespace: String,
+    app: String,
+    pod: Pod,
+}
+
+/// The review as far as the app cache takes it: answered when the pod is not a Spark pod of a
+/// job namespace, or when its app is cached (or there is no API to read it from).
+fn from_cache<'a>(state: &WebhookState, body: &'a [u8]) -> Result<Step<'a>, ReviewError> {
     // The common case in one pass: the parts of the pod the rules read, typed straight from
     // the review's bytes. A review whose object does not read so takes the slower path that
     // says why.
     let Ok(req) = review::parse::<PodParts>(body) else {
-        return untyped(state, body);
+        return untyped(state, body).map(Step::Answered);
     };
-    let uid: &str = &req.uid;
     let dry_run = req.is_dry_run();
-    let skip = || Ok((ReviewResponse::allow(uid), Outcome::Skipped));
+    let review::Request {
+        uid,
+        kind,
+        operation,
+        namespace: request_namespace,
+        object,
+        ..
+    } = req;
+    let skip = || {
+        Ok(Step::Answered((
+            ReviewResponse::allow(&uid),
+            Outcome::Skipped,
+        )))
+    };
     // Mutate on CREATE only: patching again on UPDATE broke pods in the Go operator (#470).
-    if req.kind.kind != "Pod" || req.operation != Operation::Create {
+    if kind.kind != "Pod" || operation != Operation::Create {
         return skip();
     }
-    let Some(pod) = req.object else {
+    let Some(pod) = object else {
         return skip();
     };
-    let mut pod = pod.into_pod();
-    let Some((role, app_name, namespace)) = ours(
+    let pod = pod.into_pod();
+    let Some((role, app, namespace)) = ours(
         state,
-        req.namespace.as_deref(),
+        request_namespace.as_deref(),
         pod.metadata.namespace.as_deref(),
         pod.metadata.labels.as_ref(),
     ) else {
         return skip();
     };
-    let pod_name = pod
-        .metadata
-        .name
-        .as_deref()
-        .or(pod.metadata.generate_name.as_deref())
-        .unwrap_or("");
-    let span = tracing::info_span!("pod_review", uid, namespace, pod = pod_name, app = %app_name, role = ?role);
-    let _enter = span.enter();
+    let cached = state.apps.get(namespace, app);
+    let review = SparkPodReview {
+        uid,
+        dry_run,
+        role,
+        namespace: namespace.to_string(),
+        app: app.to_string(),
+        pod,
+    };
+    Ok(match cached {
+        Some(app) => Step::Answered(review.finish(state, Ok(Some(app)))),
+        // Offline (tests, benches): nothing to read it from.
+        None if state.client.is_none() => Step::Answered(review.finish(state, Ok(None))),
+        None => Step::NotCached(Box::new(review)),
+    })
+}
 
-    let launched_by_us = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(LAUNCHED_BY_LABEL))
-        .is_some_and(|v| v == "true");
-    let guarded = match find_app(state, namespace, app_name).await? {
-        Ok(Some(app)) => app,
-        // A pod we launched must never run without its app's settings (kubeflow #2448): the
-        // app was deleted, or it cannot be read right now; either way, refuse.
-        found if launched_by_us => {
-            let why = match found {
-                Err(e) => format!("could not be read ({e})"),
-                _ => "does not exist".to_string(),
-            };
-            let message = format!(
-                "SparkApplication {namespace}/{app_name} {why}, so its {role} pod {pod_name} cannot be built",
-                role = role.as_str()
-            );
-            tracing::warn!(error = %message, "pod refused");
-            return Ok((ReviewResponse::deny(uid, 403, message), Outcome::Denied));
-        }
-        // Someone else's Spark pod naming an app: let it through as it is, and say so.
-        _ => {
-            tracing::warn!("no SparkApplication {namespace}/{app_name}: pod allowed unmutated");
-            let resp = ReviewResponse::allow(uid).with_warning(format!(
-                "spark-webhook: SparkApplication {namespace}/{app_name} not found; pod {pod_name} was not mutated"
-            ));
-            return Ok((resp, Outcome::Skipped));
-        }
-    };
+impl SparkPodReview<'_> {
+    /// The answer, given what finding the app gave: inner `Ok(None)`, it does not exist;
+    /// `Err`, it cannot be known.
+    fn finish(
+        self,
+        state: &WebhookState,
+        found: Result<Option<Arc<GuardedApp>>, kube::Error>,
+    ) -> (ReviewResponse, Outcome) {
+        let SparkPodReview {
+            uid,
+            dry_run,
+            role,
+            namespace,
+            app: app_name,
+            mut pod,
+        } = self;
+        let uid: &str = &uid;
+        let pod_name = pod
+            .metadata
+            .name
+            .as_deref()
+            .or(pod.metadata.generate_name.as_deref())
+            .unwrap_or("");
+        let span = tracing::info_span!("pod_review", uid, namespace, pod = pod_name, app = %app_name, role = ?role);
+        let _enter = span.enter();
 
-    let decoded = match &guarded.0 {
-        Ok(app) => state.apps.decode(app).map_err(|e| e.to_string()),
-        Err(invalid) => Err(invalid.error.clone()),
-    };
-    let app = match decoded {
-        Ok(app) => app,
-        Err(error) => {
-            let message = format!(
-                "SparkApplication {namespace}/{app_name} cannot be read, so its {role} pod cannot be built: {error}",
-                role = role.as_str()
-            );
-            tracing::warn!(error = %message, "pod refused");
-            return Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied));
-        }
-    };
-    // The pod's batch-scheduling marks, as submission gave them to the driver and the
-    // executor template (executors built from a user's own template get them here).
-    let prepared = match state.batch.choose(app.as_ref()) {
-        Ok(Some(batch)) => scheduling::prepare(app.as_ref(), &batch).ok(),
-        _ => None,
-    };
-    let app = prepared.as_ref().unwrap_or(app.as_ref());
-    match mutate::patch_pod(app, role, &mut pod, &state.options) {
-        Ok(patch) => {
-            let outcome = if patch.is_empty() {
-                Outcome::Unchanged
-            } else {
-                Outcome::Patched
-            };
-            tracing::debug!(ops = patch.len(), "pod mutated");
-            Ok((ReviewResponse::patched(uid, patch.into_json()), outcome))
-        }
-        Err(e) => {
-            let message = e.to_string();
-            tracing::warn!(error = %message, "pod refused");
-            if !dry_run {
-                publish_refusal(state, app, role, &message);
+        let launched_by_us = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LAUNCHED_BY_LABEL))
+            .is_some_and(|v| v == "true");
+        let guarded = match found {
+            Ok(Some(app)) => app,
+            // A pod we launched must never run without its app's settings (kubeflow #2448): the
+            // app was deleted, or it cannot be read right now; either way, refuse.
+            found if launched_by_us => {
+                let why = match found {
+                    Err(e) => format!("could not be read ({e})"),
+                    _ => "does not exist".to_string(),
+                };
+                let message = format!(
+                    "SparkApplication {namespace}/{app_name} {why}, so its {role} pod {pod_name} cannot be built",
+                    role = role.as_str()
+                );
+                tracing::warn!(error = %message, "pod refused");
+                return (ReviewResponse::deny(uid, 403, message), Outcome::Denied);
             }
-            Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied))
+            // Someone else's Spark pod naming an app: let it through as it is, and say so.
+            _ => {
+                tracing::warn!("no SparkApplication {namespace}/{app_name}: pod allowed unmutated");
+                let resp = ReviewResponse::allow(uid).with_warning(format!(
+                    "spark-webhook: SparkApplication {namespace}/{app_name} not found; pod {pod_name} was not mutated"
+                ));
+                return (resp, Outcome::Skipped);
+            }
+        };
+
+        let decoded = match &guarded.0 {
+            Ok(app) => state.apps.decode(app).map_err(|e| e.to_string()),
+            Err(invalid) => Err(invalid.error.clone()),
+        };
+        let app = match decoded {
+            Ok(app) => app,
+            Err(error) => {
+                let message = format!(
+                    "SparkApplication {namespace}/{app_name} cannot be read, so its {role} pod cannot be built: {error}",
+                    role = role.as_str()
+                );
+                tracing::warn!(error = %message, "pod refused");
+                return (ReviewResponse::deny(uid, 422, message), Outcome::Denied);
+            }
+        };
+        // The pod's batch-scheduling marks, as submission gave them to the driver and the
+        // executor template (executors built from a user's own template get them here).
+        let prepared = match state.batch.choose(app.as_ref()) {
+            Ok(Some(batch)) => scheduling::prepare(app.as_ref(), &batch).ok(),
+            _ => None,
+        };
+        let app = prepared.as_ref().unwrap_or(app.as_ref());
+        match mutate::patch_pod(app, role, &mut pod, &state.options) {
+            Ok(patch) => {
+                let outcome = if patch.is_empty() {
+                    Outcome::Unchanged
+                } else {
+                    Outcome::Patched
+                };
+                tracing::debug!(ops = patch.len(), "pod mutated");
+                (ReviewResponse::patched(uid, patch.into_json()), outcome)
+            }
+            Err(e) => {
+                let message = e.to_string();
+                tracing::warn!(error = %message, "pod refused");
+                if !dry_run {
+                    publish_refusal(state, app, role, &message);
+                }
+                (ReviewResponse::deny(uid, 422, message), Outcome::Denied)
+            }
         }
     }
 }
@@ -181,17 +262,15 @@ fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome
     Ok((ReviewResponse::deny(uid, 422, message), Outcome::Denied))
 }
 
-/// The app from the reflector cache; on a miss (an app created a moment ago that the watch has
-/// not delivered yet), one live GET within the live-read budget. Inner `Ok(None)`: it does not
-/// exist; inner `Err`: it cannot be known; outer `Err`: the budget is spent (answered 503).
-async fn find_app(
+/// An app the reflector cache does not hold (created a moment ago, and the watch has not
+/// delivered it yet), read with one live GET within the live-read budget. Inner `Ok(None)`: it
+/// does not exist; inner `Err`: it cannot be known; outer `Err`: the budget is spent (answered
+/// 503).
+async fn read_live(
     state: &WebhookState,
     namespace: &str,
     name: &str,
 ) -> Result<Result<Option<Arc<GuardedApp>>, kube::Error>, OverBudget> {
-    if let Some(app) = state.apps.get(namespace, name) {
-        return Ok(Ok(Some(app)));
-    }
     let Some(client) = state.client.clone() else {
         return Ok(Ok(None));
     };

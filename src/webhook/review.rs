@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use base64::Engine as _;
 use kube::core::admission::Operation;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -244,12 +243,7 @@ impl ReviewResponse {
         }
         if r.patch.is_some() {
             body.extend_from_slice(br#","patch":""#);
-            let at = body.len();
-            body.resize(at + patch.len().div_ceil(3) * 4, 0);
-            let written = base64::engine::general_purpose::STANDARD
-                .encode_slice(patch, &mut body[at..])
-                .map_err(serde::ser::Error::custom)?;
-            body.truncate(at + written);
+            base64_simd::STANDARD.encode_append(patch, &mut body);
             body.extend_from_slice(br#"","patchType":"JSONPatch""#);
         }
         if !r.warnings.is_empty() {
@@ -264,6 +258,7 @@ impl ReviewResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use serde_json::json;
 
     fn review(api_version: &str) -> Vec<u8> {
