@@ -5,7 +5,9 @@
 //! Lists the rules only append to (containers, volumes, mounts, ports, tolerations, ...) record
 //! their original length instead of a copy, and are handed out as an [`Appender`], which can
 //! read and append but not change what was there; the Spark container's env, which the rules
-//! only set variables on, records its length and the elements replaced ([`EnvEditor`]).
+//! only set variables on, records its length and the elements replaced ([`EnvEditor`]); labels
+//! and annotations, which they only set keys on, record those keys' old values
+//! ([`StringsEditor`]).
 //! Reading goes through [`PodEdit::pod`], which records nothing.
 
 use std::collections::BTreeMap;
@@ -75,8 +77,8 @@ pub(crate) struct PodEdit<'p> {
 /// original, itself optional when the field is).
 #[derive(Default)]
 pub(crate) struct Saved {
-    pub labels: Option<Option<BTreeMap<String, String>>>,
-    pub annotations: Option<Option<BTreeMap<String, String>>>,
+    pub labels: Option<SavedStrings>,
+    pub annotations: Option<SavedStrings>,
     pub owner_references: Option<Option<Vec<OwnerReference>>>,
     /// Set once anything in the spec is written.
     pub spec: Option<SavedSpec>,
@@ -222,6 +224,45 @@ impl EnvEditor<'_> {
     }
 }
 
+/// The original of a metadata string map (labels, annotations). The rules only set keys, so
+/// the original is the value each key set had before (`None`: it had none), not a copy of a
+/// map that can hold dozens of entries.
+pub(crate) struct SavedStrings {
+    /// The pod had no such map: it is added whole.
+    pub absent: bool,
+    pub set: BTreeMap<String, Option<String>>,
+}
+
+/// A metadata string map, to set keys on.
+pub(crate) struct StringsEditor<'a> {
+    map: &'a mut BTreeMap<String, String>,
+    saved: &'a mut SavedStrings,
+}
+
+impl StringsEditor<'_> {
+    /// Sets `key` to `value`; the pod's value, if any, is replaced.
+    pub fn insert(&mut self, key: String, value: String) {
+        let old = self.map.insert(key.clone(), value);
+        self.saved.set.entry(key).or_insert(old);
+    }
+}
+
+/// Keeps whether `map` was absent in `slot` unless kept already; returns its editor, the map
+/// created empty when absent.
+fn strings<'a>(
+    slot: &'a mut Option<SavedStrings>,
+    map: &'a mut Option<BTreeMap<String, String>>,
+) -> StringsEditor<'a> {
+    let saved = slot.get_or_insert_with(|| SavedStrings {
+        absent: map.is_none(),
+        set: BTreeMap::new(),
+    });
+    StringsEditor {
+        map: map.get_or_insert_with(BTreeMap::new),
+        saved,
+    }
+}
+
 /// Original values of the Spark container's fields written so far.
 #[derive(Default)]
 pub(crate) struct SavedContainer {
@@ -256,17 +297,15 @@ impl<'p> PodEdit<'p> {
         (self.saved, self.pod, self.container)
     }
 
-    pub fn labels(&mut self) -> &mut BTreeMap<String, String> {
-        keep(&mut self.saved.labels, &mut self.pod.metadata.labels)
-            .get_or_insert_with(BTreeMap::new)
+    pub fn labels(&mut self) -> StringsEditor<'_> {
+        strings(&mut self.saved.labels, &mut self.pod.metadata.labels)
     }
 
-    pub fn annotations(&mut self) -> &mut BTreeMap<String, String> {
-        keep(
+    pub fn annotations(&mut self) -> StringsEditor<'_> {
+        strings(
             &mut self.saved.annotations,
             &mut self.pod.metadata.annotations,
         )
-        .get_or_insert_with(BTreeMap::new)
     }
 
     pub fn owner_references(&mut self) -> &mut Vec<OwnerReference> {
@@ -424,5 +463,32 @@ mod tests {
         );
         assert!(matches!(saved, SavedEnv::Whole(_)));
         assert_eq!(saved.original(&list), Some(original));
+    }
+
+    #[test]
+    fn string_maps_keep_the_first_original_of_each_key_set() {
+        let mut labels = Some(BTreeMap::from([
+            ("a".to_string(), "1".to_string()),
+            ("b".to_string(), "2".to_string()),
+        ]));
+        let mut slot = None;
+        let mut editor = strings(&mut slot, &mut labels);
+        editor.insert("a".into(), "9".into());
+        editor.insert("a".into(), "8".into());
+        editor.insert("c".into(), "3".into());
+        let saved = slot.expect("kept on the first set");
+        assert!(!saved.absent);
+        assert_eq!(
+            saved.set,
+            BTreeMap::from([
+                ("a".to_string(), Some("1".to_string())),
+                ("c".to_string(), None)
+            ])
+        );
+        let mut absent = None;
+        let mut slot = None;
+        strings(&mut slot, &mut absent).insert("x".into(), "1".into());
+        assert!(slot.is_some_and(|s| s.absent));
+        assert_eq!(absent.map(|m| m.len()), Some(1));
     }
 }

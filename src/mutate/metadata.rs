@@ -37,7 +37,7 @@ pub(crate) fn labels(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), MutateE
     if wanted.is_empty() {
         return Ok(());
     }
-    let labels = pod.labels();
+    let mut labels = pod.labels();
     for (key, value) in wanted {
         labels.insert(key.clone(), value.clone());
     }
@@ -50,7 +50,7 @@ pub(crate) fn annotations(ctx: &Ctx<'_>, pod: &mut PodEdit<'_>) -> Result<(), Mu
     if wanted.is_empty() {
         return Ok(());
     }
-    let annotations = pod.annotations();
+    let mut annotations = pod.annotations();
     for (key, value) in wanted {
         annotations.insert(key.clone(), value.clone());
     }

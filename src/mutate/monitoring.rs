@@ -95,7 +95,7 @@ fn config_in_image(monitoring: &MonitoringSpec, prometheus: &PrometheusSpec) -> 
 }
 
 fn annotate(pod: &mut PodEdit<'_>, port: i32) {
-    let annotations = pod.annotations();
+    let mut annotations = pod.annotations();
     for (key, value) in [
         (PROMETHEUS_SCRAPE_ANNOTATION, "true".to_string()),
         (PROMETHEUS_PORT_ANNOTATION, port.to_string()),

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 
-use super::edit::{FieldVisitor, Saved, SavedEnv, SavedLen};
+use super::edit::{FieldVisitor, Saved, SavedEnv, SavedLen, SavedStrings};
 
 /// A JSON Patch (RFC 6902) of add, remove and replace operations, kept as the JSON text the
 /// answer carries: every operation is written there as it is found, values serialised once.
@@ -102,8 +102,8 @@ pub(crate) fn from_saved(
         }
     }
     let meta = &pod.metadata;
-    ops.strings("labels", &saved.labels, &meta.labels)?;
-    ops.strings("annotations", &saved.annotations, &meta.annotations)?;
+    ops.strings("labels", saved.labels.as_ref(), &meta.labels)?;
+    ops.strings("annotations", saved.annotations.as_ref(), &meta.annotations)?;
     let refs = &saved.owner_references;
     ops.list("/metadata", "ownerReferences", refs, &meta.owner_references)?;
     Ok(ops.finish())
@@ -280,28 +280,31 @@ impl Ops {
         Ok(())
     }
 
-    /// A string map of the metadata (labels, annotations), key by key.
+    /// A string map of the metadata (labels, annotations): added whole when the pod had none,
+    /// else the keys set, each added or replaced unless it kept its value.
     fn strings(
         &mut self,
         name: &str,
-        saved: &Option<Option<BTreeMap<String, String>>>,
+        saved: Option<&SavedStrings>,
         new: &Option<BTreeMap<String, String>>,
     ) -> Result<(), serde_json::Error> {
-        let Some(old) = saved else { return Ok(()) };
-        let (Some(o), Some(n)) = (old, new) else {
-            return self.member("/metadata", name, saved, new);
+        // The editor leaves a map whenever it was handed out.
+        let (Some(saved), Some(new)) = (saved, new) else {
+            return Ok(());
         };
         let at = child("/metadata", name);
-        for (key, value) in n {
-            let kind = match o.get(key) {
-                Some(v) if v == value => continue,
-                Some(_) => OpKind::Replace,
-                None => OpKind::Add,
-            };
-            self.push(kind, &child(&at, key), Some(value))?;
+        if saved.absent {
+            return self.add(&at, new);
         }
-        for key in o.keys().filter(|k| !n.contains_key(*k)) {
-            self.remove(&child(&at, key))?;
+        for (key, old) in &saved.set {
+            let (kind, value) = match (old, new.get(key)) {
+                (Some(old), Some(value)) if old == value => continue,
+                (Some(_), Some(value)) => (OpKind::Replace, Some(value)),
+                (None, Some(value)) => (OpKind::Add, Some(value)),
+                (Some(_), None) => (OpKind::Remove, None),
+                (None, None) => continue,
+            };
+            self.push(kind, &child(&at, key), value)?;
         }
         Ok(())
     }

@@ -111,13 +111,14 @@ pub struct WebhookState {
     pub enforce_quota: bool,
 }
 
-/// The HTTPS routes (served by `server::serve_tls`).
+/// The HTTPS routes (served by `server::serve_tls`). The state is shared, not cloned per
+/// review: it holds the `--namespaces` set and other owned lists.
 pub fn router(state: WebhookState) -> Router {
     Router::new()
         .route(MUTATE_POD_PATH, post(mutate_pod))
         .route(VALIDATE_APP_PATH, post(validate_app))
         .route(VALIDATE_SCHEDULED_PATH, post(validate_scheduled))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 #[derive(Debug, Deserialize)]
@@ -126,7 +127,7 @@ struct ReviewQuery {
 }
 
 async fn mutate_pod(
-    State(state): State<WebhookState>,
+    State(state): State<Arc<WebhookState>>,
     Query(q): Query<ReviewQuery>,
     body: Body,
 ) -> Response {
@@ -147,7 +148,7 @@ async fn mutate_pod(
 }
 
 async fn validate_app(
-    State(state): State<WebhookState>,
+    State(state): State<Arc<WebhookState>>,
     Query(q): Query<ReviewQuery>,
     body: Body,
 ) -> Response {
@@ -168,7 +169,7 @@ async fn validate_app(
 }
 
 async fn validate_scheduled(
-    State(state): State<WebhookState>,
+    State(state): State<Arc<WebhookState>>,
     Query(q): Query<ReviewQuery>,
     body: Body,
 ) -> Response {
