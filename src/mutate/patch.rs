@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 
 use serde::Serialize;
+use serde_json::Value;
 
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 
@@ -309,7 +310,7 @@ impl Ops {
         Ok(())
     }
 
-    /// Two values of one place, member by member when they differ (JSON values only here).
+    /// Two values of one place, member by member when they differ.
     fn whole<T: Serialize + PartialEq>(
         &mut self,
         at: &str,
@@ -319,22 +320,56 @@ impl Ops {
         if old == new {
             return Ok(());
         }
-        let diff = json_patch::diff(&serde_json::to_value(old)?, &serde_json::to_value(new)?);
-        for op in diff.0 {
-            let (kind, path, value) = match op {
-                json_patch::PatchOperation::Add(o) => (OpKind::Add, o.path, Some(o.value)),
-                json_patch::PatchOperation::Replace(o) => (OpKind::Replace, o.path, Some(o.value)),
-                json_patch::PatchOperation::Remove(o) => (OpKind::Remove, o.path, None),
-                other => {
-                    return Err(serde::ser::Error::custom(format!(
-                        "unexpected operation from a diff: {other:?}"
-                    )));
+        let (old, new) = (serde_json::to_value(old)?, serde_json::to_value(new)?);
+        self.values(&mut at.to_string(), &old, &new)
+    }
+
+    /// The operations that turn `old` into `new` at `at`, written straight into the patch:
+    /// objects member by member, lists element by element (changed ones diffed, extra old
+    /// ones removed from the end, new ones appended), anything else replaced. `at` is
+    /// extended in place for each member and restored before returning.
+    fn values(
+        &mut self,
+        at: &mut String,
+        old: &Value,
+        new: &Value,
+    ) -> Result<(), serde_json::Error> {
+        let len = at.len();
+        match (old, new) {
+            (Value::Object(o), Value::Object(n)) => {
+                for (key, value) in n {
+                    push_token(at, key);
+                    match o.get(key) {
+                        Some(old) => self.values(at, old, value)?,
+                        None => self.add(at, value)?,
+                    }
+                    at.truncate(len);
                 }
-            };
-            let mut full = String::with_capacity(at.len() + path.len());
-            full.push_str(at);
-            full.push_str(path.as_str());
-            self.push(kind, &full, value.as_ref())?;
+                for key in o.keys().filter(|k| !n.contains_key(*k)) {
+                    push_token(at, key);
+                    self.remove(at)?;
+                    at.truncate(len);
+                }
+            }
+            (Value::Array(o), Value::Array(n)) => {
+                for (i, (o, n)) in o.iter().zip(n).enumerate() {
+                    push_index(at, i);
+                    self.values(at, o, n)?;
+                    at.truncate(len);
+                }
+                for i in (n.len()..o.len()).rev() {
+                    push_index(at, i);
+                    self.remove(at)?;
+                    at.truncate(len);
+                }
+                for (i, value) in n.iter().enumerate().skip(o.len()) {
+                    push_index(at, i);
+                    self.add(at, value)?;
+                    at.truncate(len);
+                }
+            }
+            _ if old != new => self.push(OpKind::Replace, at, Some(new))?,
+            _ => {}
         }
         Ok(())
     }
@@ -342,23 +377,32 @@ impl Ops {
 
 /// `at` extended by a list index.
 fn indexed(at: &str, index: usize) -> String {
-    let mut buf = itoa::Buffer::new();
-    let index = buf.format(index);
-    let mut path = String::with_capacity(at.len() + index.len() + 1);
+    let mut path = String::with_capacity(at.len() + 4);
     path.push_str(at);
-    path.push('/');
-    path.push_str(index);
+    push_index(&mut path, index);
     path
 }
 
-/// `at` extended by one member name, escaped as JSON Pointer requires (`~` and `/`).
+/// `at` extended by one member name (see [`push_token`]).
 fn child(at: &str, name: &str) -> String {
     let mut path = String::with_capacity(at.len() + name.len() + 1);
     path.push_str(at);
+    push_token(&mut path, name);
+    path
+}
+
+/// Appends `/index` to a JSON Pointer.
+fn push_index(path: &mut String, index: usize) {
+    path.push('/');
+    path.push_str(itoa::Buffer::new().format(index));
+}
+
+/// Appends one member name to a JSON Pointer, escaped as it requires (`~` and `/`).
+fn push_token(path: &mut String, name: &str) {
     path.push('/');
     if !name.contains(['~', '/']) {
         path.push_str(name);
-        return path;
+        return;
     }
     for c in name.chars() {
         match c {
@@ -367,7 +411,6 @@ fn child(at: &str, name: &str) -> String {
             c => path.push(c),
         }
     }
-    path
 }
 
 #[cfg(test)]
@@ -381,6 +424,36 @@ mod tests {
             "/metadata/labels/a~1b~0c"
         );
         assert_eq!(child("", "spec"), "/spec");
+    }
+
+    #[test]
+    fn changed_values_are_diffed_member_by_member_and_element_by_element() {
+        let old = serde_json::json!({
+            "keep": 1, "gone": true, "a/b": {"x": "1", "y": "2"},
+            "list": [{"n": 1}, {"n": 2}, {"n": 3}], "short": [1], "kind": {"k": 1}
+        });
+        let new = serde_json::json!({
+            "keep": 1, "new": null, "a/b": {"x": "1", "y": "3"},
+            "list": [{"n": 1}, {"n": 9}], "short": [1, 2], "kind": [1]
+        });
+        let mut ops = Ops::default();
+        ops.whole("/spec/x", &old, &new).unwrap();
+        let patch = ops.finish();
+        let text = std::str::from_utf8(patch.json()).unwrap();
+        for op in [
+            r#"{"op":"replace","path":"/spec/x/a~1b/y","value":"3"}"#,
+            r#"{"op":"replace","path":"/spec/x/list/1/n","value":9}"#,
+            r#"{"op":"remove","path":"/spec/x/list/2"}"#,
+            r#"{"op":"add","path":"/spec/x/short/1","value":2}"#,
+            r#"{"op":"replace","path":"/spec/x/kind","value":[1]}"#,
+            r#"{"op":"remove","path":"/spec/x/gone"}"#,
+        ] {
+            assert!(text.contains(op), "{op} missing from {text}");
+        }
+        assert_eq!(patch.len(), 7, "{text}");
+        let mut doc = serde_json::json!({"spec": {"x": old}});
+        json_patch::patch(&mut doc, &patch.to_json_patch().unwrap()).unwrap();
+        assert_eq!(doc["spec"]["x"], new);
     }
 
     #[test]
