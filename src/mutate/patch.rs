@@ -362,11 +362,7 @@ impl Ops {
                     self.remove(at)?;
                     at.truncate(len);
                 }
-                for (i, value) in n.iter().enumerate().skip(o.len()) {
-                    push_index(at, i);
-                    self.add(at, value)?;
-                    at.truncate(len);
-                }
+                self.elements_after(at, o.len(), n)?;
             }
             _ if old != new => self.push(OpKind::Replace, at, Some(new))?,
             _ => {}

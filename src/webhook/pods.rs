@@ -56,7 +56,7 @@ struct SparkPodReview<'a> {
 }
 
 /// The review as far as the app cache takes it: answered when the pod is not a Spark pod of a
-/// job namespace, or when its app is cached (or there is no API to read it from).
+/// job namespace, or when its app is cached.
 fn from_cache<'a>(state: &WebhookState, body: &'a [u8]) -> Result<Step<'a>, ReviewError> {
     // The common case in one pass: the parts of the pod the rules read, typed straight from
     // the review's bytes. A review whose object does not read so takes the slower path that
@@ -106,8 +106,6 @@ fn from_cache<'a>(state: &WebhookState, body: &'a [u8]) -> Result<Step<'a>, Revi
     };
     Ok(match cached {
         Some(app) => Step::Answered(review.finish(state, Ok(Some(app)))),
-        // Offline (tests, benches): nothing to read it from.
-        None if state.client.is_none() => Step::Answered(review.finish(state, Ok(None))),
         None => Step::NotCached(Box::new(review)),
     })
 }
@@ -263,9 +261,9 @@ fn untyped(state: &WebhookState, body: &[u8]) -> Result<(ReviewResponse, Outcome
 }
 
 /// An app the reflector cache does not hold (created a moment ago, and the watch has not
-/// delivered it yet), read with one live GET within the live-read budget. Inner `Ok(None)`: it
-/// does not exist; inner `Err`: it cannot be known; outer `Err`: the budget is spent (answered
-/// 503).
+/// delivered it yet), read with one live GET within the live-read budget (offline, in tests
+/// and benches, it does not exist). Inner `Ok(None)`: it does not exist; inner `Err`: it cannot
+/// be known; outer `Err`: the budget is spent (answered 503).
 async fn read_live(
     state: &WebhookState,
     namespace: &str,
